@@ -1,0 +1,53 @@
+# One-command set-up, tests, demo and benchmark.
+#   make setup   Debian's QGIS (apt, when root and missing), .venv, pinned packages
+#   make test    setup + the whole test suite (pytest + pytest-qgis, offscreen)
+#   make demo    setup + scripts/demo.sh (headless qgis_process) into demo-output/
+#   make bench   setup + benchmarks/export_bench.py
+
+SHELL := /bin/bash
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-stamp
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv
+
+.PHONY: setup qgis venv test demo bench clean
+
+setup: qgis $(STAMP)
+
+# Debian's QGIS 3.22 (brings qgis_process, python3-qgis, GDAL, numpy 1.24).
+qgis:
+	@if ! $(SYSTEM_PYTHON) -c "import qgis.core" >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "QGIS python bindings not found: installing Debian's QGIS"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update && apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+	  else \
+	    echo "QGIS python bindings not found and not root: run as root, or" >&2; \
+	    echo "  sudo apt-get install -y --no-install-recommends $(APT_PACKAGES)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# A virtual environment made by QGIS's Python that still sees QGIS, GDAL and numpy.
+$(PY): | qgis
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+
+venv: $(PY)
+
+# pip runs only when requirements/constraints changed since the last install.
+$(STAMP): requirements.txt constraints.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests -q
+
+demo: setup
+	scripts/demo.sh
+
+bench: setup
+	$(PY) benchmarks/export_bench.py
+
+clean:
+	rm -rf demo-output benchmarks/output .pytest_cache .qgis-settings
