@@ -1,0 +1,103 @@
+"""What an export is asked to do: plain dataclasses, filled by the Processing
+algorithm, the command line or a script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+# Metadata formats in the order of the arcpy enumeration (INTERFACE.md).
+METADATA_FORMATS = (
+    "KITTI_rectangles",
+    "PASCAL_VOC_rectangles",
+    "Classified_Tiles",
+    "RCNN_Masks",
+    "Labeled_Tiles",
+    "MultiLabeled_Tiles",
+    "Export_Tiles",
+    "CycleGAN",
+    "Imagenet",
+    "Panoptic_Segmentation",
+)
+SUPPORTED_FORMATS = ("KITTI_rectangles", "PASCAL_VOC_rectangles", "Classified_Tiles", "Export_Tiles")
+# Formats that need no label data.
+UNLABELLED_FORMATS = ("Export_Tiles", "CycleGAN")
+IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
+REFERENCE_SYSTEMS = ("MAP_SPACE", "PIXEL_SPACE")
+
+
+class ExportError(ValueError):
+    """Bad input. ``parameter`` is the arcpy-style parameter name it concerns."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+
+class ExportCanceled(RuntimeError):
+    """The caller asked to stop; nothing of this run was left behind."""
+
+
+@dataclass
+class ClassInfo:
+    value: int
+    name: Optional[str] = None  # None: the value as text
+    color: Optional[Tuple[int, int, int]] = None  # None: [-1, -1, -1] (arcgis.learn picks one)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name else str(self.value)
+
+
+@dataclass
+class VectorLabels:
+    """Label features already in the raster's CRS (points/lines already buffered).
+
+    Geometries are kept as WKB and decoded per chip, so a large layer costs its
+    encoded size, not a Python object per vertex.
+    """
+
+    wkb: List[bytes]
+    values: Sequence[int]
+    classes: List[ClassInfo] = field(default_factory=list)  # names/colours; values seen are added
+
+
+@dataclass
+class RasterLabels:
+    """A classified (thematic) raster; read onto the chip grid by nearest neighbour."""
+
+    path: str
+    classes: List[ClassInfo] = field(default_factory=list)  # names/colours, e.g. from a palette
+    band: int = 1
+
+
+@dataclass
+class ExportConfig:
+    raster: str  # anything GDAL opens
+    out_folder: str
+    metadata_format: str = "PASCAL_VOC_rectangles"
+    labels: Optional[object] = None  # VectorLabels | RasterLabels | None
+    image_format: str = "TIFF"
+    tile_size_x: int = 256
+    tile_size_y: int = 256
+    stride_x: int = 128
+    stride_y: int = 128
+    output_nofeature_tiles: bool = False
+    start_index: int = 0
+    mask_wkb: Optional[List[bytes]] = None  # polygons in the raster's CRS
+    min_polygon_overlap_ratio: float = 0.0
+    reference_system: str = "MAP_SPACE"
+    raster2: Optional[str] = None
+    extent: Optional[Tuple[float, float, float, float]] = None  # xmin, ymin, xmax, ymax in the raster CRS
+    cell_size: Optional[float] = None  # map units of the raster CRS
+    workers: int = 0  # 0 = every core
+    band_names: Optional[List[str]] = None  # InputRastersProps.BandNames; default from the raster
+
+
+@dataclass
+class ExportResult:
+    out_folder: str
+    num_tiles: int  # chips written by this run
+    next_tile_index: int
+    classes: List[ClassInfo]

@@ -1,0 +1,186 @@
+"""Windowed reading of a raster on the chip grid, and writing of chips.
+
+Each worker thread opens its own dataset handles (GDAL handles are not shared
+between threads); reads are windowed so memory stays one chip per worker.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .config import ExportError
+from .grid import Grid, is_north_up
+
+# Chip file extension and GDAL driver for each IMAGE_CHIP_FORMAT.
+CHIP_FORMATS = {
+    "TIFF": ("tif", "GTiff"),
+    "PNG": ("png", "PNG"),
+    "JPEG": ("jpg", "JPEG"),
+    "MRF": ("mrf", "MRF"),
+}
+# Label rasters stay lossless: PNG next to JPEG chips, TIFF next to MRF chips.
+LABEL_FORMAT_FOR = {"TIFF": "TIFF", "PNG": "PNG", "JPEG": "PNG", "MRF": "TIFF"}
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the export needs to know about an input raster."""
+
+    path: str
+    count: int
+    dtype: str
+    nodata: Optional[float]
+    alpha_band: Optional[int]  # 0-based index of an alpha band, if any
+    descriptions: Tuple[str, ...]
+
+
+def open_raster(path: str, parameter: str):
+    try:
+        return rasterio.open(path)
+    except Exception as exc:  # rasterio raises several types; all mean "cannot read"
+        raise ExportError(parameter, f"cannot open {path!r} as a raster ({exc}); give a file GDAL can read") from None
+
+
+def describe(src, path: str) -> RasterInfo:
+    alpha = None
+    try:
+        interp = src.colorinterp
+        if ColorInterp.alpha in interp:
+            alpha = list(interp).index(ColorInterp.alpha)
+    except Exception:
+        pass
+    return RasterInfo(path, src.count, src.dtypes[0], src.nodata, alpha,
+                      tuple(d or "" for d in src.descriptions))
+
+
+def _aligned_offset(src, grid: Grid) -> Optional[Tuple[int, int]]:
+    """Pixel offset of the grid in ``src`` when no resampling is needed, else None."""
+    t = src.transform
+    if not is_north_up(t):
+        return (grid.source_col_off, grid.source_row_off) if grid.crs is None else None
+    if (src.crs or None) != (grid.crs or None):
+        return None
+    g = grid.transform
+    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
+        return None
+    col = (g.c - t.c) / t.a
+    row = (g.f - t.f) / t.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return int(round(col)), int(round(row))
+
+
+class GridReader:
+    """Reads windows of the chip grid from one raster, padding outside its edges.
+
+    ``read`` returns (data, inside) where ``inside`` (h, w) is False for padding.
+    Rasters on another grid or CRS are read through a GDAL warped VRT onto the grid.
+    """
+
+    def __init__(self, path: str, grid: Grid, resampling: Resampling, fill: Optional[float] = None,
+                 parameter: str = "IN_RASTER"):
+        self.src = open_raster(path, parameter)
+        self.grid = grid
+        offset = _aligned_offset(self.src, grid)
+        if offset is None:
+            self.ds = WarpedVRT(self.src, crs=grid.crs or self.src.crs, transform=grid.transform,
+                                width=grid.width, height=grid.height, resampling=resampling,
+                                src_nodata=self.src.nodata, nodata=self.src.nodata)
+            self.offset = (0, 0)
+        else:
+            self.ds = self.src
+            self.offset = offset
+        self.count = self.ds.count
+        self.dtype = self.src.dtypes[0]
+        self.nodata = self.src.nodata
+        # Padding outside the raster gets its NoData value (0 when it has none).
+        self.fill = fill if fill is not None else (self.nodata if self.nodata is not None else 0)
+
+    def read(self, col: int, row: int, width: int, height: int) -> Tuple[np.ndarray, np.ndarray]:
+        out = np.full((self.count, height, width), self.fill, dtype=self.dtype)
+        inside = np.zeros((height, width), dtype=bool)
+        # The part of the window that lies on the grid (and, when aligned, on the source).
+        oc, orow = self.offset
+        c0 = max(col, -oc)
+        r0 = max(row, -orow)
+        c1 = min(col + width, self.grid.width, self.ds.width - oc)
+        r1 = min(row + height, self.grid.height, self.ds.height - orow)
+        if c1 > c0 and r1 > r0:
+            win = Window(c0 + oc, r0 + orow, c1 - c0, r1 - r0)
+            out[:, r0 - row:r1 - row, c0 - col:c1 - col] = self.ds.read(window=win)
+            inside[r0 - row:r1 - row, c0 - col:c1 - col] = True
+        return out, inside
+
+    def close(self) -> None:
+        if self.ds is not self.src:
+            self.ds.close()
+        self.src.close()
+
+
+def valid_mask(data: np.ndarray, inside: np.ndarray, nodata: Optional[float], alpha_band: Optional[int]) -> np.ndarray:
+    """(bands, h, w) True where a pixel holds data: inside the raster, not NoData, not transparent."""
+    valid = np.broadcast_to(inside, data.shape).copy()
+    if nodata is not None:
+        valid &= ~np.isnan(data) if (isinstance(nodata, float) and math.isnan(nodata)) else data != nodata
+    elif data.dtype.kind == "f":
+        valid &= ~np.isnan(data)
+    if alpha_band is not None:
+        valid &= data[alpha_band] > 0
+    return valid
+
+
+def chip_profile(image_format: str, dtype: str, count: int, width: int, height: int, crs, transform: Affine,
+                 nodata: Optional[float]) -> dict:
+    _, driver = CHIP_FORMATS[image_format]
+    profile = dict(driver=driver, width=width, height=height, count=count, dtype=dtype, crs=crs,
+                   transform=transform)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if driver == "GTiff":
+        # What Pro writes: LZW GeoTIFF with a .tfw world file and internal tiles.
+        profile.update(compress="LZW", tfw="YES")
+        if width % 16 == 0 and height % 16 == 0:
+            profile.update(tiled=True, blockxsize=min(128, width), blockysize=min(128, height))
+    elif driver in ("PNG", "JPEG"):
+        profile.update(worldfile="YES")
+        if driver == "JPEG":
+            profile.update(quality=90)
+    elif driver == "MRF":
+        profile.update(compress="DEFLATE")
+    return profile
+
+
+def write_chip(path: str, data: np.ndarray, profile: dict) -> None:
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    if profile["driver"] == "MRF" and profile.get("crs") is not None:
+        # MRF keeps its georeferencing in the .mrf header; a world file helps other readers.
+        _write_world_file(os.path.splitext(path)[0] + ".mfw", profile["transform"])
+
+
+def _write_world_file(path: str, t: Affine) -> None:
+    # Lines 5-6 hold the centre of the upper-left pixel.
+    cx, cy = t * (0.5, 0.5)
+    with open(path, "w", newline="\n") as f:
+        f.write("".join(f"{v:.10f}\n" for v in (t.a, t.d, t.b, t.e, cx, cy)))
+
+
+def check_chip_format(image_format: str, info: RasterInfo, parameter: str = "IMAGE_CHIP_FORMAT") -> None:
+    if image_format not in CHIP_FORMATS:
+        raise ExportError(parameter, f"unknown image format {image_format!r}; use one of {', '.join(CHIP_FORMATS)}")
+    if image_format in ("PNG", "JPEG"):
+        allowed = (1, 3) if image_format == "JPEG" else (1, 2, 3)
+        if info.dtype != "uint8" or info.count not in allowed:
+            raise ExportError(parameter, f"{image_format} holds {' or '.join(map(str, allowed))} bands of 8-bit data; "
+                                         f"the raster {os.path.basename(info.path)!r} has {info.count} band(s) of "
+                                         f"{info.dtype}. Use TIFF or MRF, which keep any band count and data type")
