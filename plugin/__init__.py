@@ -1,0 +1,1 @@
+"""Desktop shell of the plugin: registration of the Processing provider."""

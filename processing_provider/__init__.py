@@ -1,0 +1,1 @@
+"""Processing provider ``deeplearningtools``: thin algorithms over ``dl_engine``."""

@@ -1,0 +1,131 @@
+"""Shared pieces of the provider's algorithms.
+
+- ``DeepLearningAlgorithm``: base class (names, groups, help, createInstance).
+- Enumerations whose option labels start with the arcpy keyword
+  (``keyword_enum`` / ``parameter_as_keyword``), as INTERFACE.md requires.
+- ``EngineFeedback``: the bridge from the engine's callbacks (progress fraction,
+  log line, is-canceled) to a ``QgsProcessingFeedback``.
+"""
+
+from typing import List, Sequence, Tuple
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+)
+
+GROUPS = {
+    "trainingdata": "Training data",
+    "training": "Training",
+    "inference": "Inference",
+}
+
+# Separates the arcpy keyword from its explanation in enum option labels.
+KEYWORD_SEPARATOR = " — "
+
+
+def keyword_label(keyword: str, explanation: str = "") -> str:
+    return f"{keyword}{KEYWORD_SEPARATOR}{explanation}" if explanation else keyword
+
+
+def label_keyword(label: str) -> str:
+    """The arcpy keyword an option label starts with."""
+    return label.split(KEYWORD_SEPARATOR, 1)[0].split(" ", 1)[0].strip()
+
+
+class KeywordEnum:
+    """An enumeration parameter whose labels start with arcpy keywords."""
+
+    def __init__(self, name: str, description: str, options: Sequence[Tuple[str, str]], default: str):
+        self.name = name
+        self.description = description
+        self.keywords: List[str] = [keyword for keyword, _ in options]
+        self.labels: List[str] = [keyword_label(k, e) for k, e in options]
+        self.default = default
+
+    def parameter(self) -> QgsProcessingParameterEnum:
+        return QgsProcessingParameterEnum(
+            self.name,
+            self.description,
+            options=self.labels,
+            allowMultiple=False,
+            defaultValue=self.keywords.index(self.default),
+        )
+
+    def keyword(self, algorithm: QgsProcessingAlgorithm, parameters, context) -> str:
+        index = algorithm.parameterAsEnum(parameters, self.name, context)
+        if not 0 <= index < len(self.keywords):
+            raise QgsProcessingException(
+                f"{self.name}: option {index} does not exist; "
+                f"use an index 0–{len(self.keywords) - 1}: {self.help_list()}"
+            )
+        return self.keywords[index]
+
+    def help_list(self) -> str:
+        return ", ".join(f"{i} = {k}" for i, k in enumerate(self.keywords))
+
+
+def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return parameter
+
+
+class EngineFeedback:
+    """Callbacks for the engine (``progress``, ``log``, ``is_canceled``).
+
+    Plain callables, so ``dl_engine`` never sees a Qt object.
+    """
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+
+    def progress(self, fraction: float) -> None:
+        if self.feedback is not None:
+            self.feedback.setProgress(max(0.0, min(100.0, 100.0 * float(fraction))))
+
+    def log(self, message: str) -> None:
+        if self.feedback is not None:
+            self.feedback.pushInfo(str(message))
+
+    def is_canceled(self) -> bool:
+        return self.feedback is not None and self.feedback.isCanceled()
+
+
+class DeepLearningAlgorithm(QgsProcessingAlgorithm):
+    """Base of the provider's algorithms: subclasses set the class attributes."""
+
+    ALGORITHM_ID = ""
+    DISPLAY_NAME = ""
+    GROUP_ID = ""
+    HELP = ""
+    TAGS: Sequence[str] = ()
+
+    def name(self):
+        return self.ALGORITHM_ID
+
+    def displayName(self):  # noqa: N802 (QGIS API name)
+        return self.DISPLAY_NAME
+
+    def group(self):
+        return GROUPS[self.GROUP_ID]
+
+    def groupId(self):  # noqa: N802 (QGIS API name)
+        return self.GROUP_ID
+
+    def tags(self):
+        return list(self.TAGS)
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API name)
+        return self.HELP
+
+    def createInstance(self):  # noqa: N802 (QGIS API name)
+        return type(self)()
+
+    @staticmethod
+    def optional_number(algorithm_parameters, name: str) -> bool:
+        """Whether an optional parameter was given a value (not None/empty)."""
+        value = algorithm_parameters.get(name)
+        return value is not None and not (isinstance(value, str) and not value.strip())
+

@@ -1,0 +1,388 @@
+"""deeplearningtools:exporttrainingdatafordeeplearning — Export Training Data For Deep Learning.
+
+Thin: resolves QGIS layers and parameters into a ``dl_engine.export.ExportConfig``
+(see ``layer_inputs``) and runs ``dl_engine.export.run_export`` with a feedback
+bridge. Rules about tile sizes, formats, folders, extents live in the engine.
+"""
+
+import dataclasses
+import traceback
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+
+from .base import DeepLearningAlgorithm, EngineFeedback, KeywordEnum, advanced
+
+CANCELED_MESSAGE = "Export canceled: nothing was written"
+
+IMAGE_CHIP_FORMAT = KeywordEnum(
+    "IMAGE_CHIP_FORMAT",
+    "Image format",
+    [
+        ("TIFF", "GeoTIFF, any band count and data type"),
+        ("PNG", "at most 3 bands of 8-bit data"),
+        ("JPEG", "at most 3 bands of 8-bit data, lossy"),
+        ("MRF", "Meta Raster Format"),
+    ],
+    "TIFF",
+)
+
+# Same order as the arcpy enumeration and dl_engine.export.config.METADATA_FORMATS.
+METADATA_FORMAT = KeywordEnum(
+    "METADATA_FORMAT",
+    "Metadata format",
+    [
+        ("KITTI_rectangles", "object detection, KITTI label text files"),
+        ("PASCAL_VOC_rectangles", "object detection, PASCAL VOC XML files"),
+        ("Classified_Tiles", "pixel classification, one class-value raster per chip"),
+        ("RCNN_Masks", "instance segmentation masks (not supported yet)"),
+        ("Labeled_Tiles", "one class per chip (not supported yet)"),
+        ("MultiLabeled_Tiles", "several classes per chip (not supported yet)"),
+        ("Export_Tiles", "image chips without labels"),
+        ("CycleGAN", "unpaired image translation (not supported yet)"),
+        ("Imagenet", "object classification (not supported yet)"),
+        ("Panoptic_Segmentation", "panoptic segmentation (not supported yet)"),
+    ],
+    "PASCAL_VOC_rectangles",
+)
+
+REFERENCE_SYSTEM = KeywordEnum(
+    "REFERENCE_SYSTEM",
+    "Reference system",
+    [
+        ("MAP_SPACE", "map coordinates"),
+        ("PIXEL_SPACE", "image (pixel) coordinates"),
+    ],
+    "MAP_SPACE",
+)
+
+PROCESSING_MODE = KeywordEnum(
+    "PROCESSING_MODE",
+    "Processing mode",
+    [
+        ("PROCESS_AS_MOSAICKED_IMAGE", "the raster as one mosaicked image"),
+        ("PROCESS_ITEMS_SEPARATELY", "each file of a VRT/mosaic as its own image"),
+    ],
+    "PROCESS_AS_MOSAICKED_IMAGE",
+)
+
+CROP_MODE = KeywordEnum(
+    "CROP_MODE",
+    "Crop mode (Labeled_Tiles, MultiLabeled_Tiles)",
+    [
+        ("FIXED_SIZE", "chips of the tile size centred on each feature"),
+        ("BOUNDING_BOX", "chips cropped to each feature's bounding box"),
+    ],
+    "FIXED_SIZE",
+)
+
+ENUMS = (IMAGE_CHIP_FORMAT, METADATA_FORMAT, REFERENCE_SYSTEM, PROCESSING_MODE, CROP_MODE)
+
+
+def _keyword_help(enum: KeywordEnum) -> str:
+    return f"<b>{enum.name}</b>: " + ", ".join(f"{i} = <code>{k}</code>" for i, k in enumerate(enum.keywords))
+
+
+HELP = f"""
+<p>Converts a raster and labelled features (or a classified raster) into image chips
+and labels in the folder layout of ArcGIS Pro's <i>Export Training Data For Deep Learning</i>
+(images/, labels/, map.txt, stats.txt, esri_accumulated_stats.json, esri_model_definition.emd),
+ready for <i>Train Deep Learning Model</i> here or arcgis.learn.</p>
+<p>Supported metadata formats: <code>Classified_Tiles</code>, <code>PASCAL_VOC_rectangles</code>,
+<code>KITTI_rectangles</code> and <code>Export_Tiles</code>; the others are not supported yet.</p>
+<p>Enumerations are passed by index; each option label starts with the arcpy keyword:</p>
+<ul>
+<li>{_keyword_help(IMAGE_CHIP_FORMAT)}</li>
+<li>{_keyword_help(METADATA_FORMAT)}</li>
+<li>{_keyword_help(REFERENCE_SYSTEM)}</li>
+<li>{_keyword_help(PROCESSING_MODE)}</li>
+<li>{_keyword_help(CROP_MODE)}</li>
+</ul>
+<p><b>IN_CLASS_DATA</b>: polygons, lines, points (with <b>BUFFER_RADIUS</b>, in the label layer's
+units) from any provider and CRS (reprojected to the raster's), or a classified raster.
+Required for every format but Export_Tiles. Invalid geometries are made valid.</p>
+<p><b>CLASS_VALUE_FIELD</b>: integer class values ≥ 0. If empty, a field named
+<code>classvalue</code> or <code>value</code> (any case) is used; if there is none, every feature is
+class 1. Class names come from a <code>classname</code>/<code>class_name</code> field, colours from
+a categorized renderer on the class field (or a paletted renderer of a classified raster).</p>
+<p><b>OUT_FOLDER</b> must be empty or absent, unless <b>START_INDEX</b> &gt; 0 appends to an
+earlier export of the same format and tile size. <b>OUTPUT_NOFEATURE_TILES</b> false writes
+only chips that contain features. <b>IN_MASK_POLYGONS</b>: only chips completely inside
+these polygons. <b>MIN_POLYGON_OVERLAP_RATIO</b>: drop a feature from a chip when less than
+this share of it lies inside. <b>IN_RASTER2</b>: an additional raster written to images2/.</p>
+<p>Advanced: <b>EXTENT</b> limits the export (ArcGIS Extent environment), <b>CELL_SIZE</b>
+resamples to this resolution (map units; empty or 0 = the raster's),
+<b>PARALLEL_PROCESSING_FACTOR</b> is the worker count (0 = every core).</p>
+<p>Outputs: <b>OUT_FOLDER</b> and <b>NUM_TILES</b> (chips written by this run).</p>
+"""
+
+
+class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
+    ALGORITHM_ID = "exporttrainingdatafordeeplearning"
+    DISPLAY_NAME = "Export Training Data For Deep Learning"
+    GROUP_ID = "trainingdata"
+    HELP = HELP
+    TAGS = (
+        "deep learning", "training data", "image chips", "tiles", "labels", "export",
+        "Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles", "Export_Tiles",
+        "segmentation", "object detection", "arcgis", "arcpy",
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        number = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterRasterLayer("IN_RASTER", "Input raster"))
+        self.addParameter(QgsProcessingParameterFolderDestination("OUT_FOLDER", "Output folder"))
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                "IN_CLASS_DATA",
+                "Input feature class or classified raster",
+                optional=True,
+                types=[QgsProcessing.TypeVectorAnyGeometry, QgsProcessing.TypeRaster],
+            )
+        )
+        self.addParameter(IMAGE_CHIP_FORMAT.parameter())
+        self.addParameter(number("TILE_SIZE_X", "Tile size X (pixels)", number.Integer, 256))
+        self.addParameter(number("TILE_SIZE_Y", "Tile size Y (pixels)", number.Integer, 256))
+        self.addParameter(number("STRIDE_X", "Stride X (pixels)", number.Integer, 128))
+        self.addParameter(number("STRIDE_Y", "Stride Y (pixels)", number.Integer, 128))
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "OUTPUT_NOFEATURE_TILES", "Output tiles without features (false: only tiles with features)", False
+            )
+        )
+        self.addParameter(METADATA_FORMAT.parameter())
+        self.addParameter(number("START_INDEX", "Start index (> 0 appends to an earlier export)", number.Integer, 0))
+        self.addParameter(
+            QgsProcessingParameterField(
+                "CLASS_VALUE_FIELD",
+                "Class value field",
+                parentLayerParameterName="IN_CLASS_DATA",
+                type=QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(number("BUFFER_RADIUS", "Buffer radius (label layer units)", number.Double, 0.0))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "IN_MASK_POLYGONS", "Mask polygons", [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(number("ROTATION_ANGLE", "Rotation angle (degrees)", number.Double, 0.0))
+        self.addParameter(REFERENCE_SYSTEM.parameter())
+        self.addParameter(PROCESSING_MODE.parameter())
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "BLACKEN_AROUND_FEATURE", "Blacken around feature (Labeled_Tiles, MultiLabeled_Tiles)", False
+            )
+        )
+        self.addParameter(CROP_MODE.parameter())
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(
+                "IN_RASTER2", "Additional input raster (written to images2/)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                "IN_INSTANCE_DATA",
+                "Instance data (Panoptic_Segmentation)",
+                optional=True,
+                types=[QgsProcessing.TypeVectorAnyGeometry, QgsProcessing.TypeRaster],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                "INSTANCE_CLASS_VALUE_FIELD",
+                "Instance class value field",
+                parentLayerParameterName="IN_INSTANCE_DATA",
+                type=QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            number("MIN_POLYGON_OVERLAP_RATIO", "Minimum polygon overlap ratio (0–1)", number.Double, 0.0)
+        )
+        self.addParameter(advanced(QgsProcessingParameterExtent("EXTENT", "Processing extent", optional=True)))
+        self.addParameter(
+            advanced(
+                number("CELL_SIZE", "Cell size (map units; empty = the raster's)", number.Double, None, optional=True)
+            )
+        )
+        self.addParameter(
+            advanced(
+                number("PARALLEL_PROCESSING_FACTOR", "Parallel processing factor (workers, 0 = all cores)",
+                       number.Integer, 0)
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("NUM_TILES", "Number of chips written"))
+
+    # ------------------------------------------------------------------
+    def build_config(self, parameters, context, feedback):
+        """The ``ExportConfig`` for these parameters (QGIS-layer checks only)."""
+        from dl_engine.export.config import ExportConfig
+
+        from . import layer_inputs
+
+        raster_layer = self.parameterAsRasterLayer(parameters, "IN_RASTER", context)
+        if raster_layer is None:
+            raise QgsProcessingException(
+                f"IN_RASTER: cannot open the raster {parameters.get('IN_RASTER')!r}; give a raster layer or file"
+            )
+        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", feedback)
+        raster_crs = raster_layer.crs()
+        transform_context = context.transformContext()
+
+        out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context)
+        if not out_folder:
+            raise QgsProcessingException("OUT_FOLDER: give the folder to write the export to")
+
+        metadata_format = METADATA_FORMAT.keyword(self, parameters, context)
+
+        extent = None
+        if parameters.get("EXTENT") not in (None, ""):
+            extent_rect = self.parameterAsExtent(parameters, "EXTENT", context, raster_crs)
+            extent = layer_inputs.rectangle_tuple(extent_rect)
+        label_rect = QgsRectangle(raster_layer.extent())
+        if extent is not None:
+            label_rect = label_rect.intersect(QgsRectangle(*extent))
+            if label_rect.isEmpty():
+                label_rect = QgsRectangle(*extent)  # no overlap: the engine says so, naming EXTENT
+
+        labels = None
+        class_layer = self.parameterAsLayer(parameters, "IN_CLASS_DATA", context)
+        if parameters.get("IN_CLASS_DATA") not in (None, "") and class_layer is None:
+            raise QgsProcessingException(
+                f"IN_CLASS_DATA: cannot open {parameters.get('IN_CLASS_DATA')!r}; give a vector layer "
+                f"(polygons, points, lines) or a classified raster"
+            )
+        if isinstance(class_layer, QgsVectorLayer):
+            field_name = self.parameterAsString(parameters, "CLASS_VALUE_FIELD", context) or None
+            labels = layer_inputs.vector_labels(
+                class_layer,
+                raster_crs,
+                label_rect,
+                transform_context,
+                field_name=field_name,
+                buffer_radius=self.parameterAsDouble(parameters, "BUFFER_RADIUS", context),
+                feedback=feedback,
+            )
+        elif isinstance(class_layer, QgsRasterLayer):
+            labels = layer_inputs.raster_labels(class_layer, "IN_CLASS_DATA", feedback)
+        elif class_layer is not None:
+            raise QgsProcessingException(
+                f"IN_CLASS_DATA: layer '{class_layer.name()}' is neither a vector nor a raster layer"
+            )
+
+        mask_wkb = None
+        if parameters.get("IN_MASK_POLYGONS") not in (None, ""):
+            mask_source = self.parameterAsSource(parameters, "IN_MASK_POLYGONS", context)
+            if mask_source is None:
+                raise QgsProcessingException(
+                    f"IN_MASK_POLYGONS: cannot open {parameters.get('IN_MASK_POLYGONS')!r}; give a polygon layer"
+                )
+            mask_wkb = layer_inputs.mask_polygons(mask_source, raster_crs, label_rect, transform_context, feedback)
+
+        raster2 = None
+        if parameters.get("IN_RASTER2") not in (None, ""):
+            raster2_layer = self.parameterAsRasterLayer(parameters, "IN_RASTER2", context)
+            if raster2_layer is None:
+                raise QgsProcessingException(
+                    f"IN_RASTER2: cannot open the raster {parameters.get('IN_RASTER2')!r}"
+                )
+            raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", feedback)
+
+        cell_size = None
+        if self.optional_number(parameters, "CELL_SIZE"):
+            cell_size = self.parameterAsDouble(parameters, "CELL_SIZE", context) or None
+
+        values = dict(
+            raster=raster_path,
+            out_folder=out_folder,
+            metadata_format=metadata_format,
+            labels=labels,
+            image_format=IMAGE_CHIP_FORMAT.keyword(self, parameters, context),
+            tile_size_x=self.parameterAsInt(parameters, "TILE_SIZE_X", context),
+            tile_size_y=self.parameterAsInt(parameters, "TILE_SIZE_Y", context),
+            stride_x=self.parameterAsInt(parameters, "STRIDE_X", context),
+            stride_y=self.parameterAsInt(parameters, "STRIDE_Y", context),
+            output_nofeature_tiles=self.parameterAsBool(parameters, "OUTPUT_NOFEATURE_TILES", context),
+            start_index=self.parameterAsInt(parameters, "START_INDEX", context),
+            mask_wkb=mask_wkb,
+            min_polygon_overlap_ratio=self.parameterAsDouble(parameters, "MIN_POLYGON_OVERLAP_RATIO", context),
+            reference_system=REFERENCE_SYSTEM.keyword(self, parameters, context),
+            raster2=raster2,
+            extent=extent,
+            cell_size=cell_size,
+            workers=self.parameterAsInt(parameters, "PARALLEL_PROCESSING_FACTOR", context),
+            band_names=layer_inputs.raster_band_names(raster_layer),
+        )
+
+        # Parameters the engine does not take yet: pass them when it grows the field,
+        # otherwise accept only their defaults (they matter for other formats).
+        engine_fields = {f.name for f in dataclasses.fields(ExportConfig)}
+        rotation = self.parameterAsDouble(parameters, "ROTATION_ANGLE", context)
+        processing_mode = PROCESSING_MODE.keyword(self, parameters, context)
+        later = {
+            "rotation_angle": ("ROTATION_ANGLE", rotation, rotation == 0),
+            "processing_mode": ("PROCESSING_MODE", processing_mode, processing_mode == PROCESSING_MODE.default),
+            "blacken_around_feature": (
+                "BLACKEN_AROUND_FEATURE",
+                self.parameterAsBool(parameters, "BLACKEN_AROUND_FEATURE", context),
+                True,  # only used by Labeled_Tiles / MultiLabeled_Tiles
+            ),
+            "crop_mode": ("CROP_MODE", CROP_MODE.keyword(self, parameters, context), True),
+        }
+        for field, (parameter, value, harmless) in later.items():
+            if field in engine_fields:
+                values[field] = value
+            elif not harmless:
+                raise QgsProcessingException(
+                    f"{parameter}: {value} is not supported yet; leave {parameter} at its default"
+                )
+        if parameters.get("IN_INSTANCE_DATA") not in (None, "") and "instance_labels" not in engine_fields:
+            feedback.pushWarning(
+                "IN_INSTANCE_DATA is used by Panoptic_Segmentation only (not supported yet); ignored"
+            )
+        return ExportConfig(**values)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        try:
+            from dl_engine.export import run_export
+            from dl_engine.export.config import ExportCanceled, ExportError
+        except ImportError as error:
+            raise QgsProcessingException(
+                f"The export engine cannot be loaded ({error}). The plugin needs the Python packages "
+                f"rasterio, shapely and affine in QGIS's Python: see the plugin's README "
+                f"(pip install -r requirements.txt)."
+            ) from error
+
+        config = self.build_config(parameters, context, feedback)
+        if feedback.isCanceled():
+            raise QgsProcessingException(CANCELED_MESSAGE)
+        bridge = EngineFeedback(feedback)
+        try:
+            result = run_export(config, progress=bridge.progress, is_canceled=bridge.is_canceled, log=bridge.log)
+        except ExportError as error:
+            raise QgsProcessingException(str(error)) from error
+        except ExportCanceled as error:
+            raise QgsProcessingException(CANCELED_MESSAGE) from error
+        except QgsProcessingException:
+            raise
+        except Exception as error:  # engine fault: a message, the traceback only in the log
+            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(f"Export failed: {type(error).__name__}: {error}") from error
+        feedback.pushInfo(f"{result.num_tiles} chips written to {result.out_folder}")
+        return {"OUT_FOLDER": result.out_folder, "NUM_TILES": result.num_tiles}

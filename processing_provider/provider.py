@@ -1,0 +1,51 @@
+"""The Processing provider ``deeplearningtools`` ("Deep learning tools")."""
+
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .export_training_data import ExportTrainingDataForDeepLearning
+
+PROVIDER_ID = "deeplearningtools"
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def plugin_version():
+    """``version`` from metadata.txt (no configparser interpolation surprises)."""
+    try:
+        with open(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() == "version":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+class DeepLearningToolsProvider(QgsProcessingProvider):
+    # Order in the Toolbox does not matter; one class per algorithm module.
+    ALGORITHMS = (ExportTrainingDataForDeepLearning,)
+
+    def id(self):
+        return PROVIDER_ID
+
+    def name(self):
+        return "Deep learning tools"
+
+    def longName(self):  # noqa: N802 (QGIS API name)
+        return f"Deep learning tools {plugin_version()}".strip()
+
+    def versionInfo(self):  # noqa: N802 (QGIS API name)
+        return plugin_version()
+
+    def icon(self):
+        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+
+    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+        return os.path.join(PLUGIN_DIR, "icon.svg")
+
+    def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
+        for algorithm_class in self.ALGORITHMS:
+            self.addAlgorithm(algorithm_class())

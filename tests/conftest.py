@@ -1,0 +1,48 @@
+"""Shared test set-up.
+
+- The repository root is the plugin folder ``deep_learning_tools``: a temporary
+  directory holding a symlink of that name is put on ``sys.path`` (and is what
+  ``QGIS_PLUGINPATH`` points at for ``qgis_process``).
+- The repository root is on ``sys.path`` for ``import dl_engine`` (as the plugin's
+  ``__init__`` does inside QGIS).
+- Tests run headless (``QT_QPA_PLATFORM=offscreen``; ``make test`` sets it before
+  pytest-qgis starts its QgsApplication).
+"""
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+PLUGIN_NAME = "deep_learning_tools"
+
+PLUGIN_PARENT = Path(tempfile.mkdtemp(prefix="dlt-plugins-"))
+(PLUGIN_PARENT / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
+atexit.register(shutil.rmtree, str(PLUGIN_PARENT), True)
+
+if str(PLUGIN_PARENT) not in sys.path:
+    sys.path.insert(0, str(PLUGIN_PARENT))
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+
+@pytest.fixture(scope="session")
+def plugin_parent() -> Path:
+    """Directory holding ``deep_learning_tools`` → the repository (for QGIS_PLUGINPATH)."""
+    return PLUGIN_PARENT
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A writable copy of tests/data (GeoPackages get -wal files when opened)."""
+    target = tmp_path_factory.mktemp("data")
+    shutil.copytree(DATA, target, dirs_exist_ok=True)
+    return target

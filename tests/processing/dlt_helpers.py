@@ -1,0 +1,44 @@
+"""Helpers for the Processing tests (imported by the test modules)."""
+
+import glob
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+
+PROVIDER_ID = "deeplearningtools"
+EXPORT_ALG = "deeplearningtools:exporttrainingdatafordeeplearning"
+PLUGIN_NAME = "deep_learning_tools"
+
+
+def keyword_index(algorithm, parameter, keyword):
+    """Index of an enum option by its arcpy keyword (how a script should find it)."""
+    options = algorithm.parameterDefinition(parameter).options()
+    for index, label in enumerate(options):
+        if label.split(" ", 1)[0] == keyword:
+            return index
+    raise KeyError(f"{parameter} has no option {keyword}: {options}")
+
+
+def chips(folder, sub="images"):
+    return sorted(
+        p for p in glob.glob(os.path.join(folder, sub, "*"))
+        if os.path.splitext(p)[1].lower() in (".tif", ".png", ".jpg", ".mrf")
+    )
+
+
+def voc_boxes(xml_path):
+    """[(name, xmin, ymin, xmax, ymax)] from a PASCAL VOC file."""
+    root = ET.parse(xml_path).getroot()
+    boxes = []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        boxes.append(
+            (
+                obj.findtext("name"),
+                *(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")),
+            )
+        )
+    return boxes
