@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -15,6 +16,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -151,21 +153,26 @@ def chip_profile(image_format: str, dtype: str, count: int, width: int, height: 
         profile.update(compress="LZW", tfw="YES")
         if width % 16 == 0 and height % 16 == 0:
             profile.update(tiled=True, blockxsize=min(128, width), blockysize=min(128, height))
-    elif driver in ("PNG", "JPEG"):
-        profile.update(worldfile="YES")
-        if driver == "JPEG":
-            profile.update(quality=90)
+    elif driver == "JPEG":
+        profile.update(quality=90)
     elif driver == "MRF":
         profile.update(compress="DEFLATE")
     return profile
 
 
+# World files GDAL does not name as Esri does (.wld) are written here; GTiff writes its .tfw itself.
+WORLD_FILE_EXT = {"PNG": ".pgw", "JPEG": ".jgw", "MRF": ".mfw"}
+
+
 def write_chip(path: str, data: np.ndarray, profile: dict) -> None:
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    if profile["driver"] == "MRF" and profile.get("crs") is not None:
-        # MRF keeps its georeferencing in the .mrf header; a world file helps other readers.
-        _write_world_file(os.path.splitext(path)[0] + ".mfw", profile["transform"])
+    with warnings.catch_warnings():
+        # PIXEL_SPACE chip 0 has a flipped identity transform; that is intended.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+    ext = WORLD_FILE_EXT.get(profile["driver"])
+    if ext:
+        _write_world_file(os.path.splitext(path)[0] + ext, profile["transform"])
 
 
 def _write_world_file(path: str, t: Affine) -> None:
