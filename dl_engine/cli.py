@@ -1,0 +1,69 @@
+"""Command line of the engine (no QGIS): ``python -m dl_engine export --help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from .export import (IMAGE_FORMATS, METADATA_FORMATS, REFERENCE_SYSTEMS, ExportCanceled, ExportConfig, ExportError,
+                     RasterLabels, VectorLabels, run_export)
+from .export.geojson_labels import read_geojson_labels
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="Export Training Data For Deep Learning")
+    p.add_argument("--raster", required=True, help="input raster (anything GDAL opens)")
+    p.add_argument("--out-folder", required=True)
+    p.add_argument("--format", default="PASCAL_VOC_rectangles", choices=METADATA_FORMATS)
+    p.add_argument("--labels", help="GeoJSON label features (reprojected to the raster's CRS)")
+    p.add_argument("--class-field", help="property with integer class values (default classvalue/value, else 1)")
+    p.add_argument("--buffer-radius", type=float, default=0.0, help="buffer in the label file's units")
+    p.add_argument("--class-raster", help="classified raster as labels (instead of --labels)")
+    p.add_argument("--image-format", default="TIFF", choices=IMAGE_FORMATS)
+    p.add_argument("--tile-size", type=int, nargs=2, default=(256, 256), metavar=("X", "Y"))
+    p.add_argument("--stride", type=int, nargs=2, default=(128, 128), metavar=("X", "Y"))
+    p.add_argument("--output-nofeature-tiles", action="store_true")
+    p.add_argument("--start-index", type=int, default=0)
+    p.add_argument("--min-polygon-overlap-ratio", type=float, default=0.0)
+    p.add_argument("--reference-system", default="MAP_SPACE", choices=REFERENCE_SYSTEMS)
+    p.add_argument("--raster2")
+    p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
+    p.add_argument("--cell-size", type=float)
+    p.add_argument("--workers", type=int, default=0)
+
+
+def _run_export(a) -> int:
+    labels = None
+    if a.labels:
+        wkb, values, classes = read_geojson_labels(a.labels, a.raster, a.class_field, a.buffer_radius)
+        labels = VectorLabels(wkb, values, classes)
+    elif a.class_raster:
+        labels = RasterLabels(a.class_raster)
+    config = ExportConfig(
+        raster=a.raster, out_folder=a.out_folder, metadata_format=a.format, labels=labels,
+        image_format=a.image_format, tile_size_x=a.tile_size[0], tile_size_y=a.tile_size[1],
+        stride_x=a.stride[0], stride_y=a.stride[1], output_nofeature_tiles=a.output_nofeature_tiles,
+        start_index=a.start_index, min_polygon_overlap_ratio=a.min_polygon_overlap_ratio,
+        reference_system=a.reference_system, raster2=a.raster2, extent=tuple(a.extent) if a.extent else None,
+        cell_size=a.cell_size, workers=a.workers)
+    result = run_export(config, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({"out_folder": result.out_folder, "num_tiles": result.num_tiles,
+                      "next_tile_index": result.next_tile_index}))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dl_engine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _export_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return _run_export(args)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ExportCanceled, KeyboardInterrupt):
+        print("canceled: nothing was written", file=sys.stderr)
+        return 130
