@@ -241,9 +241,9 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             raise QgsProcessingException(
                 f"IN_RASTER: cannot open the raster {parameters.get('IN_RASTER')!r}; give a raster layer or file"
             )
-        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", feedback)
-        raster_crs = raster_layer.crs()
         transform_context = context.transformContext()
+        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback)
+        raster_crs = raster_layer.crs()
 
         out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context)
         if not out_folder:
@@ -280,7 +280,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 feedback=feedback,
             )
         elif isinstance(class_layer, QgsRasterLayer):
-            labels = layer_inputs.raster_labels(class_layer, "IN_CLASS_DATA", feedback)
+            labels = layer_inputs.raster_labels(class_layer, "IN_CLASS_DATA", transform_context, feedback)
         elif class_layer is not None:
             raise QgsProcessingException(
                 f"IN_CLASS_DATA: layer '{class_layer.name()}' is neither a vector nor a raster layer"
@@ -302,7 +302,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 raise QgsProcessingException(
                     f"IN_RASTER2: cannot open the raster {parameters.get('IN_RASTER2')!r}"
                 )
-            raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", feedback)
+            raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", transform_context, feedback)
 
         cell_size = None
         if self.optional_number(parameters, "CELL_SIZE"):
@@ -384,5 +384,4 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         except Exception as error:  # engine fault: a message, the traceback only in the log
             feedback.pushDebugInfo(traceback.format_exc())
             raise QgsProcessingException(f"Export failed: {type(error).__name__}: {error}") from error
-        feedback.pushInfo(f"{result.num_tiles} chips written to {result.out_folder}")
         return {"OUT_FOLDER": result.out_folder, "NUM_TILES": result.num_tiles}

@@ -18,6 +18,7 @@ from qgis.core import (
     QgsPalettedRasterRenderer,
     QgsProcessingException,
     QgsProcessingUtils,
+    QgsProject,
     QgsRasterFileWriter,
     QgsRasterLayer,
     QgsRasterPipe,
@@ -37,7 +38,7 @@ CLASS_NAME_FIELD_NAMES = ("classname", "class_name")
 # ---------------------------------------------------------------------------
 
 
-def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, feedback=None) -> str:
+def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None) -> str:
     """A path GDAL opens for ``layer``: its source for the GDAL provider, else a
     temporary GeoTIFF written through QGIS (WMS, WCS, virtual rasters, ...)."""
     if layer is None or not layer.isValid():
@@ -57,12 +58,44 @@ def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, feedback=None) ->
     writer = QgsRasterFileWriter(path)
     writer.setOutputFormat("GTiff")
     writer.setCreateOptions(["COMPRESS=LZW", "TILED=YES", "BIGTIFF=IF_SAFER"])
-    error = writer.writeRaster(pipe, provider.xSize(), provider.ySize(), provider.extent(), provider.crs())
+    if transform_context is None:
+        transform_context = QgsProject.instance().transformContext()
+    error = writer.writeRaster(
+        pipe, provider.xSize(), provider.ySize(), provider.extent(), provider.crs(), transform_context
+    )
     if error != QgsRasterFileWriter.NoError:
         raise QgsProcessingException(
             f"{parameter}: writing layer '{layer.name()}' to a temporary GeoTIFF failed (error {error})"
         )
+    _mark_float_nodata(path)
     return path
+
+
+# What QGIS writes into float pixels that are NoData when the source declares no
+# NoData value (virtual rasters, raster calculator): -FLT_MAX.
+QGIS_FLOAT_NODATA = -3.4028234663852886e38
+
+
+def _mark_float_nodata(path: str) -> None:
+    """Declare QGIS's float NoData value on float bands written without one.
+
+    QgsRasterFileWriter (3.22) writes NoData pixels of providers without a source
+    NoData value as -FLT_MAX but does not declare it; undeclared, those pixels
+    would count as data in the export's statistics.
+    """
+    try:
+        from osgeo import gdal
+    except ImportError:  # pragma: no cover
+        return
+    dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_UPDATE)
+    if dataset is None:
+        return
+    for index in range(1, dataset.RasterCount + 1):
+        band = dataset.GetRasterBand(index)
+        if band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64) and band.GetNoDataValue() is None:
+            band.SetNoDataValue(QGIS_FLOAT_NODATA)
+        band = None
+    dataset = None
 
 
 def raster_band_names(layer: QgsRasterLayer) -> Optional[List[str]]:
@@ -105,8 +138,8 @@ def paletted_classes(layer: QgsRasterLayer) -> Tuple[List[ClassInfo], int]:
     return classes, renderer.band()
 
 
-def raster_labels(layer: QgsRasterLayer, parameter: str, feedback=None) -> RasterLabels:
-    path = raster_to_gdal_path(layer, parameter, feedback)
+def raster_labels(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None) -> RasterLabels:
+    path = raster_to_gdal_path(layer, parameter, transform_context, feedback)
     classes, band = paletted_classes(layer)
     if layer.providerType() != "gdal":
         band = 1 if layer.bandCount() == 1 else band
