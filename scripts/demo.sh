@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Headless demo: the plugin's algorithms through qgis_process on the sample data the
+# repository carries (tests/data), writing into demo-output/.
+#   1. trees_osbs/OSBS_029.tif (RGB) + trees.gpkg       → PASCAL_VOC_rectangles
+#   2. elevation/dsm.tif (Float32) + buildings.geojson  → Classified_Tiles
+#      (the buildings are in EPSG:4326, reprojected to the raster's UTM zone)
+# Later issues extend it with training and inference.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+OUT="$REPO/demo-output"
+DATA="$REPO/tests/data"
+PY="$REPO/.venv/bin/python"
+QGIS_PROCESS=/usr/bin/qgis_process.bin   # not the Debian wrapper: it adds --noversioncheck, which qgis_process rejects
+
+[ -x "$PY" ] || { echo "no .venv: run 'make setup' first" >&2; exit 1; }
+[ -x "$QGIS_PROCESS" ] || { echo "$QGIS_PROCESS not found: run 'make setup' (installs Debian's QGIS)" >&2; exit 1; }
+
+# A throw-away QGIS profile and plugin folder: QGIS_PLUGINPATH must hold a folder named
+# deep_learning_tools (a symlink to this repository), and 'plugins enable' writes to the profile.
+WORK="$(mktemp -d -t dlt-demo-XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/plugins" "$WORK/home"
+ln -s "$REPO" "$WORK/plugins/deep_learning_tools"
+export HOME="$WORK/home"
+export QGIS_CUSTOM_CONFIG_PATH="$WORK/home/qgis-config"
+export QGIS_PLUGINPATH="$WORK/plugins"
+export PYTHONPATH="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')${PYTHONPATH:+:$PYTHONPATH}"
+export QT_QPA_PLATFORM=offscreen
+
+echo "== qgis_process plugins enable deep_learning_tools"
+"$QGIS_PROCESS" plugins enable deep_learning_tools 2>/dev/null | grep -E "Enabled|deep_learning_tools" | head -2
+
+ALG=deeplearningtools:exporttrainingdatafordeeplearning
+mkdir -p "$OUT"
+
+# run NAME PARAM=VALUE...: run the export into demo-output/NAME and print what it wrote.
+run() {
+  local name="$1"; shift
+  local folder="$OUT/$name"
+  rm -rf "$folder"
+  echo
+  echo "== $name: qgis_process run $ALG -- $*"
+  local json="$WORK/$name.json"
+  if ! "$QGIS_PROCESS" --json run "$ALG" -- "$@" "OUT_FOLDER=$folder" >"$json" 2>"$WORK/$name.log"; then
+    cat "$WORK/$name.log" >&2
+    echo "export $name failed" >&2
+    exit 1
+  fi
+  "$PY" - "$json" "$folder" <<'PYEOF'
+import json, os, sys
+text = open(sys.argv[1]).read()
+results = json.loads(text[text.index("{"):])["results"]
+folder = sys.argv[2]
+print(f"wrote {results['NUM_TILES']} chips into {results['OUT_FOLDER']}")
+for entry in sorted(os.listdir(folder)):
+    path = os.path.join(folder, entry)
+    if os.path.isdir(path):
+        files = os.listdir(path)
+        exts = sorted({os.path.splitext(f)[1] for f in files})
+        print(f"  {entry}/  {len(files)} files ({', '.join(exts)})")
+    else:
+        print(f"  {entry}  {os.path.getsize(path)} bytes")
+stats = os.path.join(folder, "stats.txt")
+if os.path.exists(stats):
+    print("  stats.txt:")
+    for line in open(stats, encoding="utf-8").read().splitlines():
+        print("    " + line)
+PYEOF
+}
+
+# METADATA_FORMAT: 1 = PASCAL_VOC_rectangles, 2 = Classified_Tiles (labels start with the arcpy keyword).
+run trees_pascal_voc \
+  "IN_RASTER=$DATA/trees_osbs/OSBS_029.tif" "IN_CLASS_DATA=$DATA/trees_osbs/trees.gpkg" \
+  METADATA_FORMAT=1 TILE_SIZE_X=256 TILE_SIZE_Y=256 STRIDE_X=128 STRIDE_Y=128
+
+run buildings_classified_tiles \
+  "IN_RASTER=$DATA/elevation/dsm.tif" "IN_CLASS_DATA=$DATA/elevation/buildings.geojson" \
+  METADATA_FORMAT=2 TILE_SIZE_X=128 TILE_SIZE_Y=128 STRIDE_X=64 STRIDE_Y=64
+
+echo
+echo "demo done: $OUT"
