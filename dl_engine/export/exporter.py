@@ -55,6 +55,7 @@ class _Plan:
     n_tiles: int
     staging: str
     existing: Optional[ExistingExport]
+    created_parent: Optional[str]  # the top folder this run created for OUT_FOLDER's parent, if any
 
     @property
     def image_ext(self) -> str:
@@ -82,7 +83,7 @@ def run_export(config: ExportConfig, progress: Optional[Callable[[float], None]]
             _raise_nothing_exported(plan)
         classes = _finish(plan, totals)
     except BaseException:
-        shutil.rmtree(plan.staging, ignore_errors=True)
+        shutil.rmtree(plan.created_parent or plan.staging, ignore_errors=True)
         raise
     progress(1.0)
     log(f"{totals.chips} chips written to {config.out_folder}")
@@ -158,13 +159,22 @@ def _plan(c: ExportConfig, log) -> _Plan:
     if existing:
         existing.check_compatible(c, info, info2, label_kind)
     parent = c.out_folder if existing else os.path.dirname(os.path.abspath(c.out_folder))
+    created_parent = _first_missing(parent)
     os.makedirs(parent, exist_ok=True)
     staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(c.out_folder))}.partial-{uuid.uuid4().hex[:8]}")
     n_tiles = count_tiles(grid, c.tile_size_x, c.tile_size_y, c.stride_x, c.stride_y)
     log(f"Grid {grid.width} x {grid.height} px at {grid.res[0]:g} x {grid.res[1]:g}, {n_tiles} tile positions "
         f"({c.tile_size_x} x {c.tile_size_y}, stride {c.stride_x} x {c.stride_y}), chips numbered from {start}")
     return _Plan(c, grid, info, info2, band_names, band_names2, label_kind, vector, raster_labels, label_dtype, mask,
-                 start, n_tiles, staging, existing)
+                 start, n_tiles, staging, existing, created_parent)
+
+
+def _first_missing(path: str) -> Optional[str]:
+    """The outermost folder of ``path`` that does not exist yet (removed again if the run fails)."""
+    missing = None
+    while not os.path.exists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
 
 
 def _check_overlap(vector: VectorLabelIndex, grid: Grid) -> None:
