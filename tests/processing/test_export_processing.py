@@ -556,3 +556,44 @@ def test_cancel_leaves_no_output(alg, data_dir, tmp_path):
     assert feedback.progress_calls >= 1
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith("canceled")]
+
+
+# ---------------------------------------------------------------------------
+# IN_RASTER2, CELL_SIZE, PNG chips, workers
+# ---------------------------------------------------------------------------
+
+
+def test_additional_raster_cell_size_and_workers(alg, data_dir, tmp_path):
+    raster, labels = elevation(data_dir)
+    out = tmp_path / "pair"
+    result = run_export({
+        "IN_RASTER": raster, "IN_RASTER2": str(data_dir / "elevation" / "dtm.tif"), "OUT_FOLDER": str(out),
+        "IN_CLASS_DATA": labels, "METADATA_FORMAT": fmt(alg, "Classified_Tiles"),
+        "TILE_SIZE_X": 64, "TILE_SIZE_Y": 64, "STRIDE_X": 64, "STRIDE_Y": 64,
+        "CELL_SIZE": 4.0, "PARALLEL_PROCESSING_FACTOR": 1,
+    })
+    images = chips(str(out))
+    assert result["NUM_TILES"] == len(images) > 0
+    assert len(chips(str(out), "images2")) == len(images)
+    for image in images:
+        gt, _ = geotransform(image)
+        assert (gt[1], gt[5]) == (4.0, -4.0)
+        stem = os.path.basename(image)
+        assert geotransform(str(out / "images2" / stem))[0] == gt
+
+
+def test_png_chips_of_rgb(alg, data_dir, tmp_path):
+    raster, labels = trees(data_dir)
+    out = tmp_path / "png"
+    result = run_export({
+        "IN_RASTER": raster, "OUT_FOLDER": str(out), "IN_CLASS_DATA": labels,
+        "METADATA_FORMAT": fmt(alg, "PASCAL_VOC_rectangles"),
+        "IMAGE_CHIP_FORMAT": keyword_index(alg, "IMAGE_CHIP_FORMAT", "PNG"),
+        "TILE_SIZE_X": 200, "TILE_SIZE_Y": 200, "STRIDE_X": 200, "STRIDE_Y": 200,
+        "REFERENCE_SYSTEM": keyword_index(alg, "REFERENCE_SYSTEM", "PIXEL_SPACE"),
+    })
+    images = chips(str(out))
+    assert result["NUM_TILES"] == len(images) == 4
+    assert all(image.endswith(".png") for image in images)
+    emd = json.loads((out / "esri_model_definition.emd").read_text())
+    assert emd["ImageSpaceUsed"] == "PIXEL_SPACE"
