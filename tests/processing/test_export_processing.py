@@ -8,6 +8,7 @@ the parameter, and cancel.
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -536,11 +537,14 @@ class CancelAfterFirstProgress(QgsProcessingFeedback):
     def __init__(self):
         super().__init__()
         self.progress_calls = 0
+        self.canceled_at = None
 
     def setProgress(self, progress):  # noqa: N802 (QGIS API name)
         self.progress_calls += 1
         super().setProgress(progress)
-        self.cancel()
+        if self.canceled_at is None:
+            self.canceled_at = time.monotonic()
+            self.cancel()
 
 
 def test_cancel_leaves_no_output(alg, data_dir, tmp_path):
@@ -553,9 +557,36 @@ def test_cancel_leaves_no_output(alg, data_dir, tmp_path):
             "METADATA_FORMAT": fmt(alg, "Classified_Tiles"), "OUTPUT_NOFEATURE_TILES": True,
             "TILE_SIZE_X": 16, "TILE_SIZE_Y": 16, "STRIDE_X": 8, "STRIDE_Y": 8,
         }, feedback=feedback)
+    assert time.monotonic() - feedback.canceled_at < 2.0
     assert feedback.progress_calls >= 1
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith("canceled")]
+
+
+def test_cancel_while_appending_keeps_the_earlier_export(alg, data_dir, tmp_path):
+    raster, labels = elevation(data_dir)
+    out = tmp_path / "earlier"
+    params = {
+        "IN_RASTER": raster, "OUT_FOLDER": str(out), "IN_CLASS_DATA": labels,
+        "METADATA_FORMAT": fmt(alg, "Classified_Tiles"), "OUTPUT_NOFEATURE_TILES": True,
+        "TILE_SIZE_X": 64, "TILE_SIZE_Y": 64, "STRIDE_X": 64, "STRIDE_Y": 64,
+    }
+    run_export(params)
+
+    def snapshot():
+        return {
+            os.path.relpath(os.path.join(root, name), out): os.path.getsize(os.path.join(root, name))
+            for root, _, files in os.walk(out) for name in files
+        }
+
+    before = snapshot()
+    stats = (out / "esri_accumulated_stats.json").read_text()
+    next_index = json.loads(stats)["NextTileIndex"]
+    with pytest.raises(QgsProcessingException, match="[Cc]ancel"):
+        run_export(dict(params, START_INDEX=next_index, TILE_SIZE_X=64, STRIDE_X=8, STRIDE_Y=8),
+                   feedback=CancelAfterFirstProgress())
+    assert snapshot() == before
+    assert (out / "esri_accumulated_stats.json").read_text() == stats
 
 
 # ---------------------------------------------------------------------------
