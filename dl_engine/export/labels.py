@@ -4,6 +4,7 @@ to the chip, or a classified raster read onto the chip grid."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -11,6 +12,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 
 from .config import ExportError, RasterLabels, VectorLabels
@@ -142,7 +144,10 @@ def rasterize_chip(features: ChipFeatures, transform: Affine, width: int, height
     if len(features.values):
         order = np.argsort(-features.areas, kind="stable")
         shapes = [(g, int(v)) for g, v in zip(features.geometries[order], features.values[order])]
-        rasterize(shapes, out=out, transform=transform, all_touched=False)
+        with warnings.catch_warnings():
+            # rasterio warns about its own in-memory target dataset; the transform is applied.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            rasterize(shapes, out=out, transform=transform, all_touched=False)
     return out
 
 
