@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
+import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 
@@ -34,6 +35,9 @@ from .stats import BandStats, ExportTotals
 
 LABEL_KIND = {"Classified_Tiles": "classified", "PASCAL_VOC_rectangles": "voc", "KITTI_rectangles": "kitti"}
 TILES_PER_TASK = 8
+# GDAL's block cache defaults to 5 % of RAM; a row of source blocks (re-read by the next
+# row of overlapping tiles) needs far less, and this keeps memory flat as rasters grow.
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -74,6 +78,11 @@ def run_export(config: ExportConfig, progress: Optional[Callable[[float], None]]
     log = log or (lambda msg: None)
     progress = progress or (lambda f: None)
     is_canceled = is_canceled or (lambda: False)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        return _run(config, progress, is_canceled, log)
+
+
+def _run(config: ExportConfig, progress, is_canceled, log) -> ExportResult:
     plan = _plan(config, log)
     try:
         totals = _cut_chips(plan, progress, is_canceled, log)
