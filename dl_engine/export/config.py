@@ -19,11 +19,15 @@ METADATA_FORMATS = (
     "Imagenet",
     "Panoptic_Segmentation",
 )
-SUPPORTED_FORMATS = ("KITTI_rectangles", "PASCAL_VOC_rectangles", "Classified_Tiles", "Export_Tiles")
+SUPPORTED_FORMATS = METADATA_FORMATS
 # Formats that need no label data.
 UNLABELLED_FORMATS = ("Export_Tiles", "CycleGAN")
+# Formats with one chip per feature, centred on it.
+FEATURE_CHIP_FORMATS = ("Labeled_Tiles", "Imagenet")
 IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
 REFERENCE_SYSTEMS = ("MAP_SPACE", "PIXEL_SPACE")
+PROCESSING_MODES = ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY")
+CROP_MODES = ("FIXED_SIZE", "BOUNDING_BOX")
 
 
 class ExportError(ValueError):
@@ -93,6 +97,11 @@ class ExportConfig:
     cell_size: Optional[float] = None  # map units of the raster CRS
     workers: int = 0  # 0 = every core
     band_names: Optional[List[str]] = None  # InputRastersProps.BandNames; default from the raster
+    rotation_angle: float = 0.0  # degrees; extra copies at every multiple below 360
+    processing_mode: str = "PROCESS_AS_MOSAICKED_IMAGE"
+    crop_mode: str = "FIXED_SIZE"  # Labeled_Tiles / MultiLabeled_Tiles / Imagenet
+    blacken_around_feature: bool = False  # Labeled_Tiles / Imagenet: pixels outside the feature set to 0
+    instance_labels: Optional[VectorLabels] = None  # Panoptic_Segmentation instances (IN_INSTANCE_DATA)
 
 
 @dataclass

@@ -121,9 +121,13 @@ def rasters_props(band_names: List[str]) -> dict:
     return {"RasterCount": 1, "SensorName": sensor_name(len(band_names)), "BandNames": list(band_names)}
 
 
-def emd_template(*, metadata_format: str, tile_x: int, tile_y: int, reference_system: str, res, crs,
+CROP_TILE_MODE = {"FIXED_SIZE": "Fixed_Size", "BOUNDING_BOX": "Variable_Size"}  # as arcgis.learn reads it
+
+
+def emd_template(*, metadata_format: str, tile_x: int, tile_y: int, reference_system: str, min_res, max_res, crs,
                  classes: List[ClassInfo], band_names: List[str], all_tiles_stats: List[dict],
-                 band_names2: Optional[List[str]] = None, all_tiles_stats2: Optional[List[dict]] = None) -> dict:
+                 band_names2: Optional[List[str]] = None, all_tiles_stats2: Optional[List[dict]] = None,
+                 crop_mode: str = "FIXED_SIZE", blacken_around_feature: bool = False) -> dict:
     """The Pro 3.x template emd an export writes (placeholder strings included)."""
     emd = {
         "Framework": "e.g. TensorFlow or PyTorch",
@@ -139,12 +143,12 @@ def emd_template(*, metadata_format: str, tile_x: int, tile_y: int, reference_sy
         "BatchSize": "e.g. 8 (optional)",
         "PerProcessGPUMemoryFraction": "e.g. 0.8 (optional)",
         "MetaDataMode": metadata_format,
-        "BlackenAroundFeature": False,
+        "BlackenAroundFeature": bool(blacken_around_feature),
         "IsMultidimensional": False,
-        "CropTileMode": "Fixed_Size",
+        "CropTileMode": CROP_TILE_MODE[crop_mode],
         "ImageSpaceUsed": reference_system,
-        "MinCellSize": cell_size_json(res, crs),
-        "MaxCellSize": cell_size_json(res, crs),
+        "MinCellSize": cell_size_json(min_res, crs),
+        "MaxCellSize": cell_size_json(max_res, crs),
     }
     if classes:
         emd["Classes"] = classes_json(classes, emd=True)

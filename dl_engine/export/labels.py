@@ -17,7 +17,7 @@ from rasterio.features import rasterize
 
 from .config import ExportError, RasterLabels, VectorLabels
 from .grid import Grid
-from .raster_io import GridReader
+from .raster_io import GridReader, read_frame
 
 
 @dataclass
@@ -27,6 +27,14 @@ class ChipFeatures:
     geometries: np.ndarray  # shapely geometries (clipped), map coordinates
     values: np.ndarray  # int64 class values
     areas: np.ndarray  # area of the clipped part, square map units
+    ids: np.ndarray  # index of each feature in the label index
+
+    def subset(self, keep) -> "ChipFeatures":
+        return ChipFeatures(self.geometries[keep], self.values[keep], self.areas[keep], self.ids[keep])
+
+    @classmethod
+    def empty(cls) -> "ChipFeatures":
+        return cls(np.empty(0, object), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
 
 
 class VectorLabelIndex:
@@ -109,20 +117,28 @@ class VectorLabelIndex:
         hit = (b[:, 0] <= xmax) & (b[:, 2] >= xmin) & (b[:, 1] <= ymax) & (b[:, 3] >= ymin)
         return cand[hit]
 
-    def chip_features(self, box: Tuple[float, float, float, float], min_overlap: float) -> ChipFeatures:
-        """Features clipped to ``box``; those with less than ``min_overlap`` of their
-        area (length for lines) inside are dropped."""
-        idx = self.query(*box)
+    def chip_features(self, region, min_overlap: float) -> ChipFeatures:
+        """Features clipped to ``region`` (a polygon in map coordinates); those with
+        less than ``min_overlap`` of their area (length for lines) inside are dropped."""
+        idx = self.query(*region.bounds)
         if not len(idx):
-            return ChipFeatures(np.empty(0, object), np.empty(0, np.int64), np.empty(0))
+            return ChipFeatures.empty()
         geoms = shapely.from_wkb(self.wkb[idx])
-        chip = shapely.box(*box)
-        clipped = shapely.intersection(geoms, chip)
+        clipped = shapely.intersection(geoms, region)
         # A feature that only touches the chip's edge has no share inside it.
         share = _inside_share(geoms, clipped)
         keep = ~shapely.is_empty(clipped) & (share > 0) & (share >= min_overlap - 1e-12)
         clipped = clipped[keep]
-        return ChipFeatures(clipped, self.values[idx][keep], shapely.area(clipped))
+        return ChipFeatures(clipped, self.values[idx][keep], shapely.area(clipped), idx[keep])
+
+    def feature_bounds(self, i: int) -> Tuple[float, float, float, float]:
+        return tuple(self.bounds[i])
+
+    def features_in(self, bounds: Tuple[float, float, float, float]) -> np.ndarray:
+        """Indexes of features whose bounds intersect ``bounds`` (all of them, in order)."""
+        b = self.bounds
+        return np.nonzero((b[:, 0] <= bounds[2]) & (b[:, 2] >= bounds[0]) &
+                          (b[:, 1] <= bounds[3]) & (b[:, 3] >= bounds[1]))[0]
 
 
 def _inside_share(whole: np.ndarray, part: np.ndarray) -> np.ndarray:
@@ -151,18 +167,53 @@ def rasterize_chip(features: ChipFeatures, transform: Affine, width: int, height
     return out
 
 
+def to_pixels(geometries: np.ndarray, transform: Affine) -> np.ndarray:
+    """Geometries in chip pixel coordinates (x right, y down) of a possibly rotated chip."""
+    inv = ~transform
+
+    def apply(coords):
+        x, y = coords[:, 0], coords[:, 1]
+        return np.stack([inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f], axis=1)
+
+    return shapely.transform(geometries, apply)
+
+
 def pixel_boxes(features: ChipFeatures, transform: Affine, width: int, height: int) -> np.ndarray:
     """(n, 4) xmin, ymin, xmax, ymax of each clipped feature in chip pixels (y down)."""
     if not len(features.values):
         return np.empty((0, 4))
-    b = shapely.bounds(features.geometries)
-    inv = ~transform
-    xa, ya = inv * (b[:, 0], b[:, 3])  # top-left corner
-    xb, yb = inv * (b[:, 2], b[:, 1])  # bottom-right corner
-    boxes = np.stack([np.minimum(xa, xb), np.minimum(ya, yb), np.maximum(xa, xb), np.maximum(ya, yb)], axis=1)
+    boxes = shapely.bounds(to_pixels(features.geometries, transform))
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     return boxes
+
+
+def instance_masks(geometries: np.ndarray, transform: Affine, width: int, height: int) -> np.ndarray:
+    """(bands, h, w) instance ids 1..N, one per feature, 0 = background.
+
+    Instances that overlap are kept apart by placing each one in the first band
+    where it overlaps nothing already there (arcgis.learn reads every band).
+    """
+    bands: List[np.ndarray] = []
+    next_id = 1
+    for g in geometries:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8").astype(bool)
+            if not m.any():  # thinner than a pixel: keep the pixels it touches
+                m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8",
+                              all_touched=True).astype(bool)
+        if not m.any():
+            continue
+        band = next((b for b in bands if not (b[m] > 0).any()), None)
+        if band is None:
+            band = np.zeros((height, width), dtype=np.int64)
+            bands.append(band)
+        band[m] = next_id
+        next_id += 1
+    if not bands:
+        return np.zeros((1, height, width), dtype=np.uint8)
+    return np.stack(bands).astype(label_dtype_for_values(next_id - 1))
 
 
 def label_dtype_for_values(max_value: int) -> str:
@@ -184,8 +235,8 @@ class RasterLabelReader:
         src_dtype = np.dtype(self.reader.dtype)
         self.dtype = src_dtype.name if src_dtype.kind == "u" else "uint16"
 
-    def read(self, col: int, row: int, width: int, height: int) -> np.ndarray:
-        data, inside = self.reader.read(col, row, width, height)
+    def read(self, frame) -> np.ndarray:
+        data, inside = read_frame(self.reader, frame, Resampling.nearest)
         band = data[self.band]
         bad = ~inside
         if self.reader.nodata is not None:
@@ -232,5 +283,5 @@ def mask_union(mask_wkb: Optional[List[bytes]]):
     return union
 
 
-def chip_inside_mask(mask, box: Tuple[float, float, float, float]) -> bool:
-    return mask is None or mask.contains(shapely.box(*box))
+def chip_inside_mask(mask, region) -> bool:
+    return mask is None or mask.contains(region)

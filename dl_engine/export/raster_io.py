@@ -17,7 +17,9 @@ import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.crs import CRS
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from .config import ExportError
@@ -191,3 +193,29 @@ def check_chip_format(image_format: str, info: RasterInfo, parameter: str = "IMA
             raise ExportError(parameter, f"{image_format} holds {' or '.join(map(str, allowed))} bands of 8-bit data; "
                                          f"the raster {os.path.basename(info.path)!r} has {info.count} band(s) of "
                                          f"{info.dtype}. Use TIFF or MRF, which keep any band count and data type")
+
+
+# Stands in for a missing CRS when resampling between two frames of the same (pixel) space.
+_PIXEL_SPACE_CRS = CRS.from_epsg(3857)
+
+
+def read_frame(reader: GridReader, frame, resampling: Resampling) -> Tuple[np.ndarray, np.ndarray]:
+    """(data, inside) of a chip frame: a plain window read when the frame sits on
+    whole grid pixels, else a window around it resampled onto the (rotated) frame."""
+    if frame.aligned:
+        return reader.read(frame.grid_col, frame.grid_row, frame.width, frame.height)
+    inv = ~reader.grid.transform
+    corners = frame.corners()
+    cols, rows = inv * (corners[:, 0], corners[:, 1])
+    c0, r0 = int(math.floor(cols.min())) - 1, int(math.floor(rows.min())) - 1
+    c1, r1 = int(math.ceil(cols.max())) + 1, int(math.ceil(rows.max())) + 1
+    src, inside = reader.read(c0, r0, c1 - c0, r1 - r0)
+    src_t = reader.grid.transform * Affine.translation(c0, r0)
+    crs = reader.grid.crs or _PIXEL_SPACE_CRS
+    out = np.full((src.shape[0], frame.height, frame.width), reader.fill, dtype=src.dtype)
+    reproject(src, out, src_transform=src_t, dst_transform=frame.transform, src_crs=crs, dst_crs=crs,
+              resampling=resampling, src_nodata=reader.nodata, dst_nodata=reader.fill)
+    inside_out = np.zeros((frame.height, frame.width), dtype=np.uint8)
+    reproject(inside.astype(np.uint8), inside_out, src_transform=src_t, dst_transform=frame.transform,
+              src_crs=crs, dst_crs=crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0)
+    return out, inside_out.astype(bool)

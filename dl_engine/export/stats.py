@@ -268,6 +268,7 @@ class ExportTotals:
     bands2: Optional[BandStats] = None
     features: FeatureStats = field(default_factory=FeatureStats)
     pixels: ClassPixelStats = field(default_factory=ClassPixelStats)
+    instances: FeatureStats = field(default_factory=FeatureStats)  # Panoptic IN_INSTANCE_DATA
     map_lines: Dict[int, str] = field(default_factory=dict)
 
     def merge(self, other: "ExportTotals") -> None:
@@ -281,4 +282,5 @@ class ExportTotals:
                     mine.merge(theirs)
         self.features.merge(other.features)
         self.pixels.merge(other.pixels)
+        self.instances.merge(other.instances)
         self.map_lines.update(other.map_lines)

@@ -481,11 +481,11 @@ BAD_INPUTS = {
         "IN_RASTER": elevation(d)[0], "IN_CLASS_DATA": elevation(d)[1], "IMAGE_CHIP_FORMAT": 2}),
     "png float32": ("IMAGE_CHIP_FORMAT", lambda d, t: {
         "IN_RASTER": elevation(d)[0], "IN_CLASS_DATA": elevation(d)[1], "IMAGE_CHIP_FORMAT": 1}),
-    "not supported yet": ("METADATA_FORMAT", lambda d, t: {"METADATA_FORMAT": 3}),
+    "panoptic without instances": ("IN_INSTANCE_DATA", lambda d, t: {"METADATA_FORMAT": 9}),
     "negative class value": ("CLASS_VALUE_FIELD", lambda d, t: {"IN_CLASS_DATA": memory_layer(
         "Polygon", "EPSG:32617", [("POLYGON((404212 3285102, 404220 3285102, 404220 3285110, 404212 3285102))",
                                    (-1,))])}),
-    "rotation not yet": ("ROTATION_ANGLE", lambda d, t: {"ROTATION_ANGLE": 90.0}),
+    "rotation 360": ("ROTATION_ANGLE", lambda d, t: {"ROTATION_ANGLE": 360.0}),
 }
 
 
