@@ -13,7 +13,8 @@ from .config import ClassInfo, ExportError, RasterLabels
 from .raster_io import CHIP_FORMATS
 from .stats import BandStats, ClassPixelStats, ExportTotals, FeatureStats
 
-_STEM = re.compile(r"^images[\\/](\d+)\.")
+# images\<n>.ext, or images\<class name>\<n>.ext (Imagenet)
+_STEM = re.compile(r"^images[\\/](?:[^\\/ ]+[\\/])?(\d+)\.")
 
 
 @dataclass

@@ -4,7 +4,6 @@ to the chip, or a classified raster read onto the chip grid."""
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -12,7 +11,6 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 
 from .config import ExportError, RasterLabels, VectorLabels
@@ -28,13 +26,15 @@ class ChipFeatures:
     values: np.ndarray  # int64 class values
     areas: np.ndarray  # area of the clipped part, square map units
     ids: np.ndarray  # index of each feature in the label index
+    whole_areas: np.ndarray  # area of the whole feature: the same draw order in every chip
 
     def subset(self, keep) -> "ChipFeatures":
-        return ChipFeatures(self.geometries[keep], self.values[keep], self.areas[keep], self.ids[keep])
+        return ChipFeatures(self.geometries[keep], self.values[keep], self.areas[keep], self.ids[keep],
+                            self.whole_areas[keep])
 
     @classmethod
     def empty(cls) -> "ChipFeatures":
-        return cls(np.empty(0, object), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+        return cls(np.empty(0, object), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))
 
 
 class VectorLabelIndex:
@@ -129,7 +129,8 @@ class VectorLabelIndex:
         share = _inside_share(geoms, clipped)
         keep = ~shapely.is_empty(clipped) & (share > 0) & (share >= min_overlap - 1e-12)
         clipped = clipped[keep]
-        return ChipFeatures(clipped, self.values[idx][keep], shapely.area(clipped), idx[keep])
+        return ChipFeatures(clipped, self.values[idx][keep], shapely.area(clipped), idx[keep],
+                            shapely.area(geoms[keep]))
 
     def feature_bounds(self, i: int) -> Tuple[float, float, float, float]:
         return tuple(self.bounds[i])
@@ -154,16 +155,14 @@ def _inside_share(whole: np.ndarray, part: np.ndarray) -> np.ndarray:
 
 
 def rasterize_chip(features: ChipFeatures, transform: Affine, width: int, height: int, dtype: str) -> np.ndarray:
-    """Class-value raster of the chip; 0 = background. Larger features are drawn
-    first so that small ones on top of them stay visible."""
+    """Class-value raster of the chip; 0 = background. Larger features (by their
+    whole area, so that every chip agrees) are drawn first so that small ones on
+    top of them stay visible."""
     out = np.zeros((height, width), dtype=dtype)
     if len(features.values):
-        order = np.argsort(-features.areas, kind="stable")
+        order = np.argsort(-features.whole_areas, kind="stable")
         shapes = [(g, int(v)) for g, v in zip(features.geometries[order], features.values[order])]
-        with warnings.catch_warnings():
-            # rasterio warns about its own in-memory target dataset; the transform is applied.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            rasterize(shapes, out=out, transform=transform, all_touched=False)
+        rasterize(shapes, out=out, transform=transform, all_touched=False)
     return out
 
 
@@ -197,12 +196,10 @@ def instance_masks(geometries: np.ndarray, transform: Affine, width: int, height
     bands: List[np.ndarray] = []
     next_id = 1
     for g in geometries:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8").astype(bool)
-            if not m.any():  # thinner than a pixel: keep the pixels it touches
-                m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8",
-                              all_touched=True).astype(bool)
+        m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8").astype(bool)
+        if not m.any() and g.area == 0:  # a line or point: keep the pixels it touches
+            m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8",
+                          all_touched=True).astype(bool)
         if not m.any():
             continue
         band = next((b for b in bands if not (b[m] > 0).any()), None)

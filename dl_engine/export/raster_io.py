@@ -25,6 +25,11 @@ from rasterio.windows import Window
 from .config import ExportError
 from .grid import Grid, is_north_up
 
+# rasterio warns when a transform is (a flip of) the identity: PIXEL_SPACE chip 0, and its
+# own in-memory rasterize/reproject targets. Those are intended. A process-wide filter,
+# because warnings.catch_warnings is not thread-safe and chips are cut in threads.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
 # Chip file extension and GDAL driver for each IMAGE_CHIP_FORMAT.
 CHIP_FORMATS = {
     "TIFF": ("tif", "GTiff"),
@@ -167,11 +172,8 @@ WORLD_FILE_EXT = {"PNG": ".pgw", "JPEG": ".jgw", "MRF": ".mfw"}
 
 
 def write_chip(path: str, data: np.ndarray, profile: dict) -> None:
-    with warnings.catch_warnings():
-        # PIXEL_SPACE chip 0 has a flipped identity transform; that is intended.
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
     ext = WORLD_FILE_EXT.get(profile["driver"])
     if ext:
         _write_world_file(os.path.splitext(path)[0] + ext, profile["transform"])
@@ -214,8 +216,9 @@ def read_frame(reader: GridReader, frame, resampling: Resampling) -> Tuple[np.nd
     crs = reader.grid.crs or _PIXEL_SPACE_CRS
     out = np.full((src.shape[0], frame.height, frame.width), reader.fill, dtype=src.dtype)
     reproject(src, out, src_transform=src_t, dst_transform=frame.transform, src_crs=crs, dst_crs=crs,
-              resampling=resampling, src_nodata=reader.nodata, dst_nodata=reader.fill)
+              resampling=resampling, src_nodata=reader.nodata, dst_nodata=reader.fill, error_threshold=0)
     inside_out = np.zeros((frame.height, frame.width), dtype=np.uint8)
     reproject(inside.astype(np.uint8), inside_out, src_transform=src_t, dst_transform=frame.transform,
-              src_crs=crs, dst_crs=crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0)
+              src_crs=crs, dst_crs=crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0,
+              error_threshold=0)
     return out, inside_out.astype(bool)
