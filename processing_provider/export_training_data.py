@@ -5,7 +5,6 @@ Thin: resolves QGIS layers and parameters into a ``dl_engine.export.ExportConfig
 bridge. Rules about tile sizes, formats, folders, extents live in the engine.
 """
 
-import dataclasses
 import traceback
 
 from qgis.core import (
@@ -49,13 +48,13 @@ METADATA_FORMAT = KeywordEnum(
         ("KITTI_rectangles", "object detection, KITTI label text files"),
         ("PASCAL_VOC_rectangles", "object detection, PASCAL VOC XML files"),
         ("Classified_Tiles", "pixel classification, one class-value raster per chip"),
-        ("RCNN_Masks", "instance segmentation masks (not supported yet)"),
-        ("Labeled_Tiles", "one class per chip (not supported yet)"),
-        ("MultiLabeled_Tiles", "several classes per chip (not supported yet)"),
+        ("RCNN_Masks", "instance segmentation, one mask per class with an id per object (Mask R-CNN)"),
+        ("Labeled_Tiles", "object classification, one chip per feature labelled with its class"),
+        ("MultiLabeled_Tiles", "multi-label classification, every class in the chip"),
         ("Export_Tiles", "image chips without labels"),
-        ("CycleGAN", "unpaired image translation (not supported yet)"),
-        ("Imagenet", "object classification (not supported yet)"),
-        ("Panoptic_Segmentation", "panoptic segmentation (not supported yet)"),
+        ("CycleGAN", "unpaired image translation, A/ from IN_RASTER and B/ from IN_RASTER2"),
+        ("Imagenet", "object classification, chips in one folder per class"),
+        ("Panoptic_Segmentation", "panoptic segmentation, classes plus instances of IN_INSTANCE_DATA"),
     ],
     "PASCAL_VOC_rectangles",
 )
@@ -82,7 +81,7 @@ PROCESSING_MODE = KeywordEnum(
 
 CROP_MODE = KeywordEnum(
     "CROP_MODE",
-    "Crop mode (Labeled_Tiles, MultiLabeled_Tiles)",
+    "Crop mode (Labeled_Tiles, Imagenet)",
     [
         ("FIXED_SIZE", "chips of the tile size centred on each feature"),
         ("BOUNDING_BOX", "chips cropped to each feature's bounding box"),
@@ -102,8 +101,23 @@ HELP = f"""
 and labels in the folder layout of ArcGIS Pro's <i>Export Training Data For Deep Learning</i>
 (images/, labels/, map.txt, stats.txt, esri_accumulated_stats.json, esri_model_definition.emd),
 ready for <i>Train Deep Learning Model</i> here or arcgis.learn.</p>
-<p>Supported metadata formats: <code>Classified_Tiles</code>, <code>PASCAL_VOC_rectangles</code>,
-<code>KITTI_rectangles</code> and <code>Export_Tiles</code>; the others are not supported yet.</p>
+<p>Metadata formats (<b>METADATA_FORMAT</b>):</p>
+<ul>
+<li><code>KITTI_rectangles</code>, <code>PASCAL_VOC_rectangles</code>: object detection, one label file
+(boxes) per chip.</li>
+<li><code>Classified_Tiles</code>: pixel classification, one class-value raster per chip (0 = background).</li>
+<li><code>RCNN_Masks</code>: instance segmentation, <code>labels/&lt;class name&gt;/&lt;n&gt;.tif</code> with
+one id per object (1…N, 0 = background).</li>
+<li><code>Labeled_Tiles</code>: one chip per feature, centred on it; <code>labels/&lt;n&gt;.xml</code> holds one
+object named by its class value.</li>
+<li><code>MultiLabeled_Tiles</code>: tiles whose label lists every class in the chip (comma-separated).</li>
+<li><code>Export_Tiles</code>: image chips only (no IN_CLASS_DATA needed).</li>
+<li><code>CycleGAN</code>: <code>A/</code> from IN_RASTER and <code>B/</code> from <b>IN_RASTER2</b> (required),
+each a complete export; no IN_CLASS_DATA needed.</li>
+<li><code>Imagenet</code>: one chip per feature, in <code>images/&lt;class name&gt;/</code>.</li>
+<li><code>Panoptic_Segmentation</code>: class rasters in <code>labels/</code> plus instance masks from
+<b>IN_INSTANCE_DATA</b> (required) in <code>labels2/&lt;instance class name&gt;/</code>.</li>
+</ul>
 <p>Enumerations are passed by index; each option label starts with the arcpy keyword:</p>
 <ul>
 <li>{_keyword_help(IMAGE_CHIP_FORMAT)}</li>
@@ -113,8 +127,8 @@ ready for <i>Train Deep Learning Model</i> here or arcgis.learn.</p>
 <li>{_keyword_help(CROP_MODE)}</li>
 </ul>
 <p><b>IN_CLASS_DATA</b>: polygons, lines, points (with <b>BUFFER_RADIUS</b>, in the label layer's
-units) from any provider and CRS (reprojected to the raster's), or a classified raster.
-Required for every format but Export_Tiles. Invalid geometries are made valid.</p>
+units) from any provider and CRS (reprojected to the raster's), or a classified raster (Classified_Tiles).
+Required for every format but Export_Tiles and CycleGAN. Invalid geometries are made valid.</p>
 <p><b>CLASS_VALUE_FIELD</b>: integer class values ≥ 0. If empty, a field named
 <code>classvalue</code> or <code>value</code> (any case) is used; if there is none, every feature is
 class 1. Class names come from a <code>classname</code>/<code>class_name</code> field, colours from
@@ -124,6 +138,15 @@ earlier export of the same format and tile size. <b>OUTPUT_NOFEATURE_TILES</b> f
 only chips that contain features. <b>IN_MASK_POLYGONS</b>: only chips completely inside
 these polygons. <b>MIN_POLYGON_OVERLAP_RATIO</b>: drop a feature from a chip when less than
 this share of it lies inside. <b>IN_RASTER2</b>: an additional raster written to images2/.</p>
+<p><b>ROTATION_ANGLE</b>: 0, or an angle between 0 and 360 degrees: every chip is also exported
+rotated by each multiple of the angle below 360 (labels rotated with it; 90 gives 4 chips per position).
+<b>PROCESSING_MODE</b> <code>PROCESS_ITEMS_SEPARATELY</code> exports each source file of a VRT as its own
+image (chips in one folder, numbered on). <b>CROP_MODE</b> (<code>FIXED_SIZE</code> chips of the tile size
+centred on the feature, or <code>BOUNDING_BOX</code> the feature's bounding box) and
+<b>BLACKEN_AROUND_FEATURE</b> (pixels outside the feature set to 0) apply to the formats with one chip
+per feature, Labeled_Tiles and Imagenet; both are recorded in the emd (CropTileMode, BlackenAroundFeature).
+<b>IN_INSTANCE_DATA</b> (Panoptic_Segmentation): instance features, with the class values of
+<b>INSTANCE_CLASS_VALUE_FIELD</b> under the same rules as CLASS_VALUE_FIELD (points need BUFFER_RADIUS).</p>
 <p>Advanced: <b>EXTENT</b> limits the export (ArcGIS Extent environment), <b>CELL_SIZE</b>
 resamples to this resolution (map units; empty or 0 = the raster's),
 <b>PARALLEL_PROCESSING_FACTOR</b> is the worker count (0 = every core).</p>
@@ -139,7 +162,8 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
     TAGS = (
         "deep learning", "training data", "image chips", "tiles", "labels", "export",
         "Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles", "Export_Tiles",
-        "segmentation", "object detection", "arcgis", "arcpy",
+        "RCNN_Masks", "Labeled_Tiles", "MultiLabeled_Tiles", "CycleGAN", "Imagenet", "Panoptic_Segmentation",
+        "segmentation", "object detection", "instance segmentation", "classification", "arcgis", "arcpy",
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -186,7 +210,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         self.addParameter(PROCESSING_MODE.parameter())
         self.addParameter(
             QgsProcessingParameterBoolean(
-                "BLACKEN_AROUND_FEATURE", "Blacken around feature (Labeled_Tiles, MultiLabeled_Tiles)", False
+                "BLACKEN_AROUND_FEATURE", "Blacken around feature (Labeled_Tiles, Imagenet)", False
             )
         )
         self.addParameter(CROP_MODE.parameter())
@@ -200,7 +224,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 "IN_INSTANCE_DATA",
                 "Instance data (Panoptic_Segmentation)",
                 optional=True,
-                types=[QgsProcessing.TypeVectorAnyGeometry, QgsProcessing.TypeRaster],
+                types=[QgsProcessing.TypeVectorAnyGeometry],
             )
         )
         self.addParameter(
@@ -268,15 +292,15 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 f"IN_CLASS_DATA: cannot open {parameters.get('IN_CLASS_DATA')!r}; give a vector layer "
                 f"(polygons, points, lines) or a classified raster"
             )
+        buffer_radius = self.parameterAsDouble(parameters, "BUFFER_RADIUS", context)
         if isinstance(class_layer, QgsVectorLayer):
-            field_name = self.parameterAsString(parameters, "CLASS_VALUE_FIELD", context) or None
             labels = layer_inputs.vector_labels(
                 class_layer,
                 raster_crs,
                 label_rect,
                 transform_context,
-                field_name=field_name,
-                buffer_radius=self.parameterAsDouble(parameters, "BUFFER_RADIUS", context),
+                field_name=self.parameterAsString(parameters, "CLASS_VALUE_FIELD", context) or None,
+                buffer_radius=buffer_radius,
                 feedback=feedback,
             )
         elif isinstance(class_layer, QgsRasterLayer):
@@ -285,6 +309,33 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             raise QgsProcessingException(
                 f"IN_CLASS_DATA: layer '{class_layer.name()}' is neither a vector nor a raster layer"
             )
+
+        instance_labels = None
+        if parameters.get("IN_INSTANCE_DATA") not in (None, ""):
+            if metadata_format != "Panoptic_Segmentation":
+                feedback.pushWarning(
+                    f"IN_INSTANCE_DATA is used by Panoptic_Segmentation only; ignored for {metadata_format}"
+                )
+            else:
+                instance_layer = self.parameterAsLayer(parameters, "IN_INSTANCE_DATA", context)
+                if not isinstance(instance_layer, QgsVectorLayer):
+                    what = (
+                        f"layer '{instance_layer.name()}' is not a vector layer" if instance_layer is not None
+                        else f"cannot open {parameters.get('IN_INSTANCE_DATA')!r}"
+                    )
+                    raise QgsProcessingException(
+                        f"IN_INSTANCE_DATA: {what}; give a vector layer of instance features "
+                        f"(polygons, or points with BUFFER_RADIUS)"
+                    )
+                instance_labels = layer_inputs.instance_labels(
+                    instance_layer,
+                    raster_crs,
+                    label_rect,
+                    transform_context,
+                    field_name=self.parameterAsString(parameters, "INSTANCE_CLASS_VALUE_FIELD", context) or None,
+                    buffer_radius=buffer_radius,
+                    feedback=feedback,
+                )
 
         mask_wkb = None
         if parameters.get("IN_MASK_POLYGONS") not in (None, ""):
@@ -308,7 +359,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         if self.optional_number(parameters, "CELL_SIZE"):
             cell_size = self.parameterAsDouble(parameters, "CELL_SIZE", context) or None
 
-        values = dict(
+        return ExportConfig(
             raster=raster_path,
             out_folder=out_folder,
             metadata_format=metadata_format,
@@ -328,35 +379,12 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             cell_size=cell_size,
             workers=self.parameterAsInt(parameters, "PARALLEL_PROCESSING_FACTOR", context),
             band_names=layer_inputs.raster_band_names(raster_layer),
+            rotation_angle=self.parameterAsDouble(parameters, "ROTATION_ANGLE", context),
+            processing_mode=PROCESSING_MODE.keyword(self, parameters, context),
+            crop_mode=CROP_MODE.keyword(self, parameters, context),
+            blacken_around_feature=self.parameterAsBool(parameters, "BLACKEN_AROUND_FEATURE", context),
+            instance_labels=instance_labels,
         )
-
-        # Parameters the engine does not take yet: pass them when it grows the field,
-        # otherwise accept only their defaults (they matter for other formats).
-        engine_fields = {f.name for f in dataclasses.fields(ExportConfig)}
-        rotation = self.parameterAsDouble(parameters, "ROTATION_ANGLE", context)
-        processing_mode = PROCESSING_MODE.keyword(self, parameters, context)
-        later = {
-            "rotation_angle": ("ROTATION_ANGLE", rotation, rotation == 0),
-            "processing_mode": ("PROCESSING_MODE", processing_mode, processing_mode == PROCESSING_MODE.default),
-            "blacken_around_feature": (
-                "BLACKEN_AROUND_FEATURE",
-                self.parameterAsBool(parameters, "BLACKEN_AROUND_FEATURE", context),
-                True,  # only used by Labeled_Tiles / MultiLabeled_Tiles
-            ),
-            "crop_mode": ("CROP_MODE", CROP_MODE.keyword(self, parameters, context), True),
-        }
-        for field, (parameter, value, harmless) in later.items():
-            if field in engine_fields:
-                values[field] = value
-            elif not harmless:
-                raise QgsProcessingException(
-                    f"{parameter}: {value} is not supported yet; leave {parameter} at its default"
-                )
-        if parameters.get("IN_INSTANCE_DATA") not in (None, "") and "instance_labels" not in engine_fields:
-            feedback.pushWarning(
-                "IN_INSTANCE_DATA is used by Panoptic_Segmentation only (not supported yet); ignored"
-            )
-        return ExportConfig(**values)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         try:

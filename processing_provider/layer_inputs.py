@@ -187,14 +187,20 @@ def _accepted_fields(layer: QgsVectorLayer) -> str:
     return ", ".join(numeric) if numeric else "(the layer has no numeric field)"
 
 
-def class_value_field(layer: QgsVectorLayer, field_name: Optional[str]) -> int:
-    """Index of the class value field, or -1 for "every feature is class 1"."""
+def class_value_field(
+    layer: QgsVectorLayer, field_name: Optional[str], parameter: str = "CLASS_VALUE_FIELD"
+) -> int:
+    """Index of the class value field, or -1 for "every feature is class 1".
+
+    ``parameter`` is the field parameter named in errors (CLASS_VALUE_FIELD or
+    INSTANCE_CLASS_VALUE_FIELD).
+    """
     fields = layer.fields()
     if field_name:
         index = fields.lookupField(field_name)
         if index < 0:
             raise QgsProcessingException(
-                f"CLASS_VALUE_FIELD: the field '{field_name}' does not exist in layer '{layer.name()}'; "
+                f"{parameter}: the field '{field_name}' does not exist in layer '{layer.name()}'; "
                 f"use one of its numeric fields: {_accepted_fields(layer)}, or leave it empty "
                 f"(then a field named classvalue or value is used, else every feature is class 1)"
             )
@@ -205,7 +211,7 @@ def class_value_field(layer: QgsVectorLayer, field_name: Optional[str]) -> int:
     field = fields.at(index)
     if not field.isNumeric():
         raise QgsProcessingException(
-            f"CLASS_VALUE_FIELD: the field '{field.name()}' of layer '{layer.name()}' is of type "
+            f"{parameter}: the field '{field.name()}' of layer '{layer.name()}' is of type "
             f"{field.typeName()}, not numeric; class values must be integers ≥ 0 in a numeric field: "
             f"{_accepted_fields(layer)}"
         )
@@ -296,19 +302,21 @@ def vector_labels(
     buffer_radius: float = 0.0,
     feedback=None,
     parameter: str = "IN_CLASS_DATA",
+    field_parameter: str = "CLASS_VALUE_FIELD",
 ) -> VectorLabels:
     """Label features in the raster CRS with their class values.
 
     ``raster_rect`` (raster CRS) limits the features read, through the provider's
-    spatial filter; None reads the whole layer.
+    spatial filter; None reads the whole layer. ``parameter`` / ``field_parameter``
+    are the layer and field parameters named in errors.
     """
     if layer is None or not layer.isValid():
         raise QgsProcessingException(f"{parameter}: the label layer could not be opened")
     geometry_type = layer.geometryType()
     if geometry_type not in (QgsWkbTypes.PointGeometry, QgsWkbTypes.LineGeometry, QgsWkbTypes.PolygonGeometry):
         raise QgsProcessingException(
-            f"{parameter}: layer '{layer.name()}' has no geometries; use a polygon, point or line layer "
-            f"or a classified raster"
+            f"{parameter}: layer '{layer.name()}' has no geometries; use a polygon, point or line layer"
+            + (" or a classified raster" if parameter == "IN_CLASS_DATA" else "")
         )
     if buffer_radius < 0:
         raise QgsProcessingException(f"BUFFER_RADIUS: {buffer_radius} is negative; use 0 or a positive distance")
@@ -318,7 +326,7 @@ def vector_labels(
             f"(in the units of the layer's CRS) to make each point a circular training sample"
         )
 
-    value_index = class_value_field(layer, field_name)
+    value_index = class_value_field(layer, field_name, field_parameter)
     value_field = layer.fields().at(value_index).name() if value_index >= 0 else None
     name_index = _find_field(layer, CLASS_NAME_FIELD_NAMES)
     if name_index == value_index:
@@ -345,7 +353,7 @@ def vector_labels(
             value = _as_class_value(raw)
             if value is None:
                 raise QgsProcessingException(
-                    f"CLASS_VALUE_FIELD: feature {feature.id()} of layer '{layer.name()}' has "
+                    f"{field_parameter}: feature {feature.id()} of layer '{layer.name()}' has "
                     f"{value_field} = {_show(raw)}; class values must be integers ≥ 0"
                 )
         else:
@@ -386,6 +394,33 @@ def vector_labels(
         for value in sorted(set(values))
     ]
     return VectorLabels(wkb=wkb, values=values, classes=classes)
+
+
+def instance_labels(
+    layer: QgsVectorLayer,
+    raster_crs: QgsCoordinateReferenceSystem,
+    raster_rect: Optional[QgsRectangle],
+    transform_context,
+    field_name: Optional[str] = None,
+    buffer_radius: float = 0.0,
+    feedback=None,
+) -> VectorLabels:
+    """IN_INSTANCE_DATA (Panoptic_Segmentation instances): the rules of IN_CLASS_DATA
+    (``vector_labels``) with INSTANCE_CLASS_VALUE_FIELD. BUFFER_RADIUS is meant for
+    IN_CLASS_DATA; instances use it only when they are points (which need an area)."""
+    if layer is not None and layer.isValid() and layer.geometryType() != QgsWkbTypes.PointGeometry:
+        buffer_radius = 0.0
+    return vector_labels(
+        layer,
+        raster_crs,
+        raster_rect,
+        transform_context,
+        field_name=field_name,
+        buffer_radius=buffer_radius,
+        feedback=feedback,
+        parameter="IN_INSTANCE_DATA",
+        field_parameter="INSTANCE_CLASS_VALUE_FIELD",
+    )
 
 
 def _show(value) -> str:
