@@ -73,6 +73,30 @@ def test_qgis_process_run_exports(qgis_process_env, data_dir, tmp_path):
     assert total >= 61
 
 
+def test_qgis_process_run_panoptic_with_instances(qgis_process_env, data_dir, tmp_path):
+    """A format of issue 3 headless, with IN_INSTANCE_DATA / INSTANCE_CLASS_VALUE_FIELD on the command line."""
+    out = tmp_path / "panoptic"
+    trees = data_dir / "trees_osbs" / "trees.gpkg"
+    result = qgis_process(
+        qgis_process_env, "--json", "run", EXPORT_ALG, "--",
+        f"IN_RASTER={data_dir / 'trees_osbs' / 'OSBS_029.tif'}",
+        f"IN_CLASS_DATA={trees}", f"IN_INSTANCE_DATA={trees}", "INSTANCE_CLASS_VALUE_FIELD=classvalue",
+        f"OUT_FOLDER={out}", "METADATA_FORMAT=9",
+        "TILE_SIZE_X=200", "TILE_SIZE_Y=200", "STRIDE_X=200", "STRIDE_Y=200",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    images = chips(str(out))
+    assert payload["results"]["NUM_TILES"] == len(images) == 4
+    for image in images:
+        name = os.path.basename(image)
+        assert (out / "labels" / name).is_file()
+        assert (out / "labels2" / "Tree" / name).is_file()
+    emd = json.loads((out / "esri_model_definition.emd").read_text())
+    assert emd["MetaDataMode"] == "Panoptic_Segmentation"
+    assert [(c["Value"], c["Name"]) for c in emd["Panoptic_Segmentation_Instance_Classes"]] == [(1, "Tree")]
+
+
 def test_qgis_process_reports_bad_input(qgis_process_env, data_dir, tmp_path):
     out = tmp_path / "bad"
     result = qgis_process(
