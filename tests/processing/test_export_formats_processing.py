@@ -318,12 +318,8 @@ def test_panoptic_segmentation_with_instances(alg, data_dir, tmp_path):
         mask = mask[np.newaxis] if mask.ndim == 2 else mask
         ids = instance_ids(mask)
         assert ids == list(range(1, len(ids) + 1))
-        # The same buildings: instance pixels are the semantic building pixels, except for instances
-        # thinner than a pixel on this chip, which keep the pixels they touch.
-        instance = mask.any(axis=0)
-        assert not (semantic.astype(bool) & ~instance).any()
-        for i in set(mask[:, instance & (semantic == 0)].ravel().tolist()) - {0}:
-            assert not (semantic[(mask == i).any(axis=0)]).any() and (mask == i).sum() <= 128, i
+        # The same buildings: instance pixels are the semantic building pixels.
+        assert np.array_equal(mask.any(axis=0), semantic > 0)
     assert with_instances > 0
     definition = emd(out)
     assert [(c["Value"], c["Name"]) for c in definition["Panoptic_Segmentation_Instance_Classes"]] == [
