@@ -38,6 +38,9 @@ class ExportError(ValueError):
         self.parameter = parameter
         self.message = message
 
+    def __reduce__(self):  # survives the trip back from a worker process
+        return (ExportError, (self.parameter, self.message))
+
 
 class ExportCanceled(RuntimeError):
     """The caller asked to stop; nothing of this run was left behind."""

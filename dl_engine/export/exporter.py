@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import threading
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, List, Optional, Tuple
 
@@ -21,7 +20,7 @@ import numpy as np
 import rasterio
 
 from . import esri_files as ef
-from .chips import FEATURE_KINDS, Worker
+from .chips import FEATURE_KINDS
 from .config import (CROP_MODES, METADATA_FORMATS, PROCESSING_MODES, REFERENCE_SYSTEMS, UNLABELLED_FORMATS,
                      ClassInfo, ExportCanceled, ExportConfig, ExportError, ExportResult, RasterLabels, VectorLabels)
 from .existing import ExistingExport, read_existing
@@ -29,6 +28,7 @@ from .frames import Frame, feature_frame, grid_frames, rotate, rotations
 from .grid import Grid, build_grid, count_tiles
 from .items import raster_items
 from .label_formats import LABEL_KIND, LabelContext
+from .pools import chip_pool
 from .labels import VectorLabelIndex, bucket_size_for, label_dtype_for_values, mask_union
 from .raster_io import RasterInfo, check_chip_format, describe, open_raster
 from .stats import ExportTotals
@@ -254,14 +254,19 @@ def _plan(c: ExportConfig, log) -> _Plan:
         f"{f' ({len(items)} items)' if len(items) > 1 else ''}: {start - c.start_index} chip positions "
         f"({c.tile_size_x} x {c.tile_size_y}, stride {c.stride_x} x {c.stride_y}"
         f"{f', {len(angles)} rotations' if len(angles) > 1 else ''}), numbered from {c.start_index}")
-    ctx = LabelContext(label_dtype, _namer(c.labels), _namer(c.instance_labels))
+    ctx = LabelContext(label_dtype, _ClassNames(c.labels), _ClassNames(c.instance_labels))
     return _Plan(c, items, info, info2, band_names, band_names2, kind, vector, instances, raster_labels, ctx, mask,
                  angles, c.start_index, start, _staging_name(parent, c.out_folder), existing, created_parent)
 
 
-def _namer(labels) -> Callable[[int], str]:
-    names = {ci.value: ci.label for ci in (labels.classes if labels is not None else [])}
-    return lambda value: names.get(value, str(value))
+class _ClassNames:
+    """Class value -> name (the value as text when the layer gives none); picklable for worker processes."""
+
+    def __init__(self, labels):
+        self.names = {ci.value: ci.label for ci in (labels.classes if labels is not None else [])}
+
+    def __call__(self, value: int) -> str:
+        return self.names.get(value, str(value))
 
 
 def _staging_name(parent: str, out_folder: str) -> str:
@@ -335,57 +340,36 @@ def _tasks(plan: _Plan) -> Iterator[Tuple[int, List[Frame]]]:
 
 def _cut_chips(plan: _Plan, progress, is_canceled, log) -> ExportTotals:
     workers = plan.config.workers or os.cpu_count() or 1
-    log(f"Cutting chips with {workers} worker(s)")
     subfolders = ["images"] + (["images2"] if plan.config.raster2 else [])
     subfolders += ["labels"] if plan.label_kind not in (None, "imagenet") else []
     for sub in subfolders:
         os.makedirs(os.path.join(plan.staging, sub), exist_ok=True)
-    local = threading.local()
-    opened: List[Worker] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def task(item_index: int, frames: List[Frame]) -> Tuple[int, ExportTotals]:
-        w = getattr(local, "worker", None)
-        if w is None:
-            w = local.worker = Worker(plan)
-            with lock:
-                opened.append(w)
-        return len(frames), w.run(item_index, frames, stop)
-
     totals = ExportTotals()
     done = 0
     total = max(plan.next_index - plan.start_index, 1)
     tasks = _tasks(plan)
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
-            pending = set()
-            exhausted = False
-            while True:
-                # Keep a bounded number of batches in flight: memory does not grow with the raster.
-                while not exhausted and len(pending) < workers * 3:
-                    t = next(tasks, None)
-                    if t is None:
-                        exhausted = True
-                        break
-                    pending.add(pool.submit(task, *t))
-                if not pending:
+    with chip_pool(plan, workers, total, log) as (pool, task, stop):
+        pending = set()
+        exhausted = False
+        while True:
+            # Keep a bounded number of batches in flight: memory does not grow with the raster.
+            while not exhausted and len(pending) < workers * 3:
+                t = next(tasks, None)
+                if t is None:
+                    exhausted = True
                     break
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    n, part = fut.result()  # re-raises a worker's ExportError
-                    totals.merge(part)
-                    done += n
-                if is_canceled():
-                    stop.set()
-                    for fut in pending:
-                        fut.cancel()
-                    raise ExportCanceled("export canceled")
-                progress(min(done / total, 1.0) * 0.98)
-    finally:
-        stop.set()
-        for w in opened:
-            w.close()
+                pending.add(pool.submit(task, *t))
+            if not pending:
+                break
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                n, part = fut.result()  # re-raises a worker's ExportError
+                totals.merge(part)
+                done += n
+            if is_canceled():
+                stop.set()
+                raise ExportCanceled("export canceled")
+            progress(min(done / total, 1.0) * 0.98)
     return totals
 
 

@@ -3,9 +3,8 @@ to the chip, or a classified raster read onto the chip grid."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import shapely

@@ -1,0 +1,126 @@
+"""Where chips are cut: threads of this process, or worker processes.
+
+rasterio keeps the GIL while GDAL compresses a chip, so threads cannot use a
+second core for writing; large exports therefore run in worker processes.
+They are *spawned* with a Python interpreter (never forked: inside QGIS
+forking the application is unsafe, and spawning sys.executable would start
+QGIS again). Small exports stay in threads: a process costs ~1 s to start.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import multiprocessing
+import os
+import shutil
+import sys
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import rasterio
+import shapely
+
+from .chips import Worker
+from .stats import ExportTotals
+
+PROCESS_MIN_CHIPS = 256  # below this many chip positions, threads start faster than processes
+PROCESS_GDAL_CACHE_BYTES = 128 * 1024 * 1024  # per worker process
+
+
+def worker_python() -> Optional[str]:
+    """A Python interpreter to spawn workers with (inside QGIS sys.executable is QGIS itself)."""
+    exe = sys.executable or ""
+    if os.path.basename(exe).lower().startswith("python"):
+        return exe
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (os.path.join(sys.exec_prefix, "bin", f"python{version}"),
+                      os.path.join(sys.exec_prefix, "bin", "python3"),
+                      os.path.join(sys.exec_prefix, "python.exe"),
+                      shutil.which(f"python{version}")):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+# ---- one worker per process -------------------------------------------------------------------
+
+_process_worker: Optional[Worker] = None
+_process_stop = None
+
+
+def _init_process(plan, stop) -> None:
+    global _process_worker, _process_stop
+    if plan.mask is not None:
+        shapely.prepare(plan.mask)  # preparation does not survive pickling
+    env = rasterio.Env(GDAL_CACHEMAX=PROCESS_GDAL_CACHE_BYTES)
+    env.__enter__()  # for the life of the process
+    _process_worker = Worker(plan)
+    _process_stop = stop
+
+
+def _process_task(item_index: int, frames: List) -> Tuple[int, ExportTotals]:
+    return len(frames), _process_worker.run(item_index, frames, _process_stop)
+
+
+@contextmanager
+def _workers_skip_main_module() -> Iterator[None]:
+    """Spawned workers re-import the parent's main script unless its spec is named
+    "__main__"; our workers need only dl_engine, and a user's script without an
+    ``if __name__ == "__main__":`` guard would otherwise run again in each worker."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
+
+
+# ---- the pool the chip loop uses ---------------------------------------------------------------
+
+@contextmanager
+def chip_pool(plan, workers: int, chips: int, log: Callable[[str], None]) -> Iterator[Tuple[Executor, Callable, object]]:
+    """(executor, task function, stop event) for cutting ``chips`` chip positions."""
+    python = worker_python() if workers > 1 and chips >= PROCESS_MIN_CHIPS else None
+    if python:
+        ctx = multiprocessing.get_context("spawn")
+        ctx.set_executable(python)
+        stop = ctx.Event()
+        log(f"Cutting chips in {workers} worker processes")
+        with _workers_skip_main_module():
+            executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process,
+                                           initargs=(plan, stop))
+            try:
+                yield executor, _process_task, stop
+            finally:
+                stop.set()
+                # Wait for running tasks (they stop at the next chip) so nothing writes after we return.
+                executor.shutdown(wait=True, cancel_futures=True)
+        return
+
+    log(f"Cutting chips in {workers} thread(s)")
+    stop = threading.Event()
+    local = threading.local()
+    opened: List[Worker] = []
+    lock = threading.Lock()
+
+    def task(item_index: int, frames: List) -> Tuple[int, ExportTotals]:
+        w = getattr(local, "worker", None)
+        if w is None:
+            w = local.worker = Worker(plan)
+            with lock:
+                opened.append(w)
+        return len(frames), w.run(item_index, frames, stop)
+
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export")
+    try:
+        yield executor, task, stop
+    finally:
+        stop.set()
+        executor.shutdown(wait=True, cancel_futures=True)
+        for w in opened:
+            w.close()
