@@ -80,7 +80,9 @@ def feature_frame(grid: Grid, ordinal: int, feature: int, bounds: Tuple[float, f
         row = int(math.floor((r0 + r1) / 2 - tile_y / 2 + 0.5))
         w, h = tile_x, tile_y
     else:
-        col, row = int(math.floor(c0)), int(math.floor(r0))
-        w = max(1, int(math.ceil(c1)) - col)
-        h = max(1, int(math.ceil(r1)) - row)
+        # Snap coordinates within 1e-6 px of a pixel edge onto it, so float noise
+        # (27.0000000004) does not add a row or column.
+        col, row = int(math.floor(c0 + 1e-6)), int(math.floor(r0 + 1e-6))
+        w = max(1, int(math.ceil(c1 - 1e-6)) - col)
+        h = max(1, int(math.ceil(r1 - 1e-6)) - row)
     return Frame(ordinal, 0, grid.transform * Affine.translation(col, row), w, h, col, row, feature)
