@@ -24,3 +24,12 @@ def provider(dlt_plugin):
     if registry.providerById(PROVIDER_ID) is None:
         dlt_plugin.initProcessing()
     return registry.providerById(PROVIDER_ID)
+
+
+@pytest.fixture
+def alg(provider):
+    from qgis.core import QgsApplication
+
+    from dlt_helpers import EXPORT_ALG
+
+    return QgsApplication.processingRegistry().algorithmById(EXPORT_ALG)

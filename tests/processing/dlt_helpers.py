@@ -42,3 +42,42 @@ def voc_boxes(xml_path):
             )
         )
     return boxes
+
+
+def run_export(params, feedback=None):
+    import processing
+
+    return processing.run(EXPORT_ALG, params, feedback=feedback)
+
+
+def fmt(alg, keyword):
+    return keyword_index(alg, "METADATA_FORMAT", keyword)
+
+
+def trees(data_dir):
+    return str(data_dir / "trees_osbs" / "OSBS_029.tif"), str(data_dir / "trees_osbs" / "trees.gpkg")
+
+
+def elevation(data_dir):
+    return str(data_dir / "elevation" / "dsm.tif"), str(data_dir / "elevation" / "buildings.geojson")
+
+
+def read(path):
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path))
+    try:
+        return ds.ReadAsArray()
+    finally:
+        ds = None
+
+
+def geotransform(path):
+    """(geotransform, spatial reference) of a raster file."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path))
+    try:
+        return ds.GetGeoTransform(), ds.GetSpatialRef()
+    finally:
+        ds = None

@@ -33,50 +33,10 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QColor
 
-from dlt_helpers import EXPORT_ALG, chips, keyword_index, voc_boxes
+from dlt_helpers import (chips, elevation, fmt, geotransform, keyword_index, read, run_export,
+                         trees, voc_boxes)
 
 gdal.UseExceptions()
-
-
-@pytest.fixture
-def alg(provider):
-    from qgis.core import QgsApplication
-
-    return QgsApplication.processingRegistry().algorithmById(EXPORT_ALG)
-
-
-def run_export(params, feedback=None):
-    import processing
-
-    return processing.run(EXPORT_ALG, params, feedback=feedback)
-
-
-def fmt(alg, keyword):
-    return keyword_index(alg, "METADATA_FORMAT", keyword)
-
-
-def trees(data_dir):
-    return str(data_dir / "trees_osbs" / "OSBS_029.tif"), str(data_dir / "trees_osbs" / "trees.gpkg")
-
-
-def elevation(data_dir):
-    return str(data_dir / "elevation" / "dsm.tif"), str(data_dir / "elevation" / "buildings.geojson")
-
-
-def geotransform(path):
-    ds = gdal.Open(path)
-    try:
-        return ds.GetGeoTransform(), ds.GetSpatialRef()
-    finally:
-        ds = None
-
-
-def read(path):
-    ds = gdal.Open(path)
-    try:
-        return ds.ReadAsArray()
-    finally:
-        ds = None
 
 
 def chip_offset(chip_path, raster_path):
