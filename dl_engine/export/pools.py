@@ -30,17 +30,22 @@ PROCESS_GDAL_CACHE_BYTES = 128 * 1024 * 1024  # per worker process
 
 
 def worker_python() -> Optional[str]:
-    """A Python interpreter to spawn workers with (inside QGIS sys.executable is QGIS itself)."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python"):
-        return exe
+    """The interpreter of the running Python installation, to spawn workers with.
+
+    Only one of this installation will do (its compiled modules must match): inside
+    QGIS and qgis_process ``sys.executable`` is QGIS, or whatever ``python3`` is first
+    on PATH, so the interpreter is looked for in the installation's own folders.
+    """
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (os.path.join(sys.exec_prefix, "bin", f"python{version}"),
-                      os.path.join(sys.exec_prefix, "bin", "python3"),
-                      os.path.join(sys.exec_prefix, "python.exe"),
-                      shutil.which(f"python{version}")):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
+    folders = [os.path.join(p, "bin") for p in (sys.prefix, sys.exec_prefix)] + [sys.prefix, sys.exec_prefix]
+    exe = sys.executable or ""
+    if os.path.basename(exe).lower().startswith("python") and os.path.dirname(exe) in folders:
+        return exe
+    for folder in folders:
+        for name in (f"python{version}", "python3", "python.exe"):
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
     return None
 
 
@@ -58,6 +63,10 @@ def _init_process(plan, stop) -> None:
     env.__enter__()  # for the life of the process
     _process_worker = Worker(plan)
     _process_stop = stop
+
+
+def _ping() -> bool:
+    return _process_worker is not None
 
 
 def _process_task(item_index: int, frames: List) -> Tuple[int, ExportTotals]:
@@ -82,6 +91,16 @@ def _workers_skip_main_module() -> Iterator[None]:
 
 # ---- the pool the chip loop uses ---------------------------------------------------------------
 
+def _started(executor: ProcessPoolExecutor, log) -> bool:
+    """Whether worker processes start in this environment; if not, threads do the work."""
+    try:
+        return executor.submit(_ping).result(timeout=120)
+    except Exception as exc:  # BrokenProcessPool, a timeout, an import error in the worker
+        executor.shutdown(wait=True, cancel_futures=True)
+        log(f"Worker processes could not start ({type(exc).__name__}); cutting chips in threads instead")
+        return False
+
+
 @contextmanager
 def chip_pool(plan, workers: int, chips: int, log: Callable[[str], None]) -> Iterator[Tuple[Executor, Callable, object]]:
     """(executor, task function, stop event) for cutting ``chips`` chip positions."""
@@ -90,17 +109,19 @@ def chip_pool(plan, workers: int, chips: int, log: Callable[[str], None]) -> Ite
         ctx = multiprocessing.get_context("spawn")
         ctx.set_executable(python)
         stop = ctx.Event()
-        log(f"Cutting chips in {workers} worker processes")
         with _workers_skip_main_module():
             executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process,
                                            initargs=(plan, stop))
-            try:
-                yield executor, _process_task, stop
-            finally:
-                stop.set()
-                # Wait for running tasks (they stop at the next chip) so nothing writes after we return.
-                executor.shutdown(wait=True, cancel_futures=True)
-        return
+            started = _started(executor, log)
+            if started:
+                log(f"Cutting chips in {workers} worker processes ({python})")
+                try:
+                    yield executor, _process_task, stop
+                finally:
+                    stop.set()
+                    # Wait for running tasks (they stop at the next chip) so nothing writes after we return.
+                    executor.shutdown(wait=True, cancel_futures=True)
+                return
 
     log(f"Cutting chips in {workers} thread(s)")
     stop = threading.Event()

@@ -97,6 +97,24 @@ def test_qgis_process_run_panoptic_with_instances(qgis_process_env, data_dir, tm
     assert [(c["Value"], c["Name"]) for c in emd["Panoptic_Segmentation_Instance_Classes"]] == [(1, "Tree")]
 
 
+def test_qgis_process_large_export_uses_worker_processes(qgis_process_env, data_dir, tmp_path):
+    """Inside qgis_process sys.executable is not Python: the workers must still start, with the
+    installation's own interpreter, and write the same chips as one worker does."""
+    common = [f"IN_RASTER={data_dir / 'trees_osbs' / 'OSBS_029.tif'}",
+              f"IN_CLASS_DATA={data_dir / 'trees_osbs' / 'trees.gpkg'}", "METADATA_FORMAT=2",
+              "TILE_SIZE_X=32", "TILE_SIZE_Y=32", "STRIDE_X=16", "STRIDE_Y=16"]
+    runs = {}
+    for name, factor in (("procs", 2), ("single", 1)):
+        result = qgis_process(qgis_process_env, "run", EXPORT_ALG, "--", *common,
+                              f"OUT_FOLDER={tmp_path / name}", f"PARALLEL_PROCESSING_FACTOR={factor}")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        runs[name] = result.stdout + result.stderr
+    assert "Cutting chips in 2 worker processes" in runs["procs"], runs["procs"][-3000:]
+    assert "could not start" not in runs["procs"]
+    listing = {n: sorted(os.listdir(tmp_path / n / "labels")) for n in runs}
+    assert listing["procs"] == listing["single"] and len(listing["procs"]) > 256
+
+
 def test_qgis_process_reports_bad_input(qgis_process_env, data_dir, tmp_path):
     out = tmp_path / "bad"
     result = qgis_process(
