@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.machinery
 import multiprocessing
 import os
-import shutil
 import sys
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
