@@ -153,6 +153,18 @@ def _inside_share(whole: np.ndarray, part: np.ndarray) -> np.ndarray:
     return share
 
 
+def _shape(geom):
+    """GeoJSON-like mapping for rasterio: polygons built from coordinate arrays,
+    about twice as fast as shapely's __geo_interface__ (rasterize's main cost)."""
+    kind = geom.geom_type
+    if kind == "Polygon":
+        return {"type": "Polygon", "coordinates": [shapely.get_coordinates(geom.exterior).tolist()] +
+                [shapely.get_coordinates(r).tolist() for r in geom.interiors]}
+    if kind == "MultiPolygon":
+        return {"type": "MultiPolygon", "coordinates": [_shape(p)["coordinates"] for p in geom.geoms]}
+    return geom
+
+
 def rasterize_chip(features: ChipFeatures, transform: Affine, width: int, height: int, dtype: str) -> np.ndarray:
     """Class-value raster of the chip; 0 = background. Larger features (by their
     whole area, so that every chip agrees) are drawn first so that small ones on
@@ -160,7 +172,7 @@ def rasterize_chip(features: ChipFeatures, transform: Affine, width: int, height
     out = np.zeros((height, width), dtype=dtype)
     if len(features.values):
         order = np.argsort(-features.whole_areas, kind="stable")
-        shapes = [(g, int(v)) for g, v in zip(features.geometries[order], features.values[order])]
+        shapes = [(_shape(g), int(v)) for g, v in zip(features.geometries[order], features.values[order])]
         rasterize(shapes, out=out, transform=transform, all_touched=False)
     return out
 
@@ -195,7 +207,7 @@ def instance_masks(geometries: np.ndarray, transform: Affine, width: int, height
     bands: List[np.ndarray] = []
     next_id = 1
     for g in geometries:
-        m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8").astype(bool)
+        m = rasterize([(_shape(g), 1)], out_shape=(height, width), transform=transform, dtype="uint8").astype(bool)
         if not m.any() and g.area == 0:  # a line or point: keep the pixels it touches
             m = rasterize([(g, 1)], out_shape=(height, width), transform=transform, dtype="uint8",
                           all_touched=True).astype(bool)

@@ -51,6 +51,18 @@ class Summary:
         return cls(min=d["Min"], max=d["Max"], sum=d["Sum"], count=d["Count"])
 
 
+def _histogram_moments(values: np.ndarray):
+    """(count, mean, M2, min, max) of 8/16-bit data from its histogram: exact, and
+    several times faster than float64 arithmetic over every pixel."""
+    hist = np.bincount(values.ravel())
+    levels = np.nonzero(hist)[0]
+    counts = hist[levels].astype(np.float64)
+    n = counts.sum()
+    mean = float((levels * counts).sum() / n)
+    m2 = float((counts * np.square(levels - mean)).sum())
+    return int(n), mean, m2, float(levels[0]), float(levels[-1])
+
+
 @dataclass
 class BandStats:
     """Per-band count, mean and sum of squared deviations (Chan et al. merge).
@@ -78,13 +90,15 @@ class BandStats:
         """data: (bands, h, w); valid: (bands, h, w) bool or None when every pixel counts."""
         for b in range(data.shape[0]):
             values = data[b] if valid is None else data[b][valid[b]]
-            n = values.size
-            if n == 0:
+            if values.size == 0:
+                continue
+            if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
+                self._merge_band(b, *_histogram_moments(values))
                 continue
             values = values.astype(np.float64, copy=False)
             mean = float(values.mean())
             m2 = float(np.square(values - mean).sum())
-            self._merge_band(b, n, mean, m2, float(values.min()), float(values.max()))
+            self._merge_band(b, values.size, mean, m2, float(values.min()), float(values.max()))
 
     def _merge_band(self, b: int, n: int, mean: float, m2: float, vmin: float, vmax: float) -> None:
         total = self.num[b] + n
