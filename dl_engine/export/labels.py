@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.enums import MergeAlg, Resampling
+from rasterio.enums import Resampling
 from rasterio.features import rasterize
 
 from .config import ExportError, RasterLabels, VectorLabels
@@ -199,14 +199,11 @@ def pixel_boxes(features: ChipFeatures, transform: Affine, width: int, height: i
 
 
 def instance_masks(geometries: np.ndarray, transform: Affine, width: int, height: int) -> np.ndarray:
-    """(bands, h, w) instance ids 1..N, one per feature (in order), 0 = background.
+    """(bands, h, w) instance ids 1..N, one per feature, 0 = background.
 
     Instances that overlap are kept apart by placing each one in the first band
     where it overlaps nothing already there (arcgis.learn reads every band).
     """
-    fast = _instances_one_band(geometries, transform, width, height)
-    if fast is not None:
-        return fast
     bands: List[np.ndarray] = []
     next_id = 1
     for g in geometries:
@@ -225,26 +222,6 @@ def instance_masks(geometries: np.ndarray, transform: Affine, width: int, height
     if not bands:
         return np.zeros((1, height, width), dtype=np.uint8)
     return np.stack(bands).astype(label_dtype_for_values(next_id - 1))
-
-
-def _instances_one_band(geometries: np.ndarray, transform: Affine, width: int, height: int):
-    """The common case in two rasterize calls: no two instances share a pixel and
-    every one has area. None when the per-instance placement is needed."""
-    if not len(geometries) or (shapely.area(geometries) == 0).any():
-        return None
-    shapes = [_shape(g) for g in geometries]
-    counts = rasterize([(s, 1) for s in shapes], out_shape=(height, width), transform=transform, dtype="uint16",
-                       merge_alg=MergeAlg.add)
-    if counts.max() > 1:
-        return None
-    ids = rasterize([(s, i + 1) for i, s in enumerate(shapes)], out_shape=(height, width), transform=transform,
-                    dtype="int32")
-    present = np.unique(ids[ids > 0])
-    # Instances without a pixel in the chip take no id: renumber 1..N in feature order.
-    lookup = np.zeros(len(shapes) + 1, dtype=np.int64)
-    lookup[present] = np.arange(1, len(present) + 1)
-    out = lookup[ids]
-    return out[np.newaxis].astype(label_dtype_for_values(max(len(present), 1)))
 
 
 def label_dtype_for_values(max_value: int) -> str:
