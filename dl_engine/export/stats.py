@@ -93,14 +93,17 @@ class BandStats:
             if values.size == 0:
                 continue
             if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
-                self._merge_band(b, *_histogram_moments(values))
+                self.add(b, *_histogram_moments(values))
                 continue
             values = values.astype(np.float64, copy=False)
             mean = float(values.mean())
             m2 = float(np.square(values - mean).sum())
-            self._merge_band(b, values.size, mean, m2, float(values.min()), float(values.max()))
+            self.add(b, values.size, mean, m2, float(values.min()), float(values.max()))
 
-    def _merge_band(self, b: int, n: int, mean: float, m2: float, vmin: float, vmax: float) -> None:
+    def add(self, b: int, n: int, mean: float, m2: float, vmin: float, vmax: float) -> None:
+        """Merge n values of band b with their mean and M2 (parallel formula of Chan et al.)."""
+        if n <= 0:
+            return
         total = self.num[b] + n
         delta = mean - self.m1[b]
         self.m2[b] += m2 + delta * delta * self.num[b] * n / total
@@ -110,11 +113,32 @@ class BandStats:
         self.max[b] = max(self.max[b], vmax)
 
     def merge(self, other: "BandStats") -> None:
-        for b in range(self.bands):
+        for b in range(min(self.bands, other.bands)):
             if other.num[b]:
-                self._merge_band(b, int(other.num[b]), other.m1[b], other.m2[b], other.min[b], other.max[b])
+                self.add(b, int(other.num[b]), float(other.m1[b]), float(other.m2[b]), float(other.min[b]),
+                         float(other.max[b]))
 
+    def merged(self, other: "BandStats") -> "BandStats":
+        """A new BandStats over both (M2 by the parallel formula, not summed as arcgis.learn
+        does, which leaves out the spread between the folders' means)."""
+        out = BandStats(self.num.copy(), self.m1.copy(), self.m2.copy(), self.min.copy(), self.max.copy())
+        out.merge(other)
+        return out
+
+    @classmethod
+    def merge_all(cls, items: List["BandStats"]) -> "BandStats":
+        out = items[0]
+        for s in items[1:]:
+            out = out.merged(s)
+        return out
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.m1
+
+    @property
     def std(self) -> np.ndarray:
+        """Population standard deviation sqrt(M2 / Num), as Pro's AllTilesStats.StdDev."""
         return np.sqrt(np.divide(self.m2, self.num, out=np.zeros_like(self.m2), where=self.num > 0))
 
     @staticmethod
@@ -130,7 +154,7 @@ class BandStats:
                 for b in range(self.bands)]
 
     def all_tiles_json(self, band_names: List[str]) -> List[dict]:
-        std = self.std()
+        std = self.std
         return [{"BandName": band_names[b] if b < len(band_names) else "",
                  "Min": self._number(self.min[b]), "Max": self._number(self.max[b]),
                  "Mean": float(self.m1[b]), "StdDev": float(std[b])}
@@ -138,12 +162,38 @@ class BandStats:
 
     @classmethod
     def from_state_json(cls, items: List[dict]) -> "BandStats":
+        """From ``BandStatsState`` (esri_accumulated_stats.json)."""
         s = cls.empty(len(items))
         for b, d in enumerate(items):
             if d.get("Num"):
-                s.num[b], s.m1[b], s.m2[b] = d["Num"], d["M1"], d["M2"]
-                s.min[b], s.max[b] = d["Min"], d["Max"]
+                s.num[b], s.m1[b], s.m2[b] = int(d["Num"]), float(d["M1"]), float(d["M2"])
+                s.min[b], s.max[b] = float(d["Min"]), float(d["Max"])
         return s
+
+    @classmethod
+    def from_all_tiles_json(cls, items: List[dict], num: int) -> "BandStats":
+        """From the emd's ``AllTilesStats`` (Mean, StdDev, no count): ``num`` pixels assumed."""
+        s = cls.empty(len(items))
+        for b, d in enumerate(items):
+            s.num[b] = num
+            s.m1[b] = float(d["Mean"])
+            s.m2[b] = float(d["StdDev"]) ** 2 * num
+            s.min[b], s.max[b] = float(d["Min"]), float(d["Max"])
+        return s
+
+    @classmethod
+    def from_arrays(cls, chips, valid=None, bands: Optional[int] = None) -> "BandStats":
+        """From pixel arrays (bands, h, w); ``valid`` masks (bands, h, w) or (h, w) leave NoData out."""
+        s = None if bands is None else cls.empty(bands)
+        valid = iter(valid) if valid is not None else None
+        for data in chips:
+            mask = next(valid) if valid is not None else None
+            if s is None:
+                s = cls.empty(data.shape[0])
+            if mask is not None and mask.ndim == 2:
+                mask = np.broadcast_to(mask, data.shape)
+            s.add_chip(data, mask)
+        return s if s is not None else cls.empty(0)
 
 
 @dataclass
