@@ -36,8 +36,12 @@ $(PY): | qgis
 venv: $(PY)
 
 # pip runs only when requirements/constraints changed since the last install.
-$(STAMP): requirements.txt constraints.txt | $(PY)
+# The torch stack goes in with --isolated (why: requirements-torch.txt); override with
+# `make setup TORCH_PIP_FLAGS=` where pip's own configuration should apply.
+TORCH_PIP_FLAGS ?= --isolated
+$(STAMP): requirements.txt requirements-torch.txt constraints.txt | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check $(TORCH_PIP_FLAGS) -r requirements-torch.txt
 	touch $(STAMP)
 
 test: setup

@@ -1,4 +1,5 @@
-"""Command line of the engine (no QGIS): ``python -m dl_engine export --help``."""
+"""Command line of the engine (no QGIS): ``python -m dl_engine export --help``,
+``python -m dl_engine train --help``."""
 
 from __future__ import annotations
 
@@ -58,7 +59,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dl_engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _export_parser(sub)
+    from .train.worker import add_parser as _train_parser  # torch is imported only when training runs
+    _train_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from .train.worker import run as _run_train
+        return _run_train(args)
     try:
         return _run_export(args)
     except ExportError as exc:

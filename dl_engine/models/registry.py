@@ -1,0 +1,84 @@
+"""The registry of model types, keyed by the arcpy MODEL_TYPE keyword.
+
+One ``ModelSpec`` per model type says what it trains on, how it is built, which model
+arguments (ARGUMENTS) it takes and what it adds to the trained emd. Adding a model type
+is adding one module that calls ``register``; the trainer, the outputs and the inference
+tools only ever look types up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..data.errors import DataError
+
+
+@dataclass
+class BuildContext:
+    """What a builder needs to make a network."""
+
+    backbone: str  # BACKBONE_MODEL as given: arcpy keyword (RESNET34) or "timm:<name>"
+    in_channels: int  # bands the model sees (len(Normalization.extract_bands))
+    num_classes: int  # model outputs (ClassMap.num_classes)
+    chip_size: int
+    arguments: Dict[str, Any]  # the model's arguments, defaults filled in
+    pretrained: bool = True  # use cached pretrained backbone weights when there are any
+    weight_init_scheme: str = "RANDOM"  # RANDOM, RED_BAND, ALL_RANDOM: first conv for bands beyond RGB
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class BuiltModel:
+    module: Any  # torch.nn.Module: forward(x (N,C,H,W) float) -> logits (N,num_classes,H,W) for pixel models
+    backbone_name: str  # resolved backbone name written to the emd (e.g. "resnet34", "timm:convnext_tiny")
+    pretrained_loaded: bool  # pretrained backbone weights were found and loaded
+    encoder_parameters: List[Any] = field(default_factory=list)  # backbone parameters (FREEZE freezes these)
+
+
+@dataclass
+class ModelSpec:
+    keyword: str  # arcpy MODEL_TYPE: "UNET"
+    model_name: str  # emd ModelName: "UnetClassifier"
+    model_type: str  # emd ModelType: "ImageClassification", "ObjectDetection", …
+    kind: str  # task family the trainer runs: "pixel" (later "detection", "instance", "classification")
+    formats: Tuple[str, ...]  # metadata formats it trains on
+    arguments: Dict[str, Any]  # model-specific ARGUMENTS and their defaults
+    build: Callable[[BuildContext], BuiltModel]
+    emd_params: Callable[[Dict[str, Any], str], Dict[str, Any]]  # (arguments, backbone_name) -> emd keys
+    default_backbone: str = "RESNET34"
+
+
+_REGISTRY: Dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.keyword] = spec
+    return spec
+
+
+def _load_builtin() -> None:
+    from . import pixel  # noqa: F401  (registers UNET, PSPNET, DEEPLAB)
+
+
+def model_types() -> List[str]:
+    _load_builtin()
+    return list(_REGISTRY)
+
+
+def get_spec(keyword: str, parameter: str = "MODEL_TYPE") -> ModelSpec:
+    _load_builtin()
+    spec = _REGISTRY.get(str(keyword).upper())
+    if spec is None:
+        raise DataError(parameter, f"unknown model type {keyword!r}; this version trains "
+                                   f"{', '.join(_REGISTRY)}")
+    return spec
+
+
+def spec_for_model_name(model_name: str) -> Optional[ModelSpec]:
+    """The spec whose emd ModelName is ``model_name`` (reading a package)."""
+    _load_builtin()
+    for spec in _REGISTRY.values():
+        if spec.model_name == model_name:
+            return spec
+    return None

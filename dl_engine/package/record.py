@@ -1,0 +1,46 @@
+"""What a finished training run hands to the package writer (emd, .pth, model_metrics.html,
+ModelCharacteristics/, training_validation_loss.json, .dlpk)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..data.classes import ClassMap
+from ..data.folders import ExportData
+from ..data.normalization import Normalization
+
+
+@dataclass
+class SampleResult:
+    """One validation chip for show_results.png: what the user compares by eye."""
+
+    image: np.ndarray  # (h, w, 3) uint8 display image (first three model bands stretched)
+    truth: np.ndarray  # (h, w) int class indices (pixel models)
+    prediction: np.ndarray  # (h, w) int class indices
+
+
+@dataclass
+class TrainedModel:
+    name: str  # file stem: the OUT_FOLDER's name
+    model_type: str  # arcpy keyword, e.g. "UNET" (dl_engine.models.registry.get_spec)
+    backbone: str  # resolved backbone name for ModelParameters.backbone ("resnet34", "timm:convnext_tiny")
+    backbone_keyword: str  # BACKBONE_MODEL as given ("RESNET34")
+    arguments: Dict[str, Any]  # model arguments used (defaults filled in)
+    class_map: ClassMap
+    normalization: Normalization
+    data: ExportData  # the training folders (export emd: MinCellSize, ImageSpaceUsed, format…)
+    chip_size: int
+    resize_to: Optional[int]
+    learning_rate: float
+    monitor: str  # MONITOR keyword, e.g. "VALID_LOSS"
+    best_value: Optional[float]  # the monitored value of the kept (best) epoch
+    best_epoch: int
+    history: List[Dict[str, Any]]  # one dict per epoch: epoch, train_loss, valid_loss, accuracy, miou, dice, seconds, lr
+    metrics: Dict[str, Any]  # final validation metrics of the kept weights: valid_loss, accuracy, miou, dice,
+    #                          per_class {class name: {precision, recall, f1, iou}} (background included as "NoData")
+    settings: Dict[str, Any]  # the run's parameters for model_metrics.html (TrainConfig as a dict + device)
+    samples: List[SampleResult] = field(default_factory=list)
+    pretrained_loaded: bool = False

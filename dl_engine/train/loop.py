@@ -1,0 +1,209 @@
+"""The training loop: AdamW with a one-cycle schedule, per-epoch validation metrics,
+early stopping on MONITOR, the best weights kept, a resumable checkpoint every epoch,
+progress per batch and cancel between batches."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from . import schedule
+from .distributed import Dist
+from .events import Events
+from .loader import to_device
+from .metrics import ConfusionMatrix, epoch_summary, is_better, monitor_key
+
+
+class TrainingCanceled(Exception):
+    """Raised between batches when the caller asks the run to stop."""
+
+
+@dataclass
+class FitState:
+    epoch: int = 0  # next epoch to run
+    step: int = 0  # optimizer steps done
+    best: Optional[float] = None
+    best_epoch: int = -1
+    best_state: Optional[Dict[str, torch.Tensor]] = None
+    best_metrics: Dict[str, Any] = field(default_factory=dict)
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    stale: int = 0  # epochs since the monitored value last improved
+    stopped_early: bool = False
+
+
+@dataclass
+class LoopSettings:
+    max_epochs: int
+    learning_rate: float
+    monitor: str = "VALID_LOSS"
+    stop_training: bool = True
+    patience: int = 5
+    weight_decay: float = 0.01
+    max_steps: Optional[int] = None
+    progress_start: float = 0.0  # percent already used (learning-rate finder)
+    checkpoint_path: Optional[str] = None
+    fingerprint: str = ""
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, net: torch.nn.Module, task, runtime, dist: Dist, events: Events,
+                 train_loader, train_sampler, valid_loader, valid_sampler, settings: LoopSettings,
+                 cancel: Callable[[], bool] = lambda: False):
+        self.model = model  # the network itself (state dicts, validation)
+        self.net = net  # what training calls: the DDP wrapper in a distributed run, else the model
+        self.task, self.runtime, self.dist, self.events = task, runtime, dist, events
+        self.train_loader, self.train_sampler = train_loader, train_sampler
+        self.valid_loader, self.valid_sampler = valid_loader, valid_sampler
+        self.s = settings
+        self.cancel = cancel
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                           betas=(0.95, 0.99))
+        self.scaler = torch.amp.GradScaler("cuda") if runtime.needs_grad_scaler else None
+        self.steps_per_epoch = max(len(train_loader), 1)
+        self.total_steps = self.steps_per_epoch * settings.max_epochs
+        if settings.max_steps:
+            self.total_steps = min(self.total_steps, settings.max_steps)
+
+    # ---- resume ---------------------------------------------------------------------------
+
+    def state_dict(self, state: FitState) -> Dict[str, Any]:
+        return {"model": ckpt.cpu_state(self.model), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": state.epoch, "step": state.step,
+                "best": state.best, "best_epoch": state.best_epoch, "best_state": state.best_state or {},
+                "best_metrics": _json(state.best_metrics), "history": _json(state.history), "stale": state.stale,
+                "learning_rate": self.s.learning_rate, "fingerprint": self.s.fingerprint}
+
+    def load_state_dict(self, saved: Dict[str, Any]) -> FitState:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        import json
+        return FitState(epoch=int(saved["epoch"]), step=int(saved["step"]), best=saved["best"],
+                        best_epoch=int(saved["best_epoch"]), best_state=saved["best_state"] or None,
+                        best_metrics=json.loads(saved["best_metrics"]), history=json.loads(saved["history"]),
+                        stale=int(saved["stale"]))
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def fit(self, state: Optional[FitState] = None) -> FitState:
+        state = state or FitState()
+        key = monitor_key(self.s.monitor)
+        while state.epoch < self.s.max_epochs and not self._out_of_steps(state):
+            epoch = state.epoch
+            t0 = time.perf_counter()
+            train_loss, samples = self._train_epoch(state)
+            train_seconds = time.perf_counter() - t0
+            metrics = self._validate(epoch)
+            metrics["train_loss"] = train_loss
+            if metrics.get("valid_loss") is None:  # no validation chips: watch the training loss
+                metrics["valid_loss"] = train_loss
+            seconds = time.perf_counter() - t0
+            record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": metrics["valid_loss"],
+                      **{k: metrics.get(k) for k in self.task.metric_keys}, "lr": self.optimizer.param_groups[0]["lr"],
+                      "seconds": round(seconds, 3), "samples_per_s": round(samples / max(train_seconds, 1e-9), 2)}
+            state.history.append(record)
+            value = metrics.get(key)
+            improved = is_better(self.s.monitor, value, state.best)
+            if improved:
+                state.best, state.best_epoch, state.stale = float(value), epoch, 0
+                state.best_state = ckpt.cpu_state(self.model)
+                state.best_metrics = metrics
+            else:
+                state.stale += 1
+            state.epoch = epoch + 1
+            self.events.metric(**record, monitor=self.s.monitor, best=state.best,
+                               per_class=metrics.get("per_class"), device=self.runtime.description)
+            self.events.log(f"epoch {epoch + 1}/{self.s.max_epochs}: train_loss {train_loss:.4f}, "
+                            f"{epoch_summary(metrics, ['valid_loss'] + self.task.metric_keys)}, "
+                            f"{record['samples_per_s']:.1f} samples/s, {seconds:.1f} s"
+                            f"{' (best so far)' if improved else ''}")
+            if self.s.stop_training and state.stale >= self.s.patience and state.epoch < self.s.max_epochs:
+                state.stopped_early = True
+                self.events.log(f"early stopping: {self.s.monitor.lower()} has not improved for {state.stale} "
+                                f"epochs; keeping epoch {state.best_epoch + 1}")
+            if self.s.checkpoint_path and self.dist.is_main:
+                ckpt.save(self.s.checkpoint_path, self.state_dict(state))
+            self.dist.barrier()
+            if state.stopped_early:
+                break
+        if state.best_state is None:  # nothing finite to compare: keep the last weights
+            state.best_state = ckpt.cpu_state(self.model)
+            state.best_epoch = max(state.epoch - 1, 0)
+            state.best_metrics = state.best_metrics or {}
+        return state
+
+    def _out_of_steps(self, state: FitState) -> bool:
+        return bool(self.s.max_steps) and state.step >= self.s.max_steps
+
+    def _train_epoch(self, state: FitState):
+        self.net.train()
+        self.train_sampler.set_epoch(state.epoch)
+        total, count, samples = 0.0, 0, 0
+        for i, batch in enumerate(self.train_loader):
+            if self._out_of_steps(state):
+                break
+            self._check_cancel()
+            batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
+            lr, beta1 = schedule.one_cycle(state.step, self.total_steps, self.s.learning_rate)
+            schedule.apply(self.optimizer, lr, beta1)
+            loss = self.task.training_loss(self.net, batch, self.runtime)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            state.step += 1
+            value = float(loss.detach())
+            if math.isfinite(value):
+                total, count = total + value, count + 1
+            samples += int(batch["image"].shape[0]) * self.dist.world_size
+            self._progress(state.epoch, (i + 1) / self.steps_per_epoch, f"epoch {state.epoch + 1}: loss {value:.4f}")
+        loss_sum = torch.tensor([total, count], dtype=torch.float64, device=self.runtime.device)
+        self.dist.all_sum(loss_sum)
+        return float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan"), samples
+
+    @torch.no_grad()
+    def _validate(self, epoch: int) -> Dict[str, Any]:
+        if self.valid_loader is None:
+            return {}
+        self.model.eval()
+        confusion = ConfusionMatrix(self.task.num_classes, self.runtime.device)
+        loss_sum, n = 0.0, 0
+        for batch in self.valid_loader:
+            self._check_cancel()
+            batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
+            s, k, _ = self.task.validation_step(self.model, batch, self.runtime, confusion)
+            loss_sum, n = loss_sum + s, n + k
+        totals = torch.tensor([loss_sum, n], dtype=torch.float64, device=self.runtime.device)
+        self.dist.all_sum(totals)
+        self.dist.all_sum(confusion.matrix)
+        metrics = self.task.metrics(confusion.numpy())
+        metrics["valid_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else None
+        return metrics
+
+    def _check_cancel(self) -> None:
+        if self.dist.any(bool(self.cancel()), self.runtime.device):
+            raise TrainingCanceled()
+
+    def _progress(self, epoch: int, fraction: float, message: str) -> None:
+        start = self.s.progress_start
+        done = (epoch + min(fraction, 1.0)) / max(self.s.max_epochs, 1)
+        if self.s.max_steps:
+            done = max(done, 0.0)
+        self.events.progress(start + (100.0 - start) * min(done, 1.0) * 0.98, message)
+
+
+def _json(value) -> str:
+    import json
+    return json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))

@@ -1,0 +1,115 @@
+"""Pixel classification (UNET, PSPNET, DEEPLAB): batches, loss, metrics, sample results."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.classes import ClassMap
+from ..data.errors import DataError
+from ..package.record import SampleResult
+from .metrics import ConfusionMatrix, pixel_metrics
+
+IGNORE = -1  # target value left out of loss and metrics
+
+
+def collate(items: List[dict]) -> Dict[str, object]:
+    return {"image": torch.from_numpy(np.stack([it["image"] for it in items])),
+            "mask": torch.from_numpy(np.stack([it["mask"] for it in items]).astype(np.int64)),
+            "key": [it["key"] for it in items]}
+
+
+class PixelTask:
+    kind = "pixel"
+    metric_keys = ["accuracy", "miou", "dice"]
+    collate = staticmethod(collate)
+
+    def __init__(self, class_map: ClassMap, arguments: dict):
+        self.class_map = class_map
+        self.num_classes = class_map.num_classes
+        self.focal = bool(arguments.get("focal_loss"))
+        self.mixup = bool(arguments.get("mixup"))
+        self.ignore_index = self._ignored(arguments.get("ignore_classes") or [])
+        self.class_weights: Optional[torch.Tensor] = None
+
+    def _ignored(self, values: Sequence) -> List[int]:
+        out = []
+        for v in values:
+            index = self.class_map.index_of_value(int(v)) if str(v).lstrip("-").isdigit() else None
+            if index is None:
+                raise DataError("ARGUMENTS", f"ignore_classes: {v!r} is not a class value of the training data; "
+                                             f"class values: {', '.join(map(str, self.class_map.values))}")
+            out.append(index)
+        return out
+
+    # ---- class balancing ----------------------------------------------------------------
+
+    def balance(self, masks: Sequence[np.ndarray]) -> np.ndarray:
+        """Loss weights ~ 1/frequency (median-frequency balancing), from training masks."""
+        counts = np.zeros(self.num_classes, np.float64)
+        for m in masks:
+            counts += np.bincount(m.ravel(), minlength=self.num_classes)[: self.num_classes]
+        freq = counts / max(counts.sum(), 1)
+        present = freq > 0
+        weights = np.ones(self.num_classes)
+        if present.any():
+            weights[present] = np.median(freq[present]) / freq[present]
+        weights = np.clip(weights, 0.05, 20.0)
+        self.class_weights = torch.tensor(weights, dtype=torch.float32)
+        return weights
+
+    # ---- loss ---------------------------------------------------------------------------
+
+    def target(self, mask: torch.Tensor) -> torch.Tensor:
+        if not self.ignore_index:
+            return mask
+        mask = mask.clone()
+        for i in self.ignore_index:
+            mask[mask == i] = IGNORE
+        return mask
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        if not self.focal:
+            return F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
+        ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE, reduction="none")
+        pt = torch.exp(-F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none"))
+        valid = (target != IGNORE).float()
+        return ((1 - pt) ** 2 * ce * valid).sum() / valid.sum().clamp(min=1)
+
+    def training_loss(self, model, batch: dict, runtime) -> torch.Tensor:
+        x, y = batch["image"], self.target(batch["mask"])
+        if self.mixup and x.shape[0] > 1:
+            lam = float(np.random.beta(0.4, 0.4))
+            perm = torch.randperm(x.shape[0], device=x.device)
+            with runtime.autocast():
+                logits = model(lam * x + (1 - lam) * x[perm])
+            return lam * self._loss(logits, y) + (1 - lam) * self._loss(logits, y[perm])
+        with runtime.autocast():
+            logits = model(x)
+        return self._loss(logits, y)
+
+    @torch.no_grad()
+    def validation_step(self, model, batch: dict, runtime, confusion: ConfusionMatrix):
+        """(sum of losses, number of pixels counted, predictions)"""
+        y = self.target(batch["mask"])
+        with runtime.autocast():
+            logits = model(batch["image"])
+        loss = self._loss(logits, y)
+        pred = logits.argmax(1)
+        confusion.update(pred, y)
+        n = int((y != IGNORE).sum())
+        return float(loss) * n, n, pred
+
+    def metrics(self, matrix: np.ndarray) -> Dict[str, object]:
+        return pixel_metrics(matrix, self.class_map.names, self.class_map.background, self.ignore_index)
+
+    # ---- show_results ---------------------------------------------------------------------
+
+    @staticmethod
+    def sample_result(display: np.ndarray, batch: dict, pred: torch.Tensor, i: int) -> SampleResult:
+        return SampleResult(image=display, truth=batch["mask"][i].cpu().numpy(), prediction=pred[i].cpu().numpy())

@@ -1,0 +1,316 @@
+"""Train Deep Learning Model, end to end: check everything, build data and model, train,
+write the package. Used by the worker process (``python -m dl_engine train``), by torchrun
+(every process runs this; rank 0 reports and writes) and in-process by tests.
+
+Every check that can fail on the user's input runs before OUT_FOLDER is touched, so bad
+input leaves nothing behind; outputs are written to a staging folder and moved into place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..data import DataConfig, DataError, prepare_data
+from ..models.registry import BuildContext, get_spec, model_types
+from . import checkpoint as ckpt
+from .arguments import TRAINER_ARGUMENTS, parse_arguments
+from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
+from .device import choose_runtime
+from .distributed import Dist, from_environment
+from .events import Events
+from .loader import default_workers, make_loader, to_device
+from .lr_finder import find_learning_rate
+from .loop import FitState, LoopSettings, Trainer, TrainingCanceled
+from .metrics import MONITOR_KEYS
+from .pretrained import load_pretrained
+from .tasks import task_for
+
+LR_FINDER_SHARE = 5.0  # percent of the progress bar the learning-rate finder takes
+SHOW_RESULTS = 4  # validation chips in show_results.png
+
+
+@dataclass
+class TrainResult:
+    out_model_file: str  # the .dlpk
+    out_folder: str
+    emd: str
+    metrics: Dict[str, Any]
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    learning_rate: float = 0.0
+    best_epoch: int = 0
+
+
+def run_training(config: TrainConfig, events: Optional[Events] = None,
+                 cancel: Callable[[], bool] = lambda: False) -> Optional[TrainResult]:
+    """Train; returns the result on rank 0 (None on other ranks). Raises DataError on bad
+    input and TrainingCanceled when ``cancel()`` turns true."""
+    dist = from_environment(config.device)
+    events = events or Events()
+    if not dist.is_main:
+        events = Events(enabled=False)
+    try:
+        return _run(config, events, cancel, dist)
+    finally:
+        dist.close()
+
+
+def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[TrainResult]:
+    t_start = time.perf_counter()
+    plan = _plan(config, events)
+    torch.manual_seed(config.seed)
+    runtime = choose_runtime(config.device, config.precision, dist.local_rank if dist.enabled else None)
+    events.log(f"device: {runtime.description}" + (f", {dist.world_size} processes" if dist.enabled else ""))
+
+    spec, td, args = plan["spec"], plan["data"], plan["arguments"]
+    built = spec.build(BuildContext(backbone=config.backbone, in_channels=td.normalization.bands_in,
+                                    num_classes=td.class_map.num_classes, chip_size=plan["chip_size"],
+                                    arguments=args, pretrained=True, weight_init_scheme=config.weight_init_scheme,
+                                    log=events.log))
+    model = built.module
+    pretrained_loaded = built.pretrained_loaded
+    if config.pretrained_model:
+        load_pretrained(config.pretrained_model, model, spec, built.backbone_name, td, events.log)
+        pretrained_loaded = True
+    _freeze(config, built, pretrained_loaded, events)
+    model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.is_cuda else None)
+
+    task = plan["task"]
+    if args.get("class_balancing"):
+        weights = task.balance(_training_masks(td))
+        events.log("class balancing: loss weights " + ", ".join(
+            f"{n} {w:.2f}" for n, w in zip(td.class_map.names, weights)))
+
+    workers = config.num_workers if config.num_workers is not None else default_workers(runtime.is_cuda)
+    train_ds, valid_ds = td.train_dataset(), td.valid_dataset()
+    batch = int(config.batch_size)
+    train_loader, train_sampler = make_loader(train_ds, batch, task.collate, True, config.seed, workers,
+                                              runtime.is_cuda, dist.rank, dist.world_size,
+                                              drop_last=len(train_ds) >= 2 * batch * dist.world_size)
+    valid_loader = valid_sampler = None
+    if len(valid_ds):
+        valid_loader, valid_sampler = make_loader(valid_ds, batch, task.collate, False, config.seed,
+                                                  min(workers, 2), runtime.is_cuda, dist.rank, dist.world_size)
+    events.log(f"{len(train_ds)} training and {len(valid_ds)} validation chips of {plan['chip_size']} px, "
+               f"{td.class_map.num_classes} classes ({', '.join(td.class_map.names)}), {td.normalization.bands_in} "
+               f"bands ({td.normalization.mode} normalisation), batch {batch}, {workers} loader workers")
+
+    out_folder = os.path.abspath(config.out_folder)
+    check_path = ckpt.path_for(out_folder)
+    fingerprint = ckpt.fingerprint(model_type=spec.keyword, backbone=built.backbone_name, folders=td.data.paths,
+                                   bands=td.normalization.bands_in, classes=td.class_map.names,
+                                   chip_size=plan["chip_size"], batch_size=batch, max_epochs=config.max_epochs)
+    check_cancel = _cancel_check(cancel, dist, runtime)
+    saved = _resume_state(args, check_path, fingerprint, events)
+
+    learning_rate = config.learning_rate
+    if saved is not None:
+        learning_rate = float(saved["learning_rate"])
+    elif learning_rate is None:
+        iterations = min(100, max(40, 3 * len(train_loader)))
+        learning_rate, _ = find_learning_rate(
+            model, net, task, runtime, dist, events, train_loader, train_sampler, iterations,
+            args["weight_decay"], check_cancel,
+            lambda f: events.progress(LR_FINDER_SHARE * f, "finding the learning rate"))
+    else:
+        events.log(f"learning rate {learning_rate:.2e}")
+
+    settings = LoopSettings(max_epochs=int(config.max_epochs), learning_rate=float(learning_rate),
+                            monitor=plan["monitor"], stop_training=bool(config.stop_training),
+                            patience=int(args.get("patience") or config.patience),
+                            weight_decay=float(args["weight_decay"]), max_steps=config.max_steps,
+                            progress_start=LR_FINDER_SHARE if config.learning_rate is None else 0.0,
+                            checkpoint_path=check_path, fingerprint=fingerprint)
+    trainer = Trainer(model, net, task, runtime, dist, events, train_loader, train_sampler, valid_loader,
+                      valid_sampler, settings, cancel)
+    state = trainer.load_state_dict(saved) if saved is not None else FitState()
+    if saved is not None:
+        events.log(f"resuming after epoch {state.epoch} of {config.max_epochs} from {check_path}")
+    try:
+        state = trainer.fit(state)
+    except TrainingCanceled:
+        raise TrainingCanceled(f"training canceled; the run can be resumed from {check_path} with ARGUMENTS "
+                               f"'resume true'" if os.path.isfile(check_path) else "training canceled") from None
+
+    model.load_state_dict(state.best_state)
+    result = None
+    if dist.is_main:
+        events.progress(98.5, "writing the model package")
+        result = _write(config, plan, built, model, task, runtime, valid_ds, state, learning_rate,
+                        pretrained_loaded, events)
+        ckpt.remove(out_folder)
+        events.log(f"done in {time.perf_counter() - t_start:.0f} s: {result.out_model_file}")
+        events.progress(100.0, "done")
+        events.emit("result", out_model_file=result.out_model_file, out_folder=result.out_folder,
+                    emd=result.emd, metrics=result.metrics)
+    dist.barrier()
+    return result
+
+
+# ---- checks, before anything is written -------------------------------------------------------
+
+def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
+    spec = get_spec(config.model_type)
+    for name, value in (("MAX_EPOCHS", config.max_epochs), ("BATCH_SIZE", config.batch_size)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise DataError(name, f"{name} must be a whole number of at least 1, not {value!r}")
+    if config.learning_rate is not None and not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
+        raise DataError("LEARNING_RATE", f"the learning rate must be a positive number (e.g. 0.001), or empty to "
+                                         f"find one; not {config.learning_rate!r}")
+    if config.weight_init_scheme not in WEIGHT_INIT_SCHEMES:
+        raise DataError("WEIGHT_INIT_SCHEME", f"{config.weight_init_scheme!r}; accepted: "
+                                              f"{', '.join(WEIGHT_INIT_SCHEMES)}")
+    args = parse_arguments(config.arguments, {**TRAINER_ARGUMENTS, **spec.arguments}, spec.keyword)
+    monitor = str(args.get("monitor") or config.monitor or "VALID_LOSS").upper()
+    if monitor not in MONITORS:
+        raise DataError("MONITOR", f"{monitor!r}; accepted: {', '.join(MONITORS)}")
+    task_class = task_for(spec.kind)
+    allowed = ["VALID_LOSS"] + [m for m, (k, _) in MONITOR_KEYS.items() if k in task_class.metric_keys]
+    if monitor not in allowed:
+        raise DataError("MONITOR", f"{monitor} is not measured for {spec.keyword}; accepted: {', '.join(allowed)}")
+    chip_size = args.get("chip_size") or config.chip_size
+    _check_out_folder(config.out_folder)
+    td = prepare_data(DataConfig(config.in_folder, config.validation_percentage, chip_size, config.resize_to,
+                                 config.augmentation, config.augmentation_parameters, config.seed))
+    for w in td.warnings:
+        events.warning(w)
+    fmt = td.data.metadata_format
+    if fmt not in spec.formats:
+        fits = [k for k in model_types() if fmt in get_spec(k).formats]
+        raise DataError("MODEL_TYPE", f"{spec.keyword} trains on {', '.join(spec.formats)} exports, and "
+                                      f"{td.data.paths[0]} is {fmt}; "
+                                      + (f"model types for {fmt}: {', '.join(fits)}" if fits else
+                                         f"no model type of this version trains on {fmt}; export again with "
+                                         f"METADATA_FORMAT {spec.formats[0]}"))
+    if not td.train:
+        raise DataError("IN_FOLDER", f"{'; '.join(td.data.paths)} has {len(td.data.samples)} usable chip(s): too "
+                                     "few to train on (export more, or lower VALIDATION_PERCENTAGE)")
+    if td.class_map.num_classes < 2:
+        raise DataError("IN_FOLDER", "the export has no classes to learn (its emd lists none)")
+    size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
+    return {"spec": spec, "data": td, "arguments": args, "monitor": monitor, "chip_size": int(size),
+            "task": task_class(td.class_map, args)}
+
+
+def _check_out_folder(path: str) -> None:
+    if not path or not str(path).strip():
+        raise DataError("OUT_FOLDER", "an output folder is required")
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DataError("OUT_FOLDER", f"{path} is a file; give a folder (it is created when missing)")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK):
+        raise DataError("OUT_FOLDER", f"{parent} is not writable")
+
+
+def _freeze(config: TrainConfig, built, pretrained_loaded: bool, events: Events) -> None:
+    if not config.freeze:
+        return
+    if not pretrained_loaded:
+        events.warning("FREEZE is ignored: there are no pretrained weights to keep, so the backbone trains too")
+        return
+    for p in built.encoder_parameters:
+        p.requires_grad_(False)
+    events.log(f"backbone frozen ({sum(p.numel() for p in built.encoder_parameters):,} parameters)")
+
+
+def _resume_state(args, path: str, fingerprint: str, events: Events):
+    if not args.get("resume"):
+        if os.path.isfile(path):
+            events.log(f"a checkpoint of an earlier run is in {os.path.dirname(path)}; it is replaced (ARGUMENTS "
+                       "'resume true' continues it instead)")
+        return None
+    saved = ckpt.load(path)
+    if saved is None:
+        events.warning(f"resume: no checkpoint in {os.path.dirname(path)}; training starts from the beginning")
+        return None
+    if saved.get("fingerprint") != fingerprint:
+        raise DataError("ARGUMENTS", f"resume: the checkpoint in {os.path.dirname(path)} is of another run "
+                                     "(model, backbone, data, chip size, batch size or epochs differ); use the "
+                                     "same parameters, or leave out 'resume true' to start again")
+    return saved
+
+
+def _cancel_check(cancel, dist: Dist, runtime):
+    def check() -> None:
+        if dist.any(bool(cancel()), runtime.device):
+            raise TrainingCanceled()
+    return check
+
+
+def _training_masks(td, limit: int = 200):
+    ds = td.valid_dataset()  # no augmentation; the training refs below
+    ds.refs = td.train[:limit]
+    return [ds.sample(i).mask for i in range(len(ds))]
+
+
+# ---- outputs ----------------------------------------------------------------------------------
+
+def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState, learning_rate, pretrained_loaded,
+           events) -> TrainResult:
+    from ..package.record import TrainedModel
+    from ..package.writer import write_model_package
+
+    td = plan["data"]
+    name = os.path.basename(os.path.normpath(os.path.abspath(config.out_folder)))
+    metrics = {k: v for k, v in state.best_metrics.items()}
+    metrics.setdefault("valid_loss", state.history[state.best_epoch]["valid_loss"] if state.history else None)
+    settings = {k: v for k, v in asdict(config).items() if k != "extra"}
+    settings.update(device=runtime.description, learning_rate=learning_rate, epochs_run=len(state.history),
+                    stopped_early=state.stopped_early)
+    record = TrainedModel(
+        name=name, model_type=plan["spec"].keyword, backbone=built.backbone_name, backbone_keyword=config.backbone,
+        arguments=plan["arguments"], class_map=td.class_map, normalization=td.normalization, data=td.data,
+        chip_size=plan["chip_size"], resize_to=config.resize_to, learning_rate=float(learning_rate),
+        monitor=plan["monitor"], best_value=state.best, best_epoch=state.best_epoch, history=state.history,
+        metrics=metrics, settings=settings, samples=_sample_results(model, task, runtime, valid_ds, td),
+        pretrained_loaded=pretrained_loaded)
+    paths = write_model_package(record, {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                config.out_folder, log=events.log)
+    return TrainResult(out_model_file=str(paths.dlpk), out_folder=os.path.abspath(config.out_folder),
+                       emd=str(paths.emd), metrics=_plain_metrics(metrics), history=state.history,
+                       learning_rate=float(learning_rate), best_epoch=state.best_epoch)
+
+
+@torch.no_grad()
+def _sample_results(model, task, runtime, valid_ds, td) -> list:
+    if not len(valid_ds):
+        return []
+    model.eval()
+    items = [valid_ds[i] for i in range(min(SHOW_RESULTS, len(valid_ds)))]
+    batch = to_device(task.collate(items), runtime.device, runtime.channels_last)
+    with runtime.autocast():
+        pred = model(batch["image"]).argmax(1)
+    out = []
+    for i, item in enumerate(items):
+        out.append(task.sample_result(_display(td.normalization, item["image"]), batch, pred, i))
+    return out
+
+
+def _display(normalization, image: np.ndarray) -> np.ndarray:
+    unit = normalization.to_unit(image)
+    rgb = unit[:3] if unit.shape[0] >= 3 else np.repeat(unit[:1], 3, axis=0)
+    if normalization.is_multispectral:  # stretch each band for a visible picture
+        lo = np.percentile(rgb, 2, axis=(1, 2), keepdims=True)
+        hi = np.percentile(rgb, 98, axis=(1, 2), keepdims=True)
+        rgb = (rgb - lo) / np.maximum(hi - lo, 1e-6)
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def _plain_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    return json.loads(json.dumps(metrics, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
