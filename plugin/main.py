@@ -1,12 +1,19 @@
 """The plugin class QGIS creates through ``classFactory``."""
 
-from qgis.core import QgsApplication
+import os
 
-from ..processing_provider.provider import DeepLearningToolsProvider
+from qgis.core import QgsApplication
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from ..processing_provider.provider import PLUGIN_DIR, DeepLearningToolsProvider
+
+MENU = "&Deep learning tools"
+TRAIN_ALGORITHM = "deeplearningtools:traindeeplearningmodel"
 
 
 class DeepLearningToolsPlugin:
-    """Registers the ``deeplearningtools`` Processing provider.
+    """Registers the ``deeplearningtools`` Processing provider (and, with a GUI, a menu).
 
     ``initProcessing`` is what ``qgis_process`` calls (it has no GUI);
     the desktop calls ``initGui``, which calls ``initProcessing``.
@@ -15,6 +22,7 @@ class DeepLearningToolsPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider = None
+        self.actions = []
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         if self.provider is not None:
@@ -24,8 +32,26 @@ class DeepLearningToolsPlugin:
 
     def initGui(self):  # noqa: N802 (QGIS API name)
         self.initProcessing()
+        if self.iface is None or self.actions:
+            return
+        action = QAction(QIcon(os.path.join(PLUGIN_DIR, "icon.svg")), "Train Deep Learning Model…",
+                         self.iface.mainWindow())
+        action.triggered.connect(self.open_train_dialog)
+        self.iface.addPluginToMenu(MENU, action)
+        self.actions.append(action)
+
+    @staticmethod
+    def open_train_dialog():
+        import processing  # the Processing plugin; loaded by then in a desktop session
+
+        processing.execAlgorithmDialog(TRAIN_ALGORITHM)
 
     def unload(self):
+        for action in self.actions:
+            if self.iface is not None:
+                self.iface.removePluginMenu(MENU, action)
+            action.deleteLater()
+        self.actions = []
         if self.provider is not None:
             # The registry owns and deletes the provider.
             QgsApplication.processingRegistry().removeProvider(self.provider)

@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .export_training_data import ExportTrainingDataForDeepLearning
+from .train_deep_learning_model import TrainDeepLearningModel
 
 PROVIDER_ID = "deeplearningtools"
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +27,7 @@ def plugin_version():
 
 class DeepLearningToolsProvider(QgsProcessingProvider):
     # Order in the Toolbox does not matter; one class per algorithm module.
-    ALGORITHMS = (ExportTrainingDataForDeepLearning,)
+    ALGORITHMS = (ExportTrainingDataForDeepLearning, TrainDeepLearningModel)
 
     def id(self):
         return PROVIDER_ID

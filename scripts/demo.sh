@@ -4,7 +4,9 @@
 #   1. trees_osbs/OSBS_029.tif (RGB) + trees.gpkg       → PASCAL_VOC_rectangles
 #   2. elevation/dsm.tif (Float32) + buildings.geojson  → Classified_Tiles
 #      (the buildings are in EPSG:4326, reprojected to the raster's UTM zone)
-# Later issues extend it with training and inference.
+#   3. Train Deep Learning Model on 2.: a U-Net (RESNET18, a few epochs on the CPU)
+#      → demo-output/model (.dlpk, .emd, model_metrics.html)
+# Later issues extend it with inference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -77,6 +79,39 @@ run trees_pascal_voc \
 run buildings_classified_tiles \
   "IN_RASTER=$DATA/elevation/dsm.tif" "IN_CLASS_DATA=$DATA/elevation/buildings.geojson" \
   METADATA_FORMAT=2 TILE_SIZE_X=128 TILE_SIZE_Y=128 STRIDE_X=64 STRIDE_Y=64
+
+# ---- 3. training: a small U-Net on the building chips, in the worker process the plugin starts
+TRAIN_ALG=deeplearningtools:traindeeplearningmodel
+MODEL="$OUT/model"
+rm -rf "$MODEL"
+if ! "$PY" -c "import torch, torchvision, timm" 2>/dev/null; then
+  echo
+  echo "== model: skipped (torch, torchvision and timm are not installed in .venv: see requirements-torch.txt)"
+else
+  # MODEL_TYPE 0 = UNET; a fixed LEARNING_RATE skips the learning-rate finder; FREEZE=false because without
+  # cached pretrained weights there is nothing to freeze; DEVICE auto = a GPU when there is one.
+  TRAIN_PARAMS=("IN_FOLDER=$OUT/buildings_classified_tiles" "OUT_FOLDER=$MODEL" MODEL_TYPE=0
+                BACKBONE_MODEL=RESNET18 MAX_EPOCHS=${DEMO_EPOCHS:-4} BATCH_SIZE=4 LEARNING_RATE=0.001 FREEZE=false)
+  echo
+  echo "== model: qgis_process run $TRAIN_ALG -- ${TRAIN_PARAMS[*]}"
+  started=$SECONDS
+  # The main lines of the log as it trains (one per epoch); the outputs are read from the results after.
+  if ! "$QGIS_PROCESS" run "$TRAIN_ALG" -- "${TRAIN_PARAMS[@]}" 2>"$WORK/model.log" </dev/null \
+       | tee "$WORK/model.txt" \
+       | { grep --line-buffered -E "^(device|Epoch|[0-9]+ training|no cached|done in)" || true; } \
+       | sed -u 's/^/  /'; then
+    cat "$WORK/model.txt" "$WORK/model.log" >&2
+    echo "training failed" >&2
+    exit 1
+  fi
+  dlpk="$(sed -n 's/^OUT_MODEL_FILE:[[:space:]]*//p' "$WORK/model.txt" | tail -1)"
+  metrics="$(sed -n 's/^METRICS:[[:space:]]*//p' "$WORK/model.txt" | tail -1)"
+  echo "trained in $((SECONDS - started)) s"
+  echo "  model package: $dlpk"
+  echo "  model metrics: $MODEL/model_metrics.html"
+  echo "  validation metrics: $("$PY" -c 'import json, sys; m = json.loads(sys.argv[1]); print(", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))' "$metrics")"
+  [ -f "$dlpk" ] && [ -f "$MODEL/model_metrics.html" ] || { echo "training wrote no package" >&2; exit 1; }
+fi
 
 echo
 echo "demo done: $OUT"

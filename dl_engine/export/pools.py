@@ -22,6 +22,7 @@ import rasterio
 import shapely
 
 from .chips import Worker
+from ..interpreter import installation_python
 from .stats import ExportTotals
 
 PROCESS_MIN_CHIPS = 256  # below this many chip positions, threads start faster than processes
@@ -29,23 +30,8 @@ PROCESS_GDAL_CACHE_BYTES = 128 * 1024 * 1024  # per worker process
 
 
 def worker_python() -> Optional[str]:
-    """The interpreter of the running Python installation, to spawn workers with.
-
-    Only one of this installation will do (its compiled modules must match): inside
-    QGIS and qgis_process ``sys.executable`` is QGIS, or whatever ``python3`` is first
-    on PATH, so the interpreter is looked for in the installation's own folders.
-    """
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    folders = [os.path.join(p, "bin") for p in (sys.prefix, sys.exec_prefix)] + [sys.prefix, sys.exec_prefix]
-    exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python") and os.path.dirname(exe) in folders:
-        return exe
-    for folder in folders:
-        for name in (f"python{version}", "python3", "python.exe"):
-            candidate = os.path.join(folder, name)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
-    return None
+    """The interpreter to spawn export workers with (see dl_engine.interpreter)."""
+    return installation_python()
 
 
 # ---- one worker per process -------------------------------------------------------------------

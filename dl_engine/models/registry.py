@@ -26,6 +26,7 @@ class BuildContext:
     pretrained: bool = True  # use cached pretrained backbone weights when there are any
     weight_init_scheme: str = "RANDOM"  # RANDOM, RED_BAND, ALL_RANDOM: first conv for bands beyond RGB
     log: Callable[[str], None] = print
+    rgb_bands: Optional[List[int]] = None  # input channels that are red, green, blue (default the first three)
 
 
 @dataclass
@@ -82,3 +83,30 @@ def spec_for_model_name(model_name: str) -> Optional[ModelSpec]:
         if spec.model_name == model_name:
             return spec
     return None
+
+
+def arguments_from_emd(spec: ModelSpec, emd: Dict[str, Any]) -> Dict[str, Any]:
+    """The spec's arguments with the architecture values a trained emd records
+    (ModelParameters) filled in."""
+    params = emd.get("ModelParameters") or {}
+    return {**spec.arguments, **{k: v for k, v in params.items() if k in spec.arguments}}
+
+
+def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
+                   num_classes: Optional[int] = None) -> Any:
+    """The network a trained emd describes, with random weights, ready for ``load_state_dict``
+    of its .pth. Needs only ModelName and ModelParameters (backbone and architecture
+    arguments); bands default to len(ExtractBands), classes to len(Classes) + 1 (background)."""
+    spec = spec_for_model_name(str(emd.get("ModelName", "")))
+    if spec is None:
+        raise DataError("IN_MODEL_DEFINITION", f"unknown ModelName {emd.get('ModelName')!r}; this version "
+                                               f"reads {', '.join(s.model_name for s in _REGISTRY.values())}")
+    params = emd.get("ModelParameters") or {}
+    if in_channels is None:
+        in_channels = len(emd.get("ExtractBands") or [0, 1, 2])
+    if num_classes is None:
+        num_classes = len(emd.get("Classes") or []) + 1
+    ctx = BuildContext(backbone=str(params.get("backbone") or spec.default_backbone), in_channels=int(in_channels),
+                       num_classes=int(num_classes), chip_size=int(emd.get("ImageHeight") or 256),
+                       arguments=arguments_from_emd(spec, emd), pretrained=False, log=lambda message: None)
+    return spec.build(ctx).module

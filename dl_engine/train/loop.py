@@ -17,7 +17,7 @@ from . import schedule
 from .distributed import Dist
 from .events import Events
 from .loader import to_device
-from .metrics import ConfusionMatrix, epoch_summary, is_better, monitor_key
+from .metrics import ConfusionMatrix, is_better, monitor_key
 
 
 class TrainingCanceled(Exception):
@@ -54,7 +54,9 @@ class LoopSettings:
 class Trainer:
     def __init__(self, model: torch.nn.Module, net: torch.nn.Module, task, runtime, dist: Dist, events: Events,
                  train_loader, train_sampler, valid_loader, valid_sampler, settings: LoopSettings,
-                 cancel: Callable[[], bool] = lambda: False):
+                 cancel: Callable[[], bool] = lambda: False,
+                 on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None):
+        self.on_epoch = on_epoch  # e.g. TensorBoard scalars
         self.model = model  # the network itself (state dicts, validation)
         self.net = net  # what training calls: the DDP wrapper in a distributed run, else the model
         self.task, self.runtime, self.dist, self.events = task, runtime, dist, events
@@ -76,7 +78,9 @@ class Trainer:
     def state_dict(self, state: FitState) -> Dict[str, Any]:
         return {"model": ckpt.cpu_state(self.model), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else {}, "epoch": state.epoch, "step": state.step,
-                "best": state.best, "best_epoch": state.best_epoch, "best_state": state.best_state or {},
+                "best": state.best, "best_epoch": state.best_epoch,
+                # the best weights are the current ones when the last epoch was the best: not stored twice
+                "best_state": {} if state.best_epoch == state.epoch - 1 else (state.best_state or {}),
                 "best_metrics": _json(state.best_metrics), "history": _json(state.history), "stale": state.stale,
                 "learning_rate": self.s.learning_rate, "fingerprint": self.s.fingerprint}
 
@@ -86,8 +90,11 @@ class Trainer:
         if self.scaler and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
         import json
+        best_state = saved["best_state"] or None
+        if best_state is None and int(saved["best_epoch"]) == int(saved["epoch"]) - 1:
+            best_state = saved["model"]
         return FitState(epoch=int(saved["epoch"]), step=int(saved["step"]), best=saved["best"],
-                        best_epoch=int(saved["best_epoch"]), best_state=saved["best_state"] or None,
+                        best_epoch=int(saved["best_epoch"]), best_state=best_state,
                         best_metrics=json.loads(saved["best_metrics"]), history=json.loads(saved["history"]),
                         stale=int(saved["stale"]))
 
@@ -110,6 +117,8 @@ class Trainer:
                       **{k: metrics.get(k) for k in self.task.metric_keys}, "lr": self.optimizer.param_groups[0]["lr"],
                       "seconds": round(seconds, 3), "samples_per_s": round(samples / max(train_seconds, 1e-9), 2)}
             state.history.append(record)
+            if self.on_epoch is not None and self.dist.is_main:
+                self.on_epoch(record)
             value = metrics.get(key)
             improved = is_better(self.s.monitor, value, state.best)
             if improved:
@@ -119,12 +128,10 @@ class Trainer:
             else:
                 state.stale += 1
             state.epoch = epoch + 1
-            self.events.metric(**record, monitor=self.s.monitor, best=state.best,
-                               per_class=metrics.get("per_class"), device=self.runtime.description)
-            self.events.log(f"epoch {epoch + 1}/{self.s.max_epochs}: train_loss {train_loss:.4f}, "
-                            f"{epoch_summary(metrics, ['valid_loss'] + self.task.metric_keys)}, "
-                            f"{record['samples_per_s']:.1f} samples/s, {seconds:.1f} s"
-                            f"{' (best so far)' if improved else ''}")
+            # one event per epoch (the QGIS side prints it); epochs counted from 1 for people
+            self.events.metric(**{**record, "epoch": epoch + 1}, epochs=self.s.max_epochs, monitor=self.s.monitor,
+                               best=state.best, improved=improved, per_class=metrics.get("per_class"),
+                               device=self.runtime.description)
             if self.s.stop_training and state.stale >= self.s.patience and state.epoch < self.s.max_epochs:
                 state.stopped_early = True
                 self.events.log(f"early stopping: {self.s.monitor.lower()} has not improved for {state.stale} "
@@ -181,7 +188,8 @@ class Trainer:
         confusion = ConfusionMatrix(self.task.num_classes, self.runtime.device)
         loss_sum, n = 0.0, 0
         for batch in self.valid_loader:
-            self._check_cancel()
+            if self.cancel():  # local check: shards differ in length, a collective here would hang
+                raise TrainingCanceled()
             batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
             s, k, _ = self.task.validation_step(self.model, batch, self.runtime, confusion)
             loss_sum, n = loss_sum + s, n + k

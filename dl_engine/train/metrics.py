@@ -12,7 +12,7 @@ Ignored classes (ARGUMENTS ignore_classes) are not counted anywhere.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -78,12 +78,3 @@ def is_better(monitor: str, value: Optional[float], best: Optional[float], min_d
         return True
     higher = MONITOR_KEYS[monitor][1]
     return value > best + min_delta if higher else value < best - min_delta
-
-
-def epoch_summary(metrics: Dict[str, object], keys: List[str]) -> str:
-    parts = []
-    for k in keys:
-        v = metrics.get(k)
-        if isinstance(v, float):
-            parts.append(f"{k} {v:.4f}")
-    return ", ".join(parts)

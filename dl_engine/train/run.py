@@ -134,8 +134,9 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[Tr
                             weight_decay=float(args["weight_decay"]), max_steps=config.max_steps,
                             progress_start=LR_FINDER_SHARE if config.learning_rate is None else 0.0,
                             checkpoint_path=check_path, fingerprint=fingerprint)
+    board = _tensorboard(config, out_folder, events) if dist.is_main else None
     trainer = Trainer(model, net, task, runtime, dist, events, train_loader, train_sampler, valid_loader,
-                      valid_sampler, settings, cancel)
+                      valid_sampler, settings, cancel, on_epoch=board)
     state = trainer.load_state_dict(saved) if saved is not None else FitState()
     if saved is not None:
         events.log(f"resuming after epoch {state.epoch} of {config.max_epochs} from {check_path}")
@@ -244,6 +245,27 @@ def _resume_state(args, path: str, fingerprint: str, events: Events):
                                      "(model, backbone, data, chip size, batch size or epochs differ); use the "
                                      "same parameters, or leave out 'resume true' to start again")
     return saved
+
+
+def _tensorboard(config: TrainConfig, out_folder: str, events: Events):
+    """TENSORBOARD: per-epoch scalars in <OUT_FOLDER>/tensorboard (needs the tensorboard package)."""
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        events.warning("TENSORBOARD is ignored: the tensorboard package is not installed "
+                       "(pip install tensorboard in the Python that runs training)")
+        return None
+    writer = SummaryWriter(os.path.join(out_folder, "tensorboard"))
+    events.log(f"TensorBoard logs: {os.path.join(out_folder, 'tensorboard')} (tensorboard --logdir <that folder>)")
+
+    def on_epoch(record: Dict[str, Any]) -> None:
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)) and value is not None:
+                writer.add_scalar(key, value, record["epoch"])
+        writer.flush()
+    return on_epoch
 
 
 def _cancel_check(cancel, dist: Dist, runtime):

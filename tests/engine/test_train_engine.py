@@ -72,7 +72,7 @@ def test_model_learns_and_package_is_complete(export, tmp_path):
     progress = [e["percent"] for e in seen if e["event"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) > 6 * 4
     metrics = [e for e in seen if e["event"] == "metric"]
-    assert [m["epoch"] for m in metrics] == list(range(6)) and all(m["samples_per_s"] > 0 for m in metrics)
+    assert [m["epoch"] for m in metrics] == list(range(1, 7)) and all(m["samples_per_s"] > 0 for m in metrics)
     assert any(e["event"] == "result" and e["out_model_file"].endswith("roofs.dlpk") for e in seen)
 
 
@@ -151,7 +151,7 @@ def test_cancel_keeps_a_resumable_checkpoint_and_resume_finishes(export, tmp_pat
     # resumed: epochs 3 and 4 only, and the history has all four
     seen2, events2 = collect()
     result = run_training(config(export, out, max_epochs=4, stop_training=False, arguments="resume true"), events2)
-    assert [m["epoch"] for m in seen2 if m["event"] == "metric"] == [2, 3]
+    assert [m["epoch"] for m in seen2 if m["event"] == "metric"] == [3, 4]
     assert [h["epoch"] for h in result.history] == [0, 1, 2, 3]
     assert (out / "run.dlpk").is_file() and not check.exists()
 

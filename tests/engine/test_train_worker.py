@@ -100,8 +100,8 @@ def test_torchrun_two_cpu_processes_write_a_valid_package(export, tmp_path):
         pytest.skip("torchrun is not installed")
     out = tmp_path / "ddp"
     cfg = write_config(tmp_path, export, out, max_epochs=2, num_workers=0)
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "0", "-m", "dl_engine", "train", "--config", str(cfg)], env=env(), capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "dl_engine", "train", "--config", str(cfg)], env=env(), capture_output=True,
                        text=True, timeout=600, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr[-3000:]
     events = events_of(p.stdout)

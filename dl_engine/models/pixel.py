@@ -1,0 +1,153 @@
+"""Pixel classification model types: UNET, PSPNET, DEEPLAB (arcgis.learn's UnetClassifier,
+PSPNetClassifier, DeepLab), registered in the model registry.
+
+Importing this module is cheap (no torch): the registry and the argument parser read the
+specs; the networks are imported when one is built.
+
+ARGUMENTS per model, with arcgis.learn's names. The loss arguments (class_balancing,
+focal_loss, ignore_classes, mixup) are applied by the trainer; they are listed here so every
+model type declares all it accepts. Architecture arguments:
+- PSPNET: pyramid_sizes ([1, 2, 3, 6]), use_unet (True; ``use_net`` is accepted as an alias,
+  None = not given), keep_dilation (False: normal strides; True: a dilated backbone at
+  output stride 8, as the original PSPNet), pointrend (only False).
+- DEEPLAB: keep_dilation (False: output stride 16; True: output stride 8), pointrend (only False).
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, Dict, List
+
+from ..data.errors import DataError
+from .registry import BuildContext, BuiltModel, ModelSpec, register
+
+PARAMETER = "ARGUMENTS"
+BACKEND = "pytorch"
+FORMATS = ("Classified_Tiles", "RCNN_Masks", "Panoptic_Segmentation")  # samples with a class mask
+
+LOSS_ARGUMENTS: Dict[str, Any] = {
+    "class_balancing": False,
+    "focal_loss": False,
+    "ignore_classes": [],
+    "mixup": False,
+}
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "1", "yes", "y", "t"):
+            return True
+        if low in ("false", "0", "no", "n", "f", ""):
+            return False
+        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
+    return bool(value)
+
+
+def _sizes(value: Any) -> List[int]:
+    try:
+        if isinstance(value, str):
+            text = value.strip()
+            value = ast.literal_eval(text if text.startswith(("[", "(")) else f"[{text}]")
+        sizes = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    except (ValueError, SyntaxError, TypeError):
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise DataError(PARAMETER, f"pyramid_sizes {value!r} is not a list of positive integers such as [1, 2, 3, 6]")
+    return sizes
+
+
+def _no_pointrend(arguments: Dict[str, Any]) -> None:
+    if _bool(arguments.get("pointrend", False), "pointrend"):
+        raise DataError(PARAMETER, "pointrend is not supported; leave it false")
+
+
+def psp_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """PSPNet's architecture arguments, checked; ``use_net`` (when given) decides use_unet."""
+    args = {**PSPNET_ARGUMENTS, **(arguments or {})}
+    _no_pointrend(args)
+    use_unet = args["use_unet"] if args.get("use_net") is None else args["use_net"]
+    return {"pyramid_sizes": _sizes(args["pyramid_sizes"]), "use_unet": _bool(use_unet, "use_unet"),
+            "keep_dilation": _bool(args["keep_dilation"], "keep_dilation")}
+
+
+def deeplab_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    args = {**DEEPLAB_ARGUMENTS, **(arguments or {})}
+    _no_pointrend(args)
+    return {"keep_dilation": _bool(args["keep_dilation"], "keep_dilation")}
+
+
+def _encoder(ctx: BuildContext, output_stride=None):
+    from .backbones import create_encoder
+
+    return create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
+                          weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
+                          output_stride=output_stride, rgb_bands=getattr(ctx, "rgb_bands", None))
+
+
+def _built(module, encoder) -> BuiltModel:
+    return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
+                      encoder_parameters=list(module.encoder.parameters()))
+
+
+def build_unet(ctx: BuildContext) -> BuiltModel:
+    from .unet import UNet
+
+    encoder = _encoder(ctx)
+    return _built(UNet(encoder, ctx.in_channels, ctx.num_classes), encoder)
+
+
+def build_pspnet(ctx: BuildContext) -> BuiltModel:
+    from .psp import PSPNet
+
+    opts = psp_options(ctx.arguments)
+    encoder = _encoder(ctx, output_stride=8 if opts["keep_dilation"] else None)
+    module = PSPNet(encoder, ctx.in_channels, ctx.num_classes, opts["pyramid_sizes"], opts["use_unet"])
+    return _built(module, encoder)
+
+
+def build_deeplab(ctx: BuildContext) -> BuiltModel:
+    from .deeplab import DeepLabV3Plus
+
+    opts = deeplab_options(ctx.arguments)
+    encoder = _encoder(ctx, output_stride=8 if opts["keep_dilation"] else 16)
+    return _built(DeepLabV3Plus(encoder, ctx.in_channels, ctx.num_classes), encoder)
+
+
+def _params(backbone_name: str, **extra) -> Dict[str, Any]:
+    return {"backbone": backbone_name, "backend": BACKEND, **extra}
+
+
+def unet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    # ignore_mapped_class holds class indices in arcgis.learn; our ignore_classes are applied
+    # by the trainer and do not change the network, so it stays empty here.
+    return {"ModelConfiguration": "_unet", "ignore_mapped_class": [], "SupportsVariableTileSize": True,
+            "ModelParameters": _params(backbone_name)}
+
+
+def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    opts = psp_options(arguments)
+    return {"ModelConfiguration": "_psp",
+            "ModelParameters": _params(backbone_name, pyramid_sizes=opts["pyramid_sizes"],
+                                       use_unet=opts["use_unet"], pointrend=False,
+                                       keep_dilation=opts["keep_dilation"], vggv2=False, unet_aux_loss=False)}
+
+
+def deeplab_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    opts = deeplab_options(arguments)
+    return {"ModelConfiguration": "_deeplab_infrencing",  # sic, as arcgis.learn spells it
+            "ModelParameters": _params(backbone_name, pointrend=False, keep_dilation=opts["keep_dilation"])}
+
+
+UNET_ARGUMENTS: Dict[str, Any] = dict(LOSS_ARGUMENTS)
+PSPNET_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "pyramid_sizes": [1, 2, 3, 6], "use_unet": True,
+                                    "use_net": None, "keep_dilation": False, "pointrend": False}
+DEEPLAB_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "keep_dilation": False, "pointrend": False}
+
+register(ModelSpec(keyword="UNET", model_name="UnetClassifier", model_type="ImageClassification", kind="pixel",
+                   formats=FORMATS, arguments=UNET_ARGUMENTS, build=build_unet, emd_params=unet_emd))
+register(ModelSpec(keyword="PSPNET", model_name="PSPNetClassifier", model_type="ImageClassification",
+                   kind="pixel", formats=FORMATS, arguments=PSPNET_ARGUMENTS, build=build_pspnet,
+                   emd_params=pspnet_emd))
+register(ModelSpec(keyword="DEEPLAB", model_name="DeepLab", model_type="ImageClassification", kind="pixel",
+                   formats=FORMATS, arguments=DEEPLAB_ARGUMENTS, build=build_deeplab, emd_params=deeplab_emd))

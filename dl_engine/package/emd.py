@@ -1,0 +1,153 @@
+"""The trained model's .emd, keyed and ordered as arcgis.learn writes it
+(shared/reference/esri-formats.md §2.1), with our own inference entry point.
+
+``Framework`` is "PyTorch" and ``InferenceFunction`` our own .py file, never
+arcgis.learn's ``_inferencing`` modules: those rebuild arcgis.learn's networks, whose
+state dicts do not match ours. ``Engine`` says which engine made the package and holds
+what rebuilding the network needs beyond the standard keys (the MODEL_TYPE keyword, the
+BACKBONE_MODEL as given, the model arguments).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .. import __version__ as ENGINE_VERSION
+from .record import TrainedModel
+
+ENGINE_NAME = "deeplearningtools"
+# Compared as a string by ArcGIS (e.g. > "1.8.4" enables threshold parameters): keep it realistic.
+ARCGIS_LEARN_VERSION = "2.0.1"
+BACKEND = "pytorch"
+
+# Our inference function per task family (the .py written beside the emd). Its class has the
+# file's name, as ArcGIS's Python raster function loader expects.
+INFERENCE_FUNCTIONS = {
+    "pixel": "DeepLearningToolsClassifier.py",
+    "detection": "DeepLearningToolsDetector.py",
+    "instance": "DeepLearningToolsInstanceDetector.py",
+    "classification": "DeepLearningToolsObjectClassifier.py",
+    "tile": "DeepLearningToolsObjectClassifier.py",
+}
+
+# Keys we set ourselves: a spec's emd_params may not override them.
+_OURS = ("Framework", "ModelType", "InferenceFunction", "ExtractBands", "Classes", "ModelName", "ModelFile",
+         "ImageHeight", "ImageWidth", "Engine")
+
+
+def inference_function_name(kind: str) -> str:
+    return INFERENCE_FUNCTIONS.get(kind, INFERENCE_FUNCTIONS["pixel"])
+
+
+def sci(value: Optional[float]) -> Optional[str]:
+    """arcgis.learn's number-as-string style: '8.3176e-04'."""
+    return None if value is None else "{0:1.4e}".format(float(value))
+
+
+def build_emd(record: TrainedModel) -> Dict[str, Any]:
+    """The trained emd as a dict in arcgis.learn's key order (see module doc)."""
+    from ..models.registry import get_spec
+
+    spec = get_spec(record.model_type)
+    norm = record.normalization
+    params = dict(spec.emd_params(dict(record.arguments), record.backbone) or {})
+    model_parameters = params.pop("ModelParameters", None) or {}
+
+    emd: Dict[str, Any] = {"Framework": "PyTorch"}
+    if "ModelConfiguration" in params:  # arcgis.learn's place for it; our inference function ignores it
+        emd["ModelConfiguration"] = params.pop("ModelConfiguration")
+    emd.update({
+        "ModelType": spec.model_type,
+        "InferenceFunction": inference_function_name(spec.kind),
+        "ExtractBands": list(norm.extract_bands),
+    })
+    for key, value in params.items():  # the model's own keys (e.g. SupportsVariableTileSize)
+        if key not in _OURS:
+            emd[key] = value
+    emd["Classes"] = record.class_map.emd_classes()
+
+    first = record.data.folders[0].emd if record.data.folders else {}
+    emd["ModelFormat"] = "NCHW"
+    for key in ("MinCellSize", "MaxCellSize"):
+        if isinstance(first.get(key), dict):
+            emd[key] = first[key]
+    emd.setdefault("SupportsVariableTileSize", False)
+    emd["ArcGISLearnVersion"] = ARCGIS_LEARN_VERSION
+    emd[f"monitored_{record.monitor.lower()}"] = None if record.best_value is None else float(record.best_value)
+    emd["ModelFile"] = f"{record.name}.pth"
+    emd["ImageHeight"] = int(record.chip_size)
+    emd["ImageWidth"] = int(record.chip_size)
+    emd["ImageSpaceUsed"] = record.data.image_space
+    emd["LearningRate"] = sci(record.learning_rate)
+    emd["ModelName"] = spec.model_name
+    emd["backend"] = BACKEND
+    emd["ModelParameters"] = {**model_parameters, "backbone": record.backbone, "backend": BACKEND}
+    emd.update(_metrics(record, spec.kind))
+    emd["resize_to"] = record.resize_to
+    emd["IsMultispectral"] = norm.is_multispectral
+    if norm.is_multispectral:
+        emd["Bands"] = list(record.data.band_names) or [""] * record.data.num_bands
+        emd["ImageryType"] = _imagery_type(record)
+        emd.update(norm.emd_keys())  # ExtractBands keeps its place; NormalizationStats, DoNormalize
+    if spec.kind == "pixel":
+        emd["per_class_metrics"] = per_class_metrics_json(record)
+    emd["DatasetType"] = record.data.metadata_format
+    emd["Engine"] = {
+        "name": ENGINE_NAME,
+        "version": ENGINE_VERSION,
+        "model_type": spec.keyword,
+        "backbone_keyword": record.backbone_keyword,
+        "arguments": _plain(record.arguments),
+        "num_classes": record.class_map.num_classes,
+    }
+    return _plain(emd)
+
+
+def write_emd(emd: Dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(emd, f, indent=4)
+
+
+def _metrics(record: TrainedModel, kind: str) -> Dict[str, Any]:
+    """The model's metrics keys (arcgis.learn's ``_model_metrics``): strings for pixel models."""
+    m = record.metrics or {}
+    out = {}
+    if kind == "pixel":
+        for key in ("accuracy", "miou"):
+            if m.get(key) is not None:
+                out[key] = sci(m[key])
+    return out
+
+
+def per_class_metrics_json(record: TrainedModel) -> str:
+    """``per_class_metrics``: a JSON string {"NoData": {precision, recall, f1}, "<class>": …}
+    in index order, as arcgis.learn writes it for Classified_Tiles."""
+    per_class = (record.metrics or {}).get("per_class") or {}
+    out = {}
+    for name in record.class_map.names:
+        values = per_class.get(name) or {}
+        out[name] = {k: round(float(values.get(k) or 0.0), 10) for k in ("precision", "recall", "f1")}
+    return json.dumps(out, separators=(",", ":"))
+
+
+def _imagery_type(record: TrainedModel) -> str:
+    sensor = record.data.folders[0].sensor_name if record.data.folders else ""
+    return sensor if sensor and sensor != "Undefined" else "ms"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays → Python numbers/lists, tuples → lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN/inf; ArcGIS's parser would refuse the file
+    return value

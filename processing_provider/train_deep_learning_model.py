@@ -1,0 +1,358 @@
+"""deeplearningtools:traindeeplearningmodel — Train Deep Learning Model.
+
+Thin: turns the parameters into a ``dl_engine.train.config.TrainConfig`` (quick checks only:
+folders exist, numbers positive), writes it as JSON and runs ``python -m dl_engine train``
+in a worker process through ``worker.run_worker`` (progress, log, cancel). Everything else
+(model arguments, backbones, band counts, resuming) is checked by the engine, whose errors
+arrive naming the parameter.
+"""
+
+import json
+import os
+import tempfile
+import traceback
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced
+from .worker import WorkerCanceled, run_worker
+
+ALGORITHM_ID = "traindeeplearningmodel"
+EXPORT_MARKERS = ("esri_model_definition.emd", "map.txt")  # what every export folder holds
+
+# INTERFACE order; later types are appended. Which ones this version trains comes from the
+# engine's registry at run time.
+MODEL_TYPE = KeywordEnum(
+    "MODEL_TYPE",
+    "Model type",
+    [
+        ("UNET", "U-Net (pixel classification)"),
+        ("PSPNET", "Pyramid Scene Parsing Network (pixel classification)"),
+        ("DEEPLAB", "DeepLabV3 (pixel classification)"),
+        ("SSD", "Single Shot Detector (object detection)"),
+        ("RETINANET", "RetinaNet (object detection)"),
+        ("FASTERRCNN", "Faster R-CNN (object detection)"),
+        ("MASKRCNN", "Mask R-CNN (instance segmentation)"),
+        ("YOLOV3", "YOLOv3 (object detection)"),
+        ("FEATURE_CLASSIFIER", "Feature classifier (object classification)"),
+    ],
+    "UNET",
+)
+
+AUGMENTATION = KeywordEnum(
+    "AUGMENTATION",
+    "Data augmentation",
+    [
+        ("DEFAULT", "flips, rotations, crop and zoom chosen for the model type"),
+        ("NONE", "no augmentation"),
+        ("CUSTOM", "the transforms given in AUGMENTATION_PARAMETERS"),
+    ],
+    "DEFAULT",
+)
+
+WEIGHT_INIT_SCHEME = KeywordEnum(
+    "WEIGHT_INIT_SCHEME",
+    "Weight initialization scheme (bands beyond RGB)",
+    [
+        ("RANDOM", "random first-layer weights for bands beyond RGB, pretrained ones for RGB"),
+        ("RED_BAND", "bands beyond RGB start from the red band's pretrained weights"),
+        ("ALL_RANDOM", "random first-layer weights for every band"),
+    ],
+    "RANDOM",
+)
+
+MONITOR = KeywordEnum(
+    "MONITOR",
+    "Monitor metric (best model, early stopping)",
+    [
+        ("VALID_LOSS", "validation loss"),
+        ("AVERAGE_PRECISION", "average precision (object detection)"),
+        ("ACCURACY", "pixel or object accuracy"),
+        ("F1", "F1 score"),
+        ("MIOU", "mean intersection over union"),
+        ("DICE", "Dice coefficient"),
+    ],
+    "VALID_LOSS",
+)
+
+ENUMS = (MODEL_TYPE, AUGMENTATION, WEIGHT_INIT_SCHEME, MONITOR)
+
+
+def _keyword_help(enum: KeywordEnum) -> str:
+    return f"<b>{enum.name}</b>: " + ", ".join(f"{i} = <code>{k}</code>" for i, k in enumerate(enum.keywords))
+
+
+HELP = f"""
+<p>Trains a deep learning model on the chips of <i>Export Training Data For Deep Learning</i>
+(ours or ArcGIS Pro's) and writes a model package like ArcGIS Pro's <i>Train Deep Learning
+Model</i>: <code>&lt;name&gt;.emd</code>, <code>&lt;name&gt;.pth</code>, <code>&lt;name&gt;.dlpk</code>,
+<code>model_metrics.html</code> and <code>ModelCharacteristics/</code>.</p>
+<p>Training runs in a separate Python process (the one that has PyTorch; environment variable
+<code>DLT_PYTHON</code> chooses another), so a crash or GPU error cannot take QGIS down. <i>Cancel</i>
+stops it within two seconds; the last per-epoch checkpoint stays in OUT_FOLDER and
+<b>ARGUMENTS</b> <code>resume true</code> continues from it.</p>
+<p><b>IN_FOLDER</b>: an export folder (it holds <code>esri_model_definition.emd</code> and
+<code>map.txt</code>), or several separated by <code>;</code> (same format, band count and tile size).
+<b>OUT_FOLDER</b>: where the model goes.</p>
+<p><b>MAX_EPOCHS</b>, <b>BATCH_SIZE</b>: positive integers. <b>LEARNING_RATE</b>: empty runs a
+learning-rate finder. <b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</code>…<code>RESNET152</code>,
+<code>DENSENET121</code>…, <code>VGG16</code>, <code>MOBILENET_V2</code>, …) or <code>timm:&lt;name&gt;</code>;
+pretrained weights come from the local torch/timm cache only (no download).
+<b>PRETRAINED_MODEL</b>: a <code>.emd</code> or <code>.dlpk</code> to fine-tune (same model type).
+<b>VALIDATION_PERCENTAGE</b>: share of chips held out (0–100). <b>STOP_TRAINING</b>: stop when
+<b>MONITOR</b> no longer improves. <b>FREEZE</b>: train only the head, the backbone stays frozen.
+<b>ARGUMENTS</b>: model arguments as <code>name value;name value</code> (e.g.
+<code>class_balancing true;focal_loss true</code>); an unknown name is an error that lists the valid ones.
+<b>AUGMENTATION_PARAMETERS</b>: the transforms for <code>CUSTOM</code>. <b>CHIP_SIZE</b>: empty = the
+export's tile size. <b>RESIZE_TO</b>: resize chips before training. <b>TENSORBOARD</b>: also write
+TensorBoard logs. Advanced: <b>DEVICE</b> <code>auto</code>, <code>cpu</code>, <code>cuda</code> or
+<code>cuda:N</code>.</p>
+<p>Enumerations are passed by index; each option label starts with the arcpy keyword:</p>
+<ul>
+<li>{_keyword_help(MODEL_TYPE)}</li>
+<li>{_keyword_help(AUGMENTATION)}</li>
+<li>{_keyword_help(WEIGHT_INIT_SCHEME)}</li>
+<li>{_keyword_help(MONITOR)}</li>
+</ul>
+<p>Outputs: <b>OUT_MODEL_FILE</b> (the <code>.dlpk</code> package), <b>OUT_FOLDER</b> and
+<b>METRICS</b> (the final validation metrics as a JSON string).</p>
+"""
+
+
+def _paths(value: str):
+    """Folders of a ``;``-separated IN_FOLDER value (quotes around a path are dropped)."""
+    return [p.strip().strip('"').strip("'").strip() for p in (value or "").split(";") if p.strip().strip("\"'")]
+
+
+def check_export_folder(path: str) -> str:
+    """The folder as an absolute path, or a QgsProcessingException naming IN_FOLDER."""
+    folder = os.path.abspath(os.path.expanduser(path))
+    accepted = "give the OUT_FOLDER of Export Training Data For Deep Learning, or several separated by ';'"
+    if not os.path.isdir(folder):
+        raise QgsProcessingException(f"IN_FOLDER: folder {path!r} does not exist; {accepted}")
+    # CycleGAN exports are two complete exports, A/ and B/.
+    if not any(os.path.isfile(os.path.join(folder, sub, m)) for sub in ("", "A") for m in EXPORT_MARKERS):
+        raise QgsProcessingException(
+            f"IN_FOLDER: {path!r} is not a training data export (it holds neither "
+            f"{' nor '.join(EXPORT_MARKERS)}); {accepted}"
+        )
+    return folder
+
+
+def available_model_types():
+    """MODEL_TYPE keywords the engine trains, or None when that cannot be asked here (the
+    worker's Python may have PyTorch where QGIS's has not: then the worker decides)."""
+    try:
+        from dl_engine.models.registry import model_types
+
+        return list(model_types())
+    except Exception:  # ImportError (no torch here), or a broken install: the worker reports it
+        return None
+
+
+def run_training(config, feedback, python=None):
+    """Run ``python -m dl_engine train`` for a ``TrainConfig``; the algorithm's outputs."""
+    handle, config_path = tempfile.mkstemp(prefix="dlt-train-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(config.to_json())
+        result = run_worker(["-m", "dl_engine", "train", "--config", config_path], feedback, python=python)
+    finally:
+        try:
+            os.remove(config_path)
+        except OSError:
+            pass
+    model_file = result.get("out_model_file") or ""
+    return {
+        "OUT_MODEL_FILE": model_file,
+        "OUT_FOLDER": result.get("out_folder") or config.out_folder,
+        "METRICS": json.dumps(result.get("metrics") or {}),
+    }
+
+
+class TrainDeepLearningModel(DeepLearningAlgorithm):
+    ALGORITHM_ID = ALGORITHM_ID
+    DISPLAY_NAME = "Train Deep Learning Model"
+    GROUP_ID = "training"
+    HELP = HELP
+    TAGS = (
+        "deep learning", "train", "training", "model", "dlpk", "emd", "pytorch",
+        "UNET", "PSPNET", "DEEPLAB", "segmentation", "pixel classification", "arcgis", "arcpy",
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        number = QgsProcessingParameterNumber
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "IN_FOLDER",
+                "Input training data (export folder; several separated by ';')",
+                behavior=QgsProcessingParameterFile.Folder,
+            )
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination("OUT_FOLDER", "Output model folder"))
+        self.addParameter(number("MAX_EPOCHS", "Maximum epochs", number.Integer, 20))
+        self.addParameter(MODEL_TYPE.parameter())
+        self.addParameter(number("BATCH_SIZE", "Batch size", number.Integer, 2))
+        self.addParameter(
+            QgsProcessingParameterString("ARGUMENTS", "Model arguments (name value;name value)", "", optional=True)
+        )
+        self.addParameter(
+            number("LEARNING_RATE", "Learning rate (empty: learning-rate finder)", number.Double, None, optional=True)
+        )
+        self.addParameter(QgsProcessingParameterString("BACKBONE_MODEL", "Backbone model", "RESNET34"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "PRETRAINED_MODEL",
+                "Pretrained model (.emd or .dlpk, to fine-tune)",
+                behavior=QgsProcessingParameterFile.File,
+                fileFilter="Model definition (*.emd *.dlpk *.EMD *.DLPK)",
+                optional=True,
+            )
+        )
+        self.addParameter(number("VALIDATION_PERCENTAGE", "Validation percentage", number.Double, 10.0))
+        self.addParameter(
+            QgsProcessingParameterBoolean("STOP_TRAINING", "Stop when the model stops improving", True)
+        )
+        self.addParameter(QgsProcessingParameterBoolean("FREEZE", "Freeze backbone layers", True))
+        self.addParameter(AUGMENTATION.parameter())
+        self.addParameter(
+            QgsProcessingParameterString(
+                "AUGMENTATION_PARAMETERS", "Augmentation parameters (CUSTOM)", "", optional=True
+            )
+        )
+        self.addParameter(
+            number("CHIP_SIZE", "Chip size (empty: the export's tile size)", number.Integer, None, optional=True)
+        )
+        self.addParameter(number("RESIZE_TO", "Resize chips to", number.Integer, None, optional=True))
+        self.addParameter(WEIGHT_INIT_SCHEME.parameter())
+        self.addParameter(MONITOR.parameter())
+        self.addParameter(QgsProcessingParameterBoolean("TENSORBOARD", "Write TensorBoard logs", False))
+        self.addParameter(
+            advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)", "auto"))
+        )
+        self.addOutput(QgsProcessingOutputFile("OUT_MODEL_FILE", "Model package (.dlpk)"))
+        self.addOutput(QgsProcessingOutputString("METRICS", "Validation metrics (JSON)"))
+
+    # ------------------------------------------------------------------
+    def _optional_int(self, parameters, name, context):
+        if not self.optional_number(parameters, name):
+            return None
+        value = self.parameterAsInt(parameters, name, context)
+        if value <= 0:
+            raise QgsProcessingException(f"{name}: must be a positive number of pixels or empty; got {value}")
+        return value
+
+    def _positive_int(self, parameters, name, context, what):
+        value = self.parameterAsInt(parameters, name, context)
+        if value < 1:
+            raise QgsProcessingException(f"{name}: {what} must be at least 1; got {value}")
+        return value
+
+    def build_config(self, parameters, context, feedback=None):
+        """The ``TrainConfig`` for these parameters (quick checks; the engine checks the rest)."""
+        from dl_engine.train.config import TrainConfig
+
+        raw_folders = self.parameterAsString(parameters, "IN_FOLDER", context)
+        folders = _paths(raw_folders)
+        if not folders:
+            raise QgsProcessingException(
+                "IN_FOLDER: give the folder of an export (Export Training Data For Deep Learning), "
+                "or several separated by ';'"
+            )
+        in_folder = ";".join(check_export_folder(p) for p in folders)
+
+        out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context)
+        if not out_folder:
+            raise QgsProcessingException("OUT_FOLDER: give the folder to write the model to")
+        out_folder = os.path.abspath(os.path.expanduser(out_folder))
+        if any(os.path.normcase(out_folder) == os.path.normcase(f) for f in in_folder.split(";")):
+            raise QgsProcessingException("OUT_FOLDER: must not be the training data folder (IN_FOLDER)")
+
+        learning_rate = None
+        if self.optional_number(parameters, "LEARNING_RATE"):
+            learning_rate = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
+            if not learning_rate > 0:
+                raise QgsProcessingException(
+                    f"LEARNING_RATE: must be a positive number (e.g. 0.0001), or empty for the "
+                    f"learning-rate finder; got {learning_rate}"
+                )
+
+        validation = self.parameterAsDouble(parameters, "VALIDATION_PERCENTAGE", context)
+        if not 0 <= validation < 100:
+            raise QgsProcessingException(
+                f"VALIDATION_PERCENTAGE: must be a percentage from 0 to below 100; got {validation}"
+            )
+
+        pretrained = self.parameterAsFile(parameters, "PRETRAINED_MODEL", context) or None
+        if pretrained:
+            if not os.path.isfile(pretrained):
+                raise QgsProcessingException(f"PRETRAINED_MODEL: file {pretrained!r} does not exist")
+            if os.path.splitext(pretrained)[1].lower() not in (".emd", ".dlpk"):
+                raise QgsProcessingException(
+                    f"PRETRAINED_MODEL: {pretrained!r} is not a model; give a .emd or .dlpk file"
+                )
+            pretrained = os.path.abspath(pretrained)
+
+        backbone = self.parameterAsString(parameters, "BACKBONE_MODEL", context).strip()
+        if not backbone:
+            raise QgsProcessingException(
+                "BACKBONE_MODEL: give a backbone, e.g. RESNET34, RESNET18, DENSENET121 or timm:<name>"
+            )
+        device = (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip() or "auto"
+
+        return TrainConfig(
+            in_folder=in_folder,
+            out_folder=out_folder,
+            model_type=MODEL_TYPE.keyword(self, parameters, context),
+            max_epochs=self._positive_int(parameters, "MAX_EPOCHS", context, "the number of epochs"),
+            batch_size=self._positive_int(parameters, "BATCH_SIZE", context, "the batch size"),
+            arguments=(self.parameterAsString(parameters, "ARGUMENTS", context) or "").strip(),
+            learning_rate=learning_rate,
+            backbone=backbone,
+            pretrained_model=pretrained,
+            validation_percentage=validation,
+            stop_training=self.parameterAsBool(parameters, "STOP_TRAINING", context),
+            freeze=self.parameterAsBool(parameters, "FREEZE", context),
+            augmentation=AUGMENTATION.keyword(self, parameters, context),
+            augmentation_parameters=(
+                self.parameterAsString(parameters, "AUGMENTATION_PARAMETERS", context) or ""
+            ).strip() or None,
+            chip_size=self._optional_int(parameters, "CHIP_SIZE", context),
+            resize_to=self._optional_int(parameters, "RESIZE_TO", context),
+            weight_init_scheme=WEIGHT_INIT_SCHEME.keyword(self, parameters, context),
+            monitor=MONITOR.keyword(self, parameters, context),
+            tensorboard=self.parameterAsBool(parameters, "TENSORBOARD", context),
+            device=device,
+        )
+
+    @staticmethod
+    def check_model_type(model_type: str) -> None:
+        available = available_model_types()
+        if available is not None and model_type not in available:
+            raise QgsProcessingException(
+                f"MODEL_TYPE: {model_type} is not available in this version; available: {', '.join(available)}"
+            )
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        config = self.build_config(parameters, context, feedback)
+        self.check_model_type(config.model_type)
+        if feedback.isCanceled():
+            raise QgsProcessingException("Training canceled before it started")
+        try:
+            return run_training(config, feedback)
+        except WorkerCanceled as canceled:
+            raise QgsProcessingException(str(canceled)) from None  # a message, not a traceback
+        except QgsProcessingException:
+            raise
+        except Exception as error:  # a fault on our side: a message, the traceback only in the log
+            feedback.pushDebugInfo(traceback.format_exc())
+            raise QgsProcessingException(f"Training failed: {type(error).__name__}: {error}") from None

@@ -1,0 +1,393 @@
+"""Runs an engine command (``python -m dl_engine train|…``) in a worker process.
+
+Why a process (ARCHITECTURE.md, "Long work"): a crash or CUDA error cannot take QGIS down,
+DataLoader workers never re-launch the QGIS binary, and the same command runs under torchrun.
+
+The worker prints one JSON event per line on stdout (``dl_engine/train/events.py``); stderr
+is free text. ``run_worker`` forwards events to a feedback object, stops the worker when the
+feedback is canceled (SIGTERM, then kill after ``stop_timeout``) and returns the ``result``
+event's fields. Only plain Python and ``QgsProcessingException`` are used here, so the same
+runner serves Processing algorithms and ``plugin/tasks.py``.
+
+The feedback may be any object with ``isCanceled()``, ``setProgress(percent)`` and
+``pushInfo(text)``; ``pushWarning``, ``pushConsoleInfo``, ``pushDebugInfo`` and
+``setProgressText`` are used when present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Dict, List, Optional, Sequence
+
+from qgis.core import QgsProcessingException
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON_ENV_VAR = "DLT_PYTHON"
+PYTHON_SETTING = "deep_learning_tools/python"  # QgsSettings key (a plugin setting, later a dialog)
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_CANCELED = 0, 2, 130
+STDERR_TAIL_LINES = 40
+
+
+class WorkerCanceled(Exception):
+    """The run was canceled (by the feedback, or the worker reported ``canceled``).
+
+    Deliberately not a QgsProcessingException subclass: QGIS reports any other exception
+    class raised from processAlgorithm (subclasses included) as a Python traceback, so an
+    algorithm re-raises this as ``QgsProcessingException(str(canceled))``."""
+
+
+# ---- which Python, with which path -------------------------------------------------------------
+
+def _installation_python() -> Optional[str]:
+    """The interpreter of the running installation, never the QGIS binary
+    (dl_engine.interpreter: standard library only, no rasterio or torch)."""
+    from dl_engine.interpreter import installation_python
+    return installation_python()
+
+
+def _configured_python() -> Optional[str]:
+    """``DLT_PYTHON``, else the plugin setting (only inside a running QGIS)."""
+    value = os.environ.get(PYTHON_ENV_VAR, "").strip()
+    if value:
+        return value
+    try:
+        from qgis.core import QgsApplication, QgsSettings
+
+        if QgsApplication.instance() is not None:
+            return (QgsSettings().value(PYTHON_SETTING, "", type=str) or "").strip() or None
+    except Exception:  # no settings backend: fall back to the installation's Python
+        pass
+    return None
+
+
+def worker_python() -> str:
+    """The Python to run the engine with; never the QGIS binary."""
+    configured = _configured_python()
+    if configured:
+        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+            raise QgsProcessingException(
+                f"{PYTHON_ENV_VAR}: {configured!r} is not an executable Python; point it at the Python "
+                f"that has PyTorch installed (e.g. /path/to/venv/bin/python)"
+            )
+        return configured
+    python = _installation_python()
+    if python is None:
+        raise QgsProcessingException(
+            f"No Python interpreter found next to QGIS's Python ({sys.prefix}); set the environment "
+            f"variable {PYTHON_ENV_VAR} to the Python that has PyTorch installed"
+        )
+    return python
+
+
+def worker_env(configured: bool = False) -> Dict[str, str]:
+    """Environment for the worker: the plugin folder first on PYTHONPATH, unbuffered output.
+
+    With the installation's own Python the parent's existing ``sys.path`` entries follow, so
+    the venv or user site-packages where torch lives (visible to QGIS through its own
+    PYTHONPATH) are seen. Another Python (``DLT_PYTHON``) may be another Python version, so
+    it gets only the plugin folder and the user's PYTHONPATH, never our stdlib folders.
+    """
+    env = dict(os.environ)
+    entries: List[str] = [PLUGIN_DIR]
+    if configured:
+        entries += [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    else:
+        entries += [p for p in sys.path if p and os.path.exists(p)]
+    seen, path = set(), []
+    for entry in entries:
+        key = os.path.normcase(os.path.abspath(entry))
+        if key not in seen:
+            seen.add(key)
+            path.append(entry)
+    env["PYTHONPATH"] = os.pathsep.join(path)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+# ---- feedback helpers ---------------------------------------------------------------------------
+
+def _push(feedback, method: str, text: str) -> None:
+    if feedback is None:
+        return
+    target = getattr(feedback, method, None) or getattr(feedback, "pushInfo", None)
+    if target is not None:
+        target(text)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+METRIC_ORDER = ("train_loss", "valid_loss")
+METRIC_SKIP = {"event", "epoch", "epochs", "max_epochs", "samples_per_s", "seconds", "device", "lr", "best", "monitor"}
+
+
+def format_metric(event: Dict[str, Any]) -> str:
+    """One readable line per epoch:
+    ``Epoch 3/20: train_loss 0.41, valid_loss 0.38, accuracy 0.91 | 35.2 samples/s on cuda:0, 4.1 s``."""
+    epoch = event.get("epoch")
+    total = event.get("epochs", event.get("max_epochs"))
+    head = "Epoch" if epoch is None else f"Epoch {epoch}" + (f"/{total}" if total else "")
+    values = [f"{k} {_number(event[k])}" for k in METRIC_ORDER if event.get(k) is not None]
+    values += [
+        f"{k} {_number(v)}" for k, v in event.items()
+        if k not in METRIC_SKIP and k not in METRIC_ORDER and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    if event.get("lr") is not None:
+        values.append(f"lr {_number(event['lr'])}")
+    if isinstance(event.get("best"), (int, float)) and not isinstance(event.get("best"), bool):
+        values.append(f"best {str(event.get('monitor') or '').lower() or 'so far'} {_number(event['best'])}")
+    speed = []
+    if event.get("samples_per_s") is not None:
+        speed.append(f"{float(event['samples_per_s']):.1f} samples/s")
+    if event.get("device"):
+        speed.append(f"on {event['device']}")
+    line = f"{head}: {', '.join(values)}" if values else head
+    if speed:
+        line += " | " + " ".join(speed)
+    if event.get("seconds") is not None:
+        line += f", {float(event['seconds']):.1f} s"
+    return line
+
+
+_MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+def missing_module_message(python: str, lines: Sequence[str], what: str) -> Optional[str]:
+    """The fix for the most common failure: the worker's Python lacks torch (or another package)."""
+    # Our own package missing a module is a broken install, not a missing dependency.
+    missing = [m.split(".")[0] for m in _MISSING_MODULE.findall("\n".join(lines)) if not m.startswith("dl_engine")]
+    if not missing:
+        return None
+    module = missing[-1]
+    return (
+        f"{what} cannot start: the Python it runs with ({python}) cannot import '{module}'. Install it "
+        f"there (the plugin folder's requirements.txt and requirements-torch.txt list what training needs), "
+        f"or set the environment variable {PYTHON_ENV_VAR} to a Python that has it."
+    )
+
+
+def crash_message(python: str, code: int, stderr_tail: Sequence[str], what: str) -> str:
+    """What the user reads when the worker died: the end of its stderr, not a whole traceback."""
+    hint = missing_module_message(python, stderr_tail, what)
+    if hint:
+        return hint
+    lines = [line for line in stderr_tail if line.strip()]
+    # After a traceback, its last lines (the exception) say what happened; frames go to the log only.
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        last = max(i for i, line in enumerate(lines) if line.startswith("Traceback"))
+        after = [line for line in lines[last + 1:] if not line.startswith("  ")]
+        lines = after[-3:] or lines[-3:]
+    else:
+        lines = lines[-10:]
+    reason = f"exit code {code}" if code >= 0 else f"signal {-code}"
+    detail = "\n".join(lines) if lines else "(no error output)"
+    return f"{what} stopped unexpectedly ({reason}):\n{detail}"
+
+
+# ---- the runner ---------------------------------------------------------------------------------
+
+def _reader(stream, tag: str, sink: "queue.Queue") -> None:
+    """Lines of one pipe into the queue, then None; the reader owns (and closes) the pipe,
+    because children of the worker may keep it open after the worker is gone."""
+    try:
+        for line in iter(stream.readline, ""):
+            sink.put((tag, line.rstrip("\r\n")))
+    except (OSError, ValueError):
+        pass
+    finally:
+        sink.put((tag, None))
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def _stop(process: subprocess.Popen, stop_timeout: float) -> None:
+    """SIGTERM (the worker stops at once, its checkpoint stays resumable), then kill."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+        process.wait(timeout=stop_timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    except OSError:
+        pass
+
+
+def run_worker(
+    command_args: Sequence[str],
+    feedback=None,
+    *,
+    python: Optional[str] = None,
+    env: Optional[Dict[str, str]] = None,
+    cwd: Optional[str] = None,
+    what: str = "Training",
+    poll_interval: float = 0.1,
+    stop_timeout: float = 1.5,
+) -> Dict[str, Any]:
+    """Run ``<python> <command_args…>`` and return the fields of its ``result`` event.
+
+    Raises ``QgsProcessingException`` ("PARAMETER: message") for an ``error`` event,
+    ``WorkerCanceled`` when canceled and ``QgsProcessingException`` with the end of stderr
+    when the worker crashes.
+    """
+    python = python or worker_python()
+    if env is None:
+        own = _installation_python()
+        # Our sys.path (stdlib included) suits only the same interpreter binary.
+        same = own is not None and os.path.realpath(python) == os.path.realpath(own)
+        env = worker_env(configured=not same)
+    command = [python, *command_args]
+    popen_extra: Dict[str, Any] = {}
+    if os.name == "nt":
+        popen_extra["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    try:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, cwd=cwd or None, text=True, encoding="utf-8", errors="replace", bufsize=1,
+            **popen_extra,
+        )
+    except OSError as error:
+        raise QgsProcessingException(f"{what} cannot start {python}: {error}") from error
+
+    lines: "queue.Queue" = queue.Queue()
+    readers = [
+        threading.Thread(target=_reader, args=(process.stdout, "out", lines), daemon=True),
+        threading.Thread(target=_reader, args=(process.stderr, "err", lines), daemon=True),
+    ]
+    for thread in readers:
+        thread.start()
+
+    stderr_tail: deque = deque(maxlen=STDERR_TAIL_LINES)
+    result: Optional[Dict[str, Any]] = None
+    error: Optional[Dict[str, Any]] = None
+    canceled_message = ""
+    canceled_by_us = False
+    open_streams = 2
+    exited_at: Optional[float] = None
+
+    def handle(tag: str, line: Optional[str]) -> None:
+        nonlocal result, error, canceled_message
+        if line is None:  # end of a stream
+            return
+        if tag == "err":
+            stderr_tail.append(line)
+            if line.strip():
+                is_warning = "warning" in line.lower()
+                _push(feedback, "pushWarning" if is_warning else "pushConsoleInfo", line)
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or "event" not in event:
+            if line.strip():
+                _push(feedback, "pushConsoleInfo", line)  # a library printing to stdout
+            return
+        kind = event.get("event")
+        if kind == "progress":
+            if feedback is not None:
+                try:
+                    feedback.setProgress(max(0.0, min(100.0, float(event.get("percent", 0.0)))))
+                except (TypeError, ValueError):
+                    pass
+                if event.get("message") and hasattr(feedback, "setProgressText"):
+                    feedback.setProgressText(str(event["message"]))
+        elif kind == "log":
+            level = str(event.get("level", "info")).lower()
+            _push(feedback, "pushWarning" if level.startswith("warn") else "pushInfo", str(event.get("message", "")))
+        elif kind == "metric":
+            _push(feedback, "pushInfo", format_metric(event))
+        elif kind == "result":
+            result = {k: v for k, v in event.items() if k != "event"}
+        elif kind == "error":
+            error = event
+        elif kind == "canceled":
+            canceled_message = str(event.get("message", ""))
+        else:
+            _push(feedback, "pushDebugInfo", line)
+
+    try:
+        while True:
+            if not canceled_by_us and feedback is not None and feedback.isCanceled():
+                canceled_by_us = True
+                deadline = time.monotonic() + stop_timeout
+                try:
+                    process.terminate()
+                except OSError:
+                    pass
+                # Keep reading while it stops, to catch its "canceled" event (checkpoint path).
+                while process.poll() is None and time.monotonic() < deadline:
+                    try:
+                        handle(*lines.get(timeout=0.05))
+                    except queue.Empty:
+                        pass
+                if process.poll() is None:  # ignored SIGTERM or still busy: kill
+                    process.kill()
+                    process.wait()
+                _drain(lines, handle)
+                break
+            try:
+                tag, line = lines.get(timeout=poll_interval)
+            except queue.Empty:
+                tag, line = None, None
+            if tag is not None:
+                if line is None:
+                    open_streams -= 1
+                else:
+                    handle(tag, line)
+            if process.poll() is not None:
+                if open_streams <= 0:
+                    break
+                # Children (DataLoader workers) may hold the pipes open after the worker exits.
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > 1.0:
+                    _drain(lines, handle)
+                    break
+    finally:
+        if process.poll() is None:  # an exception in a feedback callback: never leave it running
+            _stop(process, stop_timeout)
+
+    code = process.returncode
+    if canceled_by_us or code == EXIT_CANCELED or (canceled_message and result is None):
+        message = f"{what} canceled"
+        if canceled_message.lower().startswith(message.lower()):  # the worker's own words say it all
+            message = message + canceled_message[len(message):]
+        elif canceled_message:
+            message += f": {canceled_message}"
+        raise WorkerCanceled(message)
+    if error is not None:
+        parameter = str(error.get("parameter") or "").strip()
+        message = str(error.get("message") or "failed").strip()
+        if parameter:
+            raise QgsProcessingException(f"{parameter}: {message}")
+        hint = missing_module_message(python, [message, *stderr_tail], what)
+        raise QgsProcessingException(hint or message)
+    if code == EXIT_OK and result is not None:
+        return result
+    if code == EXIT_OK:
+        raise QgsProcessingException(f"{what} finished without reporting its outputs")
+    raise QgsProcessingException(crash_message(python, code, list(stderr_tail), what))
+
+
+def _drain(lines: "queue.Queue", handle) -> None:
+    while True:
+        try:
+            handle(*lines.get_nowait())
+        except queue.Empty:
+            return
