@@ -48,6 +48,12 @@ class ModelSpec:
     build: Callable[[BuildContext], BuiltModel]
     emd_params: Callable[[Dict[str, Any], str], Dict[str, Any]]  # (arguments, backbone_name) -> emd keys
     default_backbone: str = "RESNET34"
+    # Inference: predict(module, x) with x the normalised (N, C, H, W) batch. None = pixel
+    # models: module(x) gives logits (N, K, H, W). Detectors return one dict per image with
+    # "boxes" (n, 4) xmin, ymin, xmax, ymax in chip pixels, "scores" (n,), "labels" (n,)
+    # class indices 1..K, and for instance models "masks" (n, H, W) probabilities;
+    # classifiers return (N, K) probabilities.
+    predict: Optional[Callable[[Any, Any], Any]] = None
 
 
 _REGISTRY: Dict[str, ModelSpec] = {}

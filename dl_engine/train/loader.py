@@ -78,12 +78,15 @@ def make_loader(chips: ChipDataset, batch_size: int, collate: Callable, shuffle:
     return loader, sampler
 
 
-def to_device(batch: Dict[str, object], device: torch.device, channels_last: bool = False) -> Dict[str, object]:
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device, non_blocking=True)
-            if k == "image" and channels_last:
-                v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
+def to_device(batch, device: torch.device, channels_last: bool = False, key: str = ""):
+    """Tensors of a batch (also inside lists and dicts: detection targets) onto the device."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if key == "image" and channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, channels_last, k) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device, channels_last, key) for v in batch)
+    return batch

@@ -17,7 +17,7 @@ from . import schedule
 from .distributed import Dist
 from .events import Events
 from .loader import to_device
-from .metrics import ConfusionMatrix, is_better, monitor_key
+from .metrics import is_better, monitor_key
 
 
 class TrainingCanceled(Exception):
@@ -185,18 +185,17 @@ class Trainer:
         if self.valid_loader is None:
             return {}
         self.model.eval()
-        confusion = ConfusionMatrix(self.task.num_classes, self.runtime.device)
+        acc = self.task.accumulator(self.runtime.device)
         loss_sum, n = 0.0, 0
         for batch in self.valid_loader:
             if self.cancel():  # local check: shards differ in length, a collective here would hang
                 raise TrainingCanceled()
             batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
-            s, k, _ = self.task.validation_step(self.model, batch, self.runtime, confusion)
+            s, k = self.task.validation_step(self.model, batch, self.runtime, acc)
             loss_sum, n = loss_sum + s, n + k
         totals = torch.tensor([loss_sum, n], dtype=torch.float64, device=self.runtime.device)
         self.dist.all_sum(totals)
-        self.dist.all_sum(confusion.matrix)
-        metrics = self.task.metrics(confusion.numpy())
+        metrics = self.task.metrics(self.task.reduce(acc, self.dist))
         metrics["valid_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else None
         return metrics
 

@@ -1,4 +1,8 @@
-"""Pixel classification (UNET, PSPNET, DEEPLAB): batches, loss, metrics, sample results."""
+"""Pixel classification (UNET, PSPNET, DEEPLAB): batches, loss, metrics, sample results.
+
+A task is what the trainer knows about a model kind (dl_engine/train/tasks.py):
+``collate``, ``training_loss``, ``accumulator``/``validation_step``/``reduce``/``metrics``
+(validation, summed over processes), ``metric_keys`` and ``sample_results``."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch.nn.functional as F
 from ..data.classes import ClassMap
 from ..data.errors import DataError
 from ..package.record import SampleResult
+from .loader import to_device
 from .metrics import ConfusionMatrix, pixel_metrics
 
 IGNORE = -1  # target value left out of loss and metrics
@@ -93,23 +98,37 @@ class PixelTask:
             logits = model(x)
         return self._loss(logits, y)
 
+    # ---- validation ---------------------------------------------------------------------
+
+    def accumulator(self, device) -> ConfusionMatrix:
+        return ConfusionMatrix(self.num_classes, device)
+
     @torch.no_grad()
     def validation_step(self, model, batch: dict, runtime, confusion: ConfusionMatrix):
-        """(sum of losses, number of pixels counted, predictions)"""
+        """(sum of the batch's losses, number of pixels counted)"""
         y = self.target(batch["mask"])
         with runtime.autocast():
             logits = model(batch["image"])
         loss = self._loss(logits, y)
-        pred = logits.argmax(1)
-        confusion.update(pred, y)
+        confusion.update(logits.argmax(1), y)
         n = int((y != IGNORE).sum())
-        return float(loss) * n, n, pred
+        return float(loss) * n, n
+
+    @staticmethod
+    def reduce(confusion: ConfusionMatrix, dist) -> np.ndarray:
+        dist.all_sum(confusion.matrix)
+        return confusion.numpy()
 
     def metrics(self, matrix: np.ndarray) -> Dict[str, object]:
         return pixel_metrics(matrix, self.class_map.names, self.class_map.background, self.ignore_index)
 
     # ---- show_results ---------------------------------------------------------------------
 
-    @staticmethod
-    def sample_result(display: np.ndarray, batch: dict, pred: torch.Tensor, i: int) -> SampleResult:
-        return SampleResult(image=display, truth=batch["mask"][i].cpu().numpy(), prediction=pred[i].cpu().numpy())
+    @torch.no_grad()
+    def sample_results(self, model, items: List[dict], runtime, display) -> List[SampleResult]:
+        """Predictions on a few validation chips; ``display(image)`` gives their picture."""
+        batch = to_device(self.collate(items), runtime.device, runtime.channels_last)
+        with runtime.autocast():
+            pred = model(batch["image"]).argmax(1).cpu().numpy()
+        return [SampleResult(image=display(it["image"]), truth=np.asarray(it["mask"]), prediction=pred[i])
+                for i, it in enumerate(items)]

@@ -26,7 +26,7 @@ from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
 from .device import choose_runtime
 from .distributed import Dist, from_environment
 from .events import Events
-from .loader import default_workers, make_loader, to_device
+from .loader import default_workers, make_loader
 from .lr_finder import find_learning_rate
 from .loop import FitState, LoopSettings, Trainer, TrainingCanceled
 from .metrics import MONITOR_KEYS
@@ -309,19 +309,12 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
                        learning_rate=float(learning_rate), best_epoch=state.best_epoch)
 
 
-@torch.no_grad()
 def _sample_results(model, task, runtime, valid_ds, td) -> list:
     if not len(valid_ds):
         return []
     model.eval()
     items = [valid_ds[i] for i in range(min(SHOW_RESULTS, len(valid_ds)))]
-    batch = to_device(task.collate(items), runtime.device, runtime.channels_last)
-    with runtime.autocast():
-        pred = model(batch["image"]).argmax(1)
-    out = []
-    for i, item in enumerate(items):
-        out.append(task.sample_result(_display(td.normalization, item["image"]), batch, pred, i))
-    return out
+    return task.sample_results(model, items, runtime, lambda image: _display(td.normalization, image))
 
 
 def _display(normalization, image: np.ndarray) -> np.ndarray:
