@@ -57,7 +57,12 @@ class Normalization:
         return len(self.extract_bands)
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
-        """(bands, h, w) raw chip → (len(extract_bands), h, w) float32 model input."""
+        """(bands, h, w) raw chip → (len(extract_bands), h, w) float32 model input; NaN (NoData)
+        becomes 0, the band mean."""
+        x = self._normalize(image)
+        return np.where(np.isfinite(x), x, np.float32(0.0)).astype(np.float32, copy=False)
+
+    def _normalize(self, image: np.ndarray) -> np.ndarray:
         x = np.asarray(image, dtype=np.float32)[self.extract_bands]
         b = np.asarray(self.extract_bands)
         if self.mode == "imagenet":

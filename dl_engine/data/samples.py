@@ -108,12 +108,18 @@ def _instance_boxes(masks: np.ndarray, classes: np.ndarray):
 # ---- files --------------------------------------------------------------------------------------
 
 def read_image(path: str) -> np.ndarray:
-    """(bands, h, w) float32."""
+    """(bands, h, w) float32; the chip's NoData pixels (padding at raster edges, gaps) are NaN,
+    so normalisation can put them at the band mean instead of letting a value such as -9999
+    swamp the statistics the network sees."""
     import rasterio
 
     try:
         with rasterio.open(path) as src:
-            return src.read(out_dtype="float32")
+            image = src.read(out_dtype="float32")
+            for band, nodata in enumerate(src.nodatavals):
+                if nodata is not None and not np.isnan(nodata):
+                    image[band][image[band] == np.float32(nodata)] = np.nan
+            return image
     except Exception as e:  # RasterioIOError and GDAL's own
         raise DataError("IN_FOLDER", f"the chip {path} cannot be read: {e}") from None
 

@@ -110,3 +110,22 @@ def test_pspnet_trains(exports, tmp_path):
     assert emd["ModelName"] == "PSPNetClassifier"
     assert emd["ModelParameters"]["pyramid_sizes"] == [1, 2]
     assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"]
+
+
+def test_nodata_pixels_become_the_band_mean(tmp_path):
+    """Float32 elevation with NoData -9999 at the padded edges: the model input stays in range."""
+    from dl_engine.data import DataConfig, prepare_data
+    import engine_helpers as h
+    raster, geoms, values = th.learnable_raster(tmp_path, seed=4, bands=1, dtype="float32", size=80)
+    with rasterio.open(raster) as src:
+        data = src.read()
+    data[:, :, 70:] = -9999.0
+    nodata_raster = h.write_raster(tmp_path / "nd.tif", data, nodata=-9999.0)
+    out = tmp_path / "exp"
+    h.export(nodata_raster, out, metadata_format="Classified_Tiles", labels=h.vector_labels(geoms, values, th.CLASSES),
+             tile_size_x=32, tile_size_y=32, stride_x=32, stride_y=32, workers=1, output_nofeature_tiles=True)
+    td = prepare_data(DataConfig(str(out), 0))
+    images = [td.valid_dataset().__class__(td.train, td.reader, td.normalization)[i]["image"]
+              for i in range(len(td.train))]
+    assert all(np.isfinite(x).all() for x in images)
+    assert max(float(np.abs(x).max()) for x in images) < 50  # -9999 would be thousands of std away
