@@ -1,5 +1,5 @@
 """Command line of the engine (no QGIS): ``python -m dl_engine export --help``,
-``python -m dl_engine train --help``."""
+``python -m dl_engine train --help``, ``python -m dl_engine infer --help``."""
 
 from __future__ import annotations
 
@@ -61,10 +61,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     _export_parser(sub)
     from .train.worker import add_parser as _train_parser  # torch is imported only when training runs
     _train_parser(sub)
+    from .infer.worker import add_parser as _infer_parser  # likewise: torch loads when inference runs
+    _infer_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train.worker import run as _run_train
         return _run_train(args)
+    if args.command == "infer":
+        from .infer.worker import run as _run_infer
+        return _run_infer(args)
     try:
         return _run_export(args)
     except ExportError as exc:

@@ -5,6 +5,9 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .classify_objects import ClassifyObjectsUsingDeepLearning
+from .classify_pixels import ClassifyPixelsUsingDeepLearning
+from .detect_objects import DetectObjectsUsingDeepLearning
 from .export_training_data import ExportTrainingDataForDeepLearning
 from .train_deep_learning_model import TrainDeepLearningModel
 
@@ -27,7 +30,13 @@ def plugin_version():
 
 class DeepLearningToolsProvider(QgsProcessingProvider):
     # Order in the Toolbox does not matter; one class per algorithm module.
-    ALGORITHMS = (ExportTrainingDataForDeepLearning, TrainDeepLearningModel)
+    ALGORITHMS = (
+        ExportTrainingDataForDeepLearning,
+        TrainDeepLearningModel,
+        ClassifyPixelsUsingDeepLearning,
+        DetectObjectsUsingDeepLearning,
+        ClassifyObjectsUsingDeepLearning,
+    )
 
     def id(self):
         return PROVIDER_ID

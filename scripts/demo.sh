@@ -2,11 +2,13 @@
 # Headless demo: the plugin's algorithms through qgis_process on the sample data the
 # repository carries (tests/data), writing into demo-output/.
 #   1. trees_osbs/OSBS_029.tif (RGB) + trees.gpkg       → PASCAL_VOC_rectangles
-#   2. elevation/dsm.tif (Float32) + buildings.geojson  → Classified_Tiles
+#   2. elevation/hag.tif (height above ground, Float32) + buildings.geojson  → Classified_Tiles
 #      (the buildings are in EPSG:4326, reprojected to the raster's UTM zone)
 #   3. Train Deep Learning Model on 2.: a U-Net (RESNET18, a few epochs on the CPU)
 #      → demo-output/model (.dlpk, .emd, model_metrics.html)
-# Later issues extend it with inference.
+#   4. Classify Pixels Using Deep Learning: the trained .dlpk on hag.tif
+#      → demo-output/buildings_classified.tif (+ .qml: the model's class names and colours),
+#      and the IoU of the building class against the footprints rasterized on the output grid
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -76,9 +78,10 @@ run trees_pascal_voc \
   "IN_RASTER=$DATA/trees_osbs/OSBS_029.tif" "IN_CLASS_DATA=$DATA/trees_osbs/trees.gpkg" \
   METADATA_FORMAT=1 TILE_SIZE_X=256 TILE_SIZE_Y=256 STRIDE_X=128 STRIDE_Y=128
 
+# Buildings from height above ground (hag.tif, Float32, NoData -9999): 64 px chips, half overlapping.
 run buildings_classified_tiles \
-  "IN_RASTER=$DATA/elevation/dsm.tif" "IN_CLASS_DATA=$DATA/elevation/buildings.geojson" \
-  METADATA_FORMAT=2 TILE_SIZE_X=128 TILE_SIZE_Y=128 STRIDE_X=64 STRIDE_Y=64
+  "IN_RASTER=$DATA/elevation/hag.tif" "IN_CLASS_DATA=$DATA/elevation/buildings.geojson" \
+  METADATA_FORMAT=2 TILE_SIZE_X=64 TILE_SIZE_Y=64 STRIDE_X=32 STRIDE_Y=32
 
 # ---- 3. training: a small U-Net on the building chips, in the worker process the plugin starts
 TRAIN_ALG=deeplearningtools:traindeeplearningmodel
@@ -91,7 +94,8 @@ else
   # MODEL_TYPE 0 = UNET; a fixed LEARNING_RATE skips the learning-rate finder; FREEZE=false because without
   # cached pretrained weights there is nothing to freeze; DEVICE auto = a GPU when there is one.
   TRAIN_PARAMS=("IN_FOLDER=$OUT/buildings_classified_tiles" "OUT_FOLDER=$MODEL" MODEL_TYPE=0
-                BACKBONE_MODEL=RESNET18 MAX_EPOCHS=${DEMO_EPOCHS:-4} BATCH_SIZE=4 LEARNING_RATE=0.001 FREEZE=false)
+                BACKBONE_MODEL=RESNET18 MAX_EPOCHS=${DEMO_EPOCHS:-25} BATCH_SIZE=8 LEARNING_RATE=0.003 FREEZE=false
+                STOP_TRAINING=false)
   echo
   echo "== model: qgis_process run $TRAIN_ALG -- ${TRAIN_PARAMS[*]}"
   started=$SECONDS
@@ -111,6 +115,57 @@ else
   echo "  model metrics: $MODEL/model_metrics.html"
   echo "  validation metrics: $("$PY" -c 'import json, sys; m = json.loads(sys.argv[1]); print(", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))' "$metrics")"
   [ -f "$dlpk" ] && [ -f "$MODEL/model_metrics.html" ] || { echo "training wrote no package" >&2; exit 1; }
+
+  # ---- 4. inference: the trained package classifies every pixel of the height raster
+  INFER_ALG=deeplearningtools:classifypixelsusingdeeplearning
+  CLASSIFIED="$OUT/buildings_classified.tif"
+  rm -f "$CLASSIFIED" "${CLASSIFIED%.tif}.qml"
+  INFER_PARAMS=("IN_RASTER=$DATA/elevation/hag.tif" "IN_MODEL_DEFINITION=$dlpk" "OUT_CLASSIFIED_RASTER=$CLASSIFIED")
+  echo
+  echo "== classify pixels: qgis_process run $INFER_ALG -- ${INFER_PARAMS[*]}"
+  started=$SECONDS
+  if ! "$QGIS_PROCESS" run "$INFER_ALG" -- "${INFER_PARAMS[@]}" >"$WORK/infer.txt" 2>"$WORK/infer.log" </dev/null; then
+    cat "$WORK/infer.txt" "$WORK/infer.log" >&2
+    echo "classify pixels failed" >&2
+    exit 1
+  fi
+  # The engine's summary lines (model, grid, device; tiles, time, pixels per class).
+  { grep -E "^(Classify Pixels Using Deep Learning: |OUT_CLASSIFIED_RASTER: .* — )" "$WORK/infer.txt" || true; } | sed 's/^/  /'
+
+  echo "classified in $((SECONDS - started)) s"
+  [ -f "$CLASSIFIED" ] || { echo "classify pixels wrote no raster" >&2; exit 1; }
+  # IoU of the building class: the footprints (EPSG:4326) reprojected and rasterized on the output's grid.
+  "$PY" - "$CLASSIFIED" "$DATA/elevation/buildings.geojson" "$dlpk" <<'PYEOF'
+import json, sys
+import numpy as np
+import rasterio
+from rasterio.features import rasterize
+from rasterio.warp import transform_geom
+sys.path.insert(0, ".")
+from dl_engine.package.reader import open_package
+
+classified, footprints, dlpk = sys.argv[1:4]
+with open_package(dlpk, "IN_MODEL_DEFINITION") as package:
+    classes = package.classes
+building = classes[0]  # the export had one class: every footprint is class 1
+with rasterio.open(classified) as ds:
+    predicted = ds.read(1)
+    valid = predicted != ds.nodata if ds.nodata is not None else np.ones(predicted.shape, bool)
+    shapes = [transform_geom("EPSG:4326", ds.crs, f["geometry"]) for f in json.load(open(footprints))["features"]]
+    truth = rasterize(shapes, out_shape=predicted.shape, transform=ds.transform, fill=0, default_value=1,
+                      dtype="uint8").astype(bool)
+    size, crs = f"{ds.width} x {ds.height} px", ds.crs.to_string()
+mine = (predicted == building["Value"]) & valid
+truth &= valid
+union = np.logical_or(mine, truth).sum()
+iou = np.logical_and(mine, truth).sum() / union if union else 0.0
+names = ", ".join(f"{c['Value']} = {c['Name']!r}" for c in classes)
+print(f"  classified raster: {classified} ({size}, {crs}; class values: 0 = background, {names})")
+print(f"  building pixels: predicted {int(mine.sum())}, in the footprints {int(truth.sum())}")
+print(f"  IoU of the building class (value {building['Value']}) against the footprints: {iou:.3f}")
+PYEOF
+  echo "  model package:     $dlpk"
+  echo "  classified raster: $CLASSIFIED (style: ${CLASSIFIED%.tif}.qml)"
 fi
 
 echo

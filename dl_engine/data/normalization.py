@@ -75,6 +75,15 @@ class Normalization:
         ss = self.scaled_std[b].astype(np.float32)[:, None, None]
         return ((x - lo) / span - sm) / ss
 
+    def nodata_fill(self) -> np.ndarray:
+        """Raw value per band of the raster that normalises to 0 (the band mean): what NoData
+        pixels become, in training (``normalize`` of NaN) and at inference alike."""
+        if self.mode == "imagenet":
+            fill = np.zeros(max(max(self.extract_bands) + 1, 3), np.float64)
+            fill[np.asarray(self.extract_bands)] = np.asarray(IMAGENET_MEAN) * 255.0
+            return fill
+        return np.asarray(self.band_mean, np.float64)
+
     def to_unit(self, x: np.ndarray) -> np.ndarray:
         """Model input back to about 0..1 per band (for pictures of samples/results)."""
         x = np.asarray(x, np.float32)

@@ -112,7 +112,8 @@ def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
                    num_classes: Optional[int] = None) -> Any:
     """The network a trained emd describes, with random weights, ready for ``load_state_dict``
     of its .pth. Needs only ModelName and ModelParameters (backbone and architecture
-    arguments); bands default to len(ExtractBands), classes to len(Classes) + 1 (background)."""
+    arguments); bands default to len(ExtractBands), classes to len(Classes) + 1 (background;
+    no background for classifiers)."""
     spec = spec_for_model_name(str(emd.get("ModelName", "")))
     if spec is None:
         raise DataError("IN_MODEL_DEFINITION", f"unknown ModelName {emd.get('ModelName')!r}; this version "
@@ -120,8 +121,8 @@ def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
     params = emd.get("ModelParameters") or {}
     if in_channels is None:
         in_channels = len(emd.get("ExtractBands") or [0, 1, 2])
-    if num_classes is None:
-        num_classes = len(emd.get("Classes") or []) + 1
+    if num_classes is None:  # classifiers (kind "classification") have no background output
+        num_classes = len(emd.get("Classes") or []) + (0 if spec.kind == "classification" else 1)
     ctx = BuildContext(backbone=str(params.get("backbone") or spec.default_backbone), in_channels=int(in_channels),
                        num_classes=int(num_classes), chip_size=int(emd.get("ImageHeight") or 256),
                        arguments=arguments_from_emd(spec, emd), pretrained=False, log=lambda message: None)

@@ -67,6 +67,9 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     for key, value in params.items():  # the model's own keys (e.g. SupportsVariableTileSize)
         if key not in _OURS:
             emd[key] = value
+    if spec.kind == "classification":  # FeatureClassifier's data keys, before Classes as arcgis.learn
+        emd.update(_feature_classifier_keys(record))
+        model_parameters["multi_label"] = record.data.metadata_format == "MultiLabeled_Tiles"
     emd["Classes"] = record.class_map.emd_classes()
 
     first = record.data.folders[0].emd if record.data.folders else {}
@@ -119,7 +122,28 @@ def _metrics(record: TrainedModel, kind: str) -> Dict[str, Any]:
         for key in ("accuracy", "miou"):
             if m.get(key) is not None:
                 out[key] = sci(m[key])
+    elif kind in ("detection", "instance"):
+        # {class name: AP at IoU 0.5} for the classes with validation objects; arcgis.learn's
+        # RetinaNet keeps this dict under "accuracy" (esri-formats.md §2.3).
+        per_class = m.get("per_class") or {}
+        ap = {name: float(v["average_precision"]) for name, v in per_class.items()
+              if isinstance(v, dict) and v.get("average_precision") is not None}
+        out["accuracy" if record.model_type == "RETINANET" else "average_precision_score"] = ap
     return out
+
+
+def _feature_classifier_keys(record: TrainedModel) -> Dict[str, Any]:
+    """MetaDataMode, CropSizeFixed (1: chips of ImageHeight x ImageWidth centred on the
+    feature; 0: its bounding box), BlackenAroundFeature (0/1) and ImageSpaceUsed, from the
+    training export (esri-formats.md §2.3-2.4)."""
+    first = record.data.folders[0].emd if record.data.folders else {}
+    blacken = first.get("BlackenAroundFeature", False)
+    if isinstance(blacken, str):
+        blacken = blacken.strip().lower() in ("true", "1", "yes")
+    return {"MetaDataMode": record.data.metadata_format,
+            "CropSizeFixed": 1 if record.data.crop_tile_mode == "Fixed_Size" else 0,
+            "BlackenAroundFeature": 1 if blacken else 0,
+            "ImageSpaceUsed": record.data.image_space}
 
 
 def per_class_metrics_json(record: TrainedModel) -> str:

@@ -21,6 +21,11 @@ import json
 import numpy as np
 
 
+# Only pixel classification runs in ArcGIS Pro through this file today; detectors and object
+# classifiers need Pro's vector-output raster function interface, which is not written yet.
+SUPPORTED_IN_PRO = __SUPPORTED__
+
+
 class __CLASS__:
     def __init__(self):
         self.name = "__CLASS__"
@@ -31,6 +36,10 @@ class __CLASS__:
         # Pro passes the emd path (or the emd JSON text) as ``model``.
         if "model" not in kwargs:
             return
+        if not SUPPORTED_IN_PRO:
+            raise RuntimeError("This model package applies in QGIS (Deep learning tools: Detect Objects / "
+                               "Classify Objects Using Deep Learning); its use from ArcGIS Pro is not "
+                               "supported yet.")
         model = kwargs["model"]
         try:
             with open(model, "r", encoding="utf-8") as f:
@@ -92,9 +101,10 @@ class __CLASS__:
 '''
 
 
-def source(file_name: str) -> str:
-    """The .py text for ``InferenceFunction`` = ``file_name``; its class has the file's name."""
+def source(file_name: str, kind: str = "pixel") -> str:
+    """The .py text for ``InferenceFunction`` = ``file_name``; its class has the file's name.
+    ``kind``: the model family (ModelSpec.kind); only pixel models run in Pro through it."""
     class_name = file_name[:-3] if file_name.endswith(".py") else file_name
     if not class_name.isidentifier():
         raise ValueError(f"inference function name {file_name!r} is not a Python identifier")
-    return _TEMPLATE.replace("__CLASS__", class_name)
+    return _TEMPLATE.replace("__CLASS__", class_name).replace("__SUPPORTED__", str(kind == "pixel"))

@@ -20,6 +20,20 @@ class SampleResult:
     image: np.ndarray  # (h, w, 3) uint8 display image (first three model bands stretched)
     truth: np.ndarray  # (h, w) int class indices (pixel models)
     prediction: np.ndarray  # (h, w) int class indices
+    # Object classifiers (truth/prediction None): the true and predicted class names of the chip
+    # (multi-label: names joined by ", "), the predicted probability and whether it was right.
+    truth_label: Optional[str] = None
+    predicted_label: Optional[str] = None
+    score: Optional[float] = None
+    correct: Optional[bool] = None
+    # Detectors: boxes (n, 4) xmin, ymin, xmax, ymax in chip pixels with class indices 1..K,
+    # drawn over the image (truth/prediction: None, or for instance models the chip's
+    # instance masks as class indices).
+    truth_boxes: Optional[np.ndarray] = None
+    truth_box_classes: Optional[np.ndarray] = None
+    predicted_boxes: Optional[np.ndarray] = None
+    predicted_box_classes: Optional[np.ndarray] = None
+    predicted_box_scores: Optional[np.ndarray] = None
 
 
 @dataclass

@@ -93,6 +93,8 @@ def show_results_png(samples: Sequence[SampleResult], class_map, emd_classes: Li
     samples = list(samples)[:MAX_SAMPLE_ROWS]
     if not samples:
         return None
+    if samples[0].truth_label is not None:  # object classifiers: chips with class names
+        return label_results_png(samples)
     colors = palette(class_map, emd_classes)
     rows = len(samples)
     top, bottom = 0.4, 0.5  # inches kept for the titles and the legend
@@ -103,11 +105,15 @@ def show_results_png(samples: Sequence[SampleResult], class_map, emd_classes: Li
     axes = fig.subplots(rows, 3, squeeze=False)
     for row, s in enumerate(samples):
         image = _rgb(s.image)
-        panels = (image, _overlay(image, s.truth, colors, class_map.background),
-                  _overlay(image, s.prediction, colors, class_map.background))
+        panels = (image, image if s.truth is None else _overlay(image, s.truth, colors, class_map.background),
+                  image if s.prediction is None else _overlay(image, s.prediction, colors, class_map.background))
         for col, (ax, panel) in enumerate(zip(axes[row], panels)):
             ax.imshow(panel, interpolation="nearest")
             ax.set_axis_off()
+            if col == 1:  # detectors: the boxes over the image
+                _draw_boxes(ax, s.truth_boxes, s.truth_box_classes, None, colors)
+            elif col == 2:
+                _draw_boxes(ax, s.predicted_boxes, s.predicted_box_classes, s.predicted_box_scores, colors)
             if row == 0:
                 ax.set_title(("Image", "Ground truth", "Prediction")[col])
     handles = [Patch(color=np.asarray(c["Color"]) / 255.0, label=c["Name"]) for c in emd_classes
@@ -115,6 +121,106 @@ def show_results_png(samples: Sequence[SampleResult], class_map, emd_classes: Li
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
     return _png(fig)
+
+
+def _draw_boxes(ax, boxes, classes, scores, colors: np.ndarray) -> None:
+    """Rectangles (xmin, ymin, xmax, ymax in pixels) in their class colours, with the score."""
+    from matplotlib.patches import Rectangle
+
+    if boxes is None:
+        return
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    classes = np.zeros(len(boxes), np.int64) if classes is None else np.asarray(classes, np.int64).reshape(-1)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        c = int(classes[i]) if i < len(classes) else 0
+        rgb = colors[c] if 0 <= c < len(colors) and colors[c].any() else np.array([255, 255, 0])
+        color = tuple(float(v) / 255.0 for v in rgb)
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.5))
+        if scores is not None and i < len(scores):
+            ax.text(x0, y0 - 1, f"{float(scores[i]):.2f}", color=color, fontsize=7, va="bottom")
+
+
+LABEL_COLUMNS = 4
+
+
+def label_results_png(samples: Sequence[SampleResult]) -> Optional[bytes]:
+    """Object classifiers' show_results: a grid of chips, each titled with its true and its
+    predicted class (green when right, red when wrong)."""
+    from matplotlib.figure import Figure
+
+    samples = list(samples)[:MAX_SAMPLE_ROWS]
+    if not samples:
+        return None
+    cols = min(LABEL_COLUMNS, len(samples))
+    rows = -(-len(samples) // cols)
+    title, panel = 0.6, 2.6  # inches: two lines of title above each chip
+    height = rows * (title + panel) + 0.1
+    fig = Figure(figsize=(2.8 * cols, height), dpi=100)
+    fig.subplots_adjust(left=0.02, right=0.98, top=1 - title / height, bottom=0.1 / height, wspace=0.08,
+                        hspace=title / panel)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, s in zip(axes.ravel(), samples):
+        ax.imshow(_rgb(s.image), interpolation="nearest")
+        score = "" if s.score is None else f" ({float(s.score):.2f})"
+        color = "black" if s.correct is None else ("tab:green" if s.correct else "tab:red")
+        ax.set_title(f"truth: {s.truth_label}\npredicted: {s.predicted_label}{score}", fontsize=9, color=color)
+    return _png(fig)
+
+
+def confusion_matrix_png(record: TrainedModel) -> Optional[bytes]:
+    """ModelCharacteristics/confusion_matrix.png of an object classifier (None for other
+    models): rows truth, columns prediction, counts of validation chips; multi-label: one
+    2 x 2 matrix (absent/present) per class."""
+    from matplotlib.figure import Figure
+
+    m = (record.metrics or {}).get("confusion_matrix")
+    if m is None:
+        return None
+    matrix = np.asarray(m, np.int64)
+    names = list(record.class_map.names)
+    if matrix.ndim == 3:  # multi-label: per class [[TN, FP], [FN, TP]]
+        k = len(matrix)
+        cols = min(4, k)
+        rows = -(-k // cols)
+        fig = Figure(figsize=(2.6 * cols, 2.6 * rows + 0.4), dpi=100)
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax in axes.ravel():
+            ax.set_axis_off()
+        for ax, name, cm in zip(axes.ravel(), names, matrix):
+            ax.set_axis_on()
+            _matrix_axes(ax, cm, ["absent", "present"], ["absent", "present"], fontsize=8)
+            ax.set_title(name, fontsize=9)
+        fig.suptitle("Confusion matrix per class (rows: truth, columns: prediction)", fontsize=10)
+        fig.tight_layout()
+        return _png(fig)
+    k = len(matrix)
+    side = max(4.0, min(16.0, 1.0 + 0.6 * k))
+    fig = Figure(figsize=(side + 1.0, side), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    _matrix_axes(ax, matrix, names[:k], names[:k], fontsize=max(5, 10 - k // 6))
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("Actual")
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _matrix_axes(ax, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], fontsize: int = 9) -> None:
+    """A count matrix drawn as a heat map (colour by row share), the counts written in."""
+    matrix = np.asarray(matrix, np.int64)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, rotation=45 if len(cols) > 3 else 0, ha="right" if len(cols) > 3 else "center",
+                       fontsize=fontsize)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=fontsize)
+    if matrix.size <= 900:
+        for (r, c), v in np.ndenumerate(matrix):
+            ax.text(c, r, str(int(v)), ha="center", va="center", fontsize=fontsize,
+                    color="white" if share[r, c] > 0.5 else "black")
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -143,7 +249,7 @@ def training_validation_loss(history: Sequence[Dict[str, Any]]) -> Dict[str, Any
         for key, out in (("train_loss", "training_loss"), ("valid_loss", "validation_loss")):
             if _num(h.get(key)) is not None:
                 row[out] = str(float(h[key]))
-        for key, out in (("accuracy", "accuracy"), ("dice", "Dice")):
+        for key, out in (("accuracy", "accuracy"), ("dice", "Dice"), ("average_precision", "average_precision")):
             if _num(h.get(key)) is not None:
                 row[out] = float(h[key])
         row["time"] = hms(h.get("seconds"))
@@ -160,7 +266,7 @@ _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:60em}"
 
 
 def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Optional[bytes],
-                       results_png: Optional[bytes]) -> str:
+                       results_png: Optional[bytes], confusion_png: Optional[bytes] = None) -> str:
     """model_metrics.html as arcgis.learn lays it out; every text escaped, images inline."""
     e = html.escape
     m = record.metrics or {}
@@ -176,13 +282,20 @@ def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Opti
         parts += ["<p><b>Training and Validation loss</b></p>", _img(loss_png, "Training and validation loss")]
     parts += ["<p><b>Analysis of the model</b></p>", _table(("Metric", "Value"), _summary_rows(record))]
     per_class = m.get("per_class") or {}
-    if per_class:
+    if per_class and any(isinstance(v, dict) and "average_precision" in v for v in per_class.values()):  # detectors
+        rows = [[name, _fmt(v.get("average_precision")), _fmt(v.get("coco_ap")), str(v.get("objects", ""))]
+                for name, v in per_class.items() if isinstance(v, dict)]
+        parts += ["<p><b>Average precision per class</b></p>",
+                  _table(("Class", "Average precision (IoU 0.5)", "AP (IoU 0.5:0.95)", "Validation objects"), rows)]
+    elif per_class:
         rows = []
         for name in record.class_map.names:
             v = per_class.get(name)
             if v is not None:
                 rows.append([name] + [_fmt(v.get(k)) for k in ("precision", "recall", "f1", "iou")])
         parts += ["<p><b>Per class metrics</b></p>", _table(("Class", "Precision", "Recall", "F1", "IoU"), rows)]
+    if confusion_png:  # object classifiers
+        parts += ["<p><b>Confusion matrix</b></p>", _img(confusion_png, "Confusion matrix")]
     if results_png:
         parts += ["<p><b>Sample Results</b></p>", _img(results_png, "Sample results")]
     parts += ["</body>", "</html>", ""]
@@ -213,9 +326,14 @@ def _summary_rows(record: TrainedModel) -> List[List[str]]:
     m = record.metrics or {}
     rows = []
     for key, label in (("accuracy", "Accuracy"), ("miou", "mIoU"), ("dice", "Dice"),
+                       ("average_precision", "Average precision (IoU 0.5)"), ("coco_map", "mAP (IoU 0.5:0.95)"),
                        ("valid_loss", "Validation loss")):
         if _num(m.get(key)) is not None:
             rows.append([label, _fmt(m[key])])
+    if m.get("confusion_matrix") is not None:  # object classifiers
+        for key, label in (("label_accuracy", "Label accuracy (per class decision)"), ("f1", "F1 (macro)")):
+            if _num(m.get(key)) is not None:
+                rows.append([label, _fmt(m[key])])
     if record.best_value is not None:
         rows.append([f"Best {record.monitor.lower()}", _fmt(record.best_value)])
     return rows

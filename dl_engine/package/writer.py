@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Mapping
 
 from ..data.errors import DataError
+from ..models.registry import get_spec
 from . import inference_function, report
 from .emd import build_emd, write_emd
 from .record import TrainedModel
@@ -79,21 +80,24 @@ def _write_files(record: TrainedModel, state_dict: Mapping, folder: str, name: s
     torch.save(_plain_state(state_dict), os.path.join(folder, files[1]))
 
     py = emd["InferenceFunction"]
-    _write_text(folder, py, inference_function.source(py))
+    _write_text(folder, py, inference_function.source(py, get_spec(record.model_type).kind))
     files.append(py)
 
     os.makedirs(os.path.join(folder, CHARACTERISTICS))
     best = report.best_index(record.history, record.best_epoch)
     loss_png = report.loss_graph_png(record.history, best)
     results_png = report.show_results_png(record.samples, record.class_map, emd["Classes"])
-    for file_name, png in (("loss_graph.png", loss_png), ("show_results.png", results_png)):
+    confusion_png = report.confusion_matrix_png(record)  # object classifiers only, else None
+    for file_name, png in (("loss_graph.png", loss_png), ("show_results.png", results_png),
+                           ("confusion_matrix.png", confusion_png)):
         if png:
             rel = f"{CHARACTERISTICS}/{file_name}"
             with open(os.path.join(folder, CHARACTERISTICS, file_name), "wb") as f:
                 f.write(png)
             files.append(rel)
 
-    _write_text(folder, METRICS_HTML, report.model_metrics_html(record, emd, loss_png, results_png))
+    html_text = report.model_metrics_html(record, emd, loss_png, results_png, confusion_png=confusion_png)
+    _write_text(folder, METRICS_HTML, html_text)
     _write_text(folder, LOSS_JSON, json.dumps(report.training_validation_loss(record.history)))
     files += [METRICS_HTML, LOSS_JSON]
     return files

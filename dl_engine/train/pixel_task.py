@@ -37,6 +37,7 @@ class PixelTask:
         self.num_classes = class_map.num_classes
         self.focal = bool(arguments.get("focal_loss"))
         self.mixup = bool(arguments.get("mixup"))
+        self.balancing = bool(arguments.get("class_balancing"))
         self.ignore_index = self._ignored(arguments.get("ignore_classes") or [])
         self.class_weights: Optional[torch.Tensor] = None
 
@@ -51,6 +52,16 @@ class PixelTask:
         return out
 
     # ---- class balancing ----------------------------------------------------------------
+
+    def prepare(self, td, model, chip_size: int, log) -> None:
+        """Before training: class_balancing weights from the training masks."""
+        if not self.balancing:
+            return
+        ds = td.valid_dataset()  # no augmentation, over the training chips below
+        ds.refs = td.train[:200]
+        weights = self.balance([ds.sample(i).mask for i in range(len(ds))])
+        log("class balancing: loss weights " + ", ".join(f"{n} {w:.2f}" for n, w in zip(self.class_map.names,
+                                                                                       weights)))
 
     def balance(self, masks: Sequence[np.ndarray]) -> np.ndarray:
         """Loss weights ~ 1/frequency (median-frequency balancing), from training masks."""

@@ -89,17 +89,16 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[Tr
         net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.is_cuda else None)
 
     task = plan["task"]
-    if args.get("class_balancing"):
-        weights = task.balance(_training_masks(td))
-        events.log("class balancing: loss weights " + ", ".join(
-            f"{n} {w:.2f}" for n, w in zip(td.class_map.names, weights)))
+    task.prepare(td, model, plan["chip_size"], events.log)  # a look at the training data (class balance, …)
 
     workers = config.num_workers if config.num_workers is not None else default_workers(runtime.is_cuda)
     train_ds, valid_ds = td.train_dataset(), td.valid_dataset()
     batch = int(config.batch_size)
     train_loader, train_sampler = make_loader(train_ds, batch, task.collate, True, config.seed, workers,
                                               runtime.is_cuda, dist.rank, dist.world_size,
-                                              drop_last=len(train_ds) >= 2 * batch * dist.world_size)
+                                              # a last batch of one chip breaks BatchNorm: drop the
+                                              # partial batch whenever there is a full one
+                                              drop_last=len(train_ds) > batch * dist.world_size)
     valid_loader = valid_sampler = None
     if len(valid_ds):
         valid_loader, valid_sampler = make_loader(valid_ds, batch, task.collate, False, config.seed,
@@ -199,8 +198,11 @@ def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
     if not td.train:
         raise DataError("IN_FOLDER", f"{'; '.join(td.data.paths)} has {len(td.data.samples)} usable chip(s): too "
                                      "few to train on (export more, or lower VALIDATION_PERCENTAGE)")
-    if td.class_map.num_classes < 2:
+    if not td.class_map.classes:
         raise DataError("IN_FOLDER", "the export has no classes to learn (its emd lists none)")
+    if td.class_map.num_classes < 2:  # a classifier without background has one output
+        raise DataError("IN_FOLDER", f"the export has one class ({td.class_map.classes[0].name}); "
+                                     f"{spec.keyword} needs at least two to tell apart")
     size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
     return {"spec": spec, "data": td, "arguments": args, "monitor": monitor, "chip_size": int(size),
             "task": task_class(td.class_map, args)}
@@ -273,12 +275,6 @@ def _cancel_check(cancel, dist: Dist, runtime):
         if dist.any(bool(cancel()), runtime.device):
             raise TrainingCanceled()
     return check
-
-
-def _training_masks(td, limit: int = 200):
-    ds = td.valid_dataset()  # no augmentation; the training refs below
-    ds.refs = td.train[:limit]
-    return [ds.sample(i).mask for i in range(len(ds))]
 
 
 # ---- outputs ----------------------------------------------------------------------------------

@@ -177,3 +177,23 @@ def test_fine_tune_from_a_package_and_refuse_another_backbone(export, tmp_path):
         run_training(config(export, tmp_path / "c", backbone="RESNET34", pretrained_model=first.emd))
     assert e.value.parameter == "PRETRAINED_MODEL" and "resnet18" in e.value.message
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+def test_cuda_mixed_precision_channels_last(export, tmp_path):
+    seen, events = collect()
+    result = run_training(config(export, tmp_path / "gpu", device="cuda", num_workers=2, max_epochs=4), events)
+    assert any("cuda" in e.get("message", "") and "autocast" in e.get("message", "") for e in seen)
+    assert result.metrics["miou"] > 0.4
+
+
+def test_data_error_in_a_loader_worker_keeps_its_parameter(export, tmp_path):
+    """A chip that breaks while DataLoader worker processes read it: still a named error."""
+    broken = tmp_path / "broken"
+    import shutil
+    shutil.copytree(export, broken)
+    for chip in sorted((broken / "images").glob("*.tif"))[1::3]:  # not the first: read when opening
+        chip.write_bytes(b"not a tiff")
+    with pytest.raises(DataError) as e:
+        run_training(config(str(broken), tmp_path / "out", num_workers=1, max_epochs=1))
+    assert e.value.parameter == "IN_FOLDER" and "cannot be read" in e.value.message

@@ -1,0 +1,20 @@
+"""Inference tools (Classify Pixels / Detect Objects / Classify Objects Using Deep Learning).
+
+``run_inference(InferConfig(...))`` in-process, or the worker process
+``python -m dl_engine infer --config cfg.json`` (JSON-lines events on stdout). torch is
+imported only when a tool runs, so the QGIS side can import the configuration cheaply.
+"""
+
+from .config import TOOLS, InferConfig
+
+__all__ = ["TOOLS", "InferConfig", "InferResult", "InferenceCanceled", "run_inference"]
+
+
+def __getattr__(name):  # lazy: torch loads with the run, not with the config
+    if name in ("InferResult", "run_inference"):
+        from . import run
+        return getattr(run, name)
+    if name == "InferenceCanceled":
+        from .job import InferenceCanceled
+        return InferenceCanceled
+    raise AttributeError(name)

@@ -1,0 +1,129 @@
+"""The inference tools, end to end: check every input (nothing is written before all
+checks pass), load the model on the chosen device, run the tool, report.
+
+Used in-process (``run_inference``) and by the worker process (``python -m dl_engine infer``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+from ..data.errors import DataError
+from ..train.events import Events
+from .arguments import TOOL_NAMES, parse_tool_arguments
+from .config import TOOLS, InferConfig
+from .job import InferenceCanceled, Job
+from .model import load_model
+from .source import check_bands, describe, open_raster
+from .grid import plan_grid
+
+GDAL_CACHE_MB = 256  # GDAL's block cache (default 5% of RAM) would grow with the raster; windows need little
+
+
+@dataclass
+class InferResult:
+    tool: str
+    out_path: str
+    seconds: float
+    device: str  # "cpu (2 threads, 2 cores), bf16 autocast"
+    width: int  # output grid
+    height: int
+    tiles: int  # model windows (or chips) processed
+    megapixels_per_s: float  # output grid pixels per second
+    features: Optional[int] = None  # detect / classify objects: features written
+    class_counts: Dict[str, int] = field(default_factory=dict)  # classify pixels: pixels per class value
+    details: Dict[str, object] = field(default_factory=dict)
+
+    def event(self) -> Dict[str, object]:
+        """The worker's ``result`` event fields."""
+        out = {"tool": self.tool, "out_path": self.out_path, "seconds": round(self.seconds, 3),
+               "device": self.device, "width": self.width, "height": self.height, "tiles": self.tiles,
+               "megapixels_per_s": round(self.megapixels_per_s, 3)}
+        if self.features is not None:
+            out["features"] = self.features
+        if self.class_counts:
+            out["class_counts"] = self.class_counts
+        return out
+
+
+def run_inference(config: InferConfig, events: Optional[Events] = None,
+                  cancel: Callable[[], bool] = lambda: False) -> InferResult:
+    """Run one inference tool. Raises DataError (bad input, naming the parameter) and
+    InferenceCanceled (``cancel()`` turned true; no output left behind)."""
+    import rasterio
+
+    events = events or Events()
+    t0 = time.perf_counter()
+    job = prepare(config, events, cancel)
+    events.log(f"{TOOL_NAMES[config.tool]}: {job.model.spec.keyword} model, {len(job.model.classes)} class(es); "
+               f"grid {job.grid.width} x {job.grid.height} px; tile {job.args.tile} px, padding "
+               f"{job.args.padding}, batch {job.args.batch_size}; device: {job.predictor.runtime.description}")
+    if config.processing_mode == "PROCESS_ITEMS_SEPARATELY" and config.tool != "detect_objects":
+        events.log("PROCESS_ITEMS_SEPARATELY: this tool processes the mosaic as one image")
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        if config.tool == "classify_pixels":
+            from .pixels import classify_pixels
+            stats = classify_pixels(job)
+        elif config.tool == "detect_objects":
+            from .detect import detect_objects
+            stats = detect_objects(job)
+        else:
+            from .objects import classify_objects
+            stats = classify_objects(job)
+    seconds = time.perf_counter() - t0
+    result = InferResult(tool=config.tool, out_path=os.path.abspath(config.out_path), seconds=seconds,
+                         device=job.predictor.runtime.description, width=job.grid.width, height=job.grid.height,
+                         tiles=int(stats.pop("tiles", 0)),
+                         megapixels_per_s=job.grid.pixels / 1e6 / max(seconds, 1e-9),
+                         features=stats.pop("features", None), class_counts=stats.pop("class_counts", {}),
+                         details=stats)
+    events.progress(100.0, "done")
+    events.log(f"done in {seconds:.1f} s ({result.megapixels_per_s:.2f} Mpx/s): {result.out_path}")
+    events.emit("result", **result.event())
+    return result
+
+
+def prepare(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> Job:
+    """Every check on the user's input, then the model on its device."""
+    from ..train.device import choose_runtime
+    from .predictor import Predictor
+
+    if config.tool not in TOOLS:
+        raise DataError("tool", f"unknown tool {config.tool!r}; one of {', '.join(TOOLS)}")
+    if not config.out_path:
+        raise DataError(_out_parameter(config.tool), "no output path given")
+    if os.path.abspath(config.out_path) == os.path.abspath(config.in_raster):
+        raise DataError(_out_parameter(config.tool), "the output would overwrite the input raster")
+    if config.tool == "classify_objects" and config.in_features and not os.path.isfile(config.in_features):
+        raise DataError("IN_FEATURES", f"{config.in_features} does not exist; give a GeoJSON file of the features")
+    model = load_model(config.model, config.tool)
+    args = parse_tool_arguments(config.tool, config.arguments, model.chip_size)
+    src = open_raster(config.in_raster)
+    try:
+        desc = describe(src, config.in_raster)
+        check_bands(desc, model)
+        grid = plan_grid(src, config.extent, config.cell_size)
+    finally:
+        src.close()
+    if not model.normalization.is_multispectral and desc.dtype != "uint8":
+        events.warning(f"the model was trained on 8-bit RGB imagery; {config.in_raster} holds {desc.dtype}: "
+                       "its values are used as they are (0-255 expected)")
+    if config.processing_mode not in ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY"):
+        raise DataError("PROCESSING_MODE", f"{config.processing_mode!r}; accepted PROCESS_AS_MOSAICKED_IMAGE, "
+                                           "PROCESS_ITEMS_SEPARATELY")
+    runtime = choose_runtime(config.device, config.precision)
+    predictor = Predictor(model, runtime)
+    workers = config.num_workers or (min(4, os.cpu_count() or 1) if runtime.is_cuda else 1)
+    return Job(config=config, model=model, predictor=predictor, args=args, raster=desc, grid=grid,
+               events=events, cancel=cancel, workers=max(1, int(workers)), depth=max(3, 2 * int(workers)))
+
+
+def _out_parameter(tool: str) -> str:
+    return {"classify_pixels": "OUT_CLASSIFIED_RASTER", "detect_objects": "OUT_DETECTED_OBJECTS",
+            "classify_objects": "OUT_FEATURE_CLASS"}[tool]
+
+
+__all__ = ["InferResult", "InferenceCanceled", "run_inference"]

@@ -1,0 +1,119 @@
+"""Object (tile) classification model type: FEATURE_CLASSIFIER (arcgis.learn's
+FeatureClassifier), registered in the model registry.
+
+It trains on Labeled_Tiles and Imagenet exports (one class per chip: softmax over the
+classes, cross-entropy) and on MultiLabeled_Tiles (any number of classes per chip: one
+sigmoid per class, binary cross-entropy, a class is predicted above ``threshold``). The
+classes are every class of the export, with no background.
+
+The network (``classifier_net.FeatureClassifierNet``) is a timm backbone (arcpy keyword or
+``timm:<name>``, any band count, cached pretrained weights when there are any) followed by
+average+max pooling, dropout and a linear layer. Importing this module is cheap (no torch).
+
+ARGUMENTS, with arcgis.learn's names where it has them. The trainer's loss arguments
+(class_balancing, focal_loss, ignore_classes, mixup) are applied by the classification task:
+- oversample (False): repeat the chips of rarer classes so every class is seen about as
+  often as the most common one (single-label data);
+- backend ("pytorch"): the only backend;
+- dropout (0.2): dropout before the last layer;
+- threshold (0.5): multi-label: the probability above which a class is predicted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ..data.errors import DataError
+from .registry import BuildContext, BuiltModel, ModelSpec, register
+
+PARAMETER = "ARGUMENTS"
+BACKEND = "pytorch"
+FORMATS = ("Labeled_Tiles", "Imagenet", "MultiLabeled_Tiles")  # one chip per feature / per tile with labels
+MULTI_LABEL_FORMATS = ("MultiLabeled_Tiles",)
+
+FEATURE_CLASSIFIER_ARGUMENTS: Dict[str, Any] = {
+    "class_balancing": False,
+    "focal_loss": False,
+    "ignore_classes": [],
+    "mixup": False,
+    "oversample": False,
+    "backend": BACKEND,
+    "dropout": 0.2,
+    "threshold": 0.5,
+}
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "1", "yes", "y", "t"):
+            return True
+        if low in ("false", "0", "no", "n", "f", ""):
+            return False
+        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
+    return bool(value)
+
+
+def _fraction(value: Any, name: str, low: float, high: float, closed_high: bool) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = float("nan")
+    ok = low <= f <= high if closed_high else low <= f < high
+    if not ok:
+        upper = f"{high}" if closed_high else f"below {high}"
+        raise DataError(PARAMETER, f"{name} {value!r} must be a number from {low} to {upper}")
+    return f
+
+
+def feature_classifier_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """FEATURE_CLASSIFIER's own arguments, checked (DataError("ARGUMENTS", …) when wrong)."""
+    args = {**FEATURE_CLASSIFIER_ARGUMENTS, **(arguments or {})}
+    backend = str(args.get("backend") or BACKEND).strip().lower()
+    if backend != BACKEND:
+        raise DataError(PARAMETER, f"backend {args.get('backend')!r} is not supported; this plugin trains with "
+                                   f"PyTorch: leave backend out or give 'backend pytorch'")
+    return {"oversample": _bool(args["oversample"], "oversample"), "backend": backend,
+            "dropout": _fraction(args["dropout"], "dropout", 0.0, 1.0, closed_high=False),
+            "threshold": _fraction(args["threshold"], "threshold", 0.0, 1.0, closed_high=True)}
+
+
+def build_feature_classifier(ctx: BuildContext) -> BuiltModel:
+    from .backbones import create_encoder
+    from .classifier_net import FeatureClassifierNet
+
+    opts = feature_classifier_options(ctx.arguments)
+    encoder = create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
+                             weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
+                             rgb_bands=getattr(ctx, "rgb_bands", None))
+    module = FeatureClassifierNet(encoder, ctx.num_classes, opts["dropout"])
+    return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
+                      encoder_parameters=list(module.encoder.parameters()))
+
+
+def feature_classifier_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    # FeatureClassifier's data keys (MetaDataMode, CropSizeFixed, BlackenAroundFeature) come
+    # from the training data and are added by package/emd.py.
+    opts = feature_classifier_options(arguments)
+    return {"ModelConfiguration": "_FeatureClassifier",
+            "ModelParameters": {"backbone": backbone_name, "backend": BACKEND, "dropout": opts["dropout"],
+                                "threshold": opts["threshold"]}}
+
+
+def predict_feature_classifier(module, x):
+    """(N, K) class probabilities of a normalised (N, C, H, W) batch: one sigmoid per class
+    for a multi-label model, a softmax over the classes otherwise. The caller puts the
+    module in eval mode."""
+    import torch
+
+    with torch.no_grad():
+        logits = module(x).float()
+    if bool(getattr(module, "is_multi_label", False)):
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)
+
+
+FEATURE_CLASSIFIER = register(ModelSpec(
+    keyword="FEATURE_CLASSIFIER", model_name="FeatureClassifier", model_type="ObjectClassification",
+    kind="classification", formats=FORMATS, arguments=FEATURE_CLASSIFIER_ARGUMENTS,
+    build=build_feature_classifier, emd_params=feature_classifier_emd, predict=predict_feature_classifier))

@@ -1,0 +1,374 @@
+"""Object and instance detection model types: SSD, RETINANET, FASTERRCNN, YOLOV3 (boxes from
+PASCAL_VOC_rectangles / KITTI_rectangles exports) and MASKRCNN (instances from RCNN_Masks),
+registered in the model registry with arcgis.learn's ModelNames (SingleShotDetector,
+RetinaNet, FasterRCNN, YOLOv3, MaskRCNN).
+
+Importing this module is cheap (no torch): the registry and the argument parser read the
+specs; the networks (ssd.py, retinanet.py, rcnn.py, yolov3.py on det_base.py) are imported
+when one is built. Every backbone comes from ``backbones.create_encoder`` (arcpy keywords or
+``timm:<name>``, any band count, cached pretrained weights only).
+
+ARGUMENTS per model, with arcgis.learn's names and defaults:
+- SSD: grids ([4]: one 4 x 4 grid of anchors; several grids = several levels), zooms
+  ([0.7, 1.0, 1.3]: anchor size as a share of a grid cell), ratios ([[1.0, 1.0], [1.0, 0.5],
+  [0.5, 1.0]]: [width, height] multipliers), drop (0.3: dropout in the head), bias (-4.0:
+  initial bias of the class scores), focal_loss (false: sigmoid cross-entropy; true: focal
+  loss), location_loss_factor (None: box and class losses weigh the same; a number 0..1 =
+  the box loss's share).
+- RETINANET: scales ([1, 2^-1/3, 2^-2/3] ≈ [1, 0.8, 0.63]: anchor sizes per FPN level, as a
+  share of 4 x the level's stride), ratios ([0.5, 1, 2]: anchor height / width).
+- FASTERRCNN and MASKRCNN: torchvision's (arcgis.learn passes them through): rpn_* and box_*
+  (see RCNN_ARGUMENTS); MASKRCNN also pointrend (only false).
+- YOLOV3: anchors (None: YOLOv3's 9 COCO anchors, defined for 416 px, scaled to the chip
+  size; else 9 [width, height] pairs in pixels), n_bands (None: the data's band count; when
+  given it must match the data).
+
+Inference (``predict``): one dict per image with "boxes" (n, 4) xmin, ymin, xmax, ymax in
+chip pixels, "scores", "labels" 1..K (and "masks" (n, H, W) probabilities for MASKRCNN):
+every detection scoring at least 0.05 after per-class non-maximum suppression (IoU 0.5)
+inside the tile, at most 100 per tile; the caller applies its own threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Sequence
+
+from ..data.errors import DataError
+from .registry import BuildContext, BuiltModel, ModelSpec, register
+
+PARAMETER = "ARGUMENTS"
+BACKEND = "pytorch"
+BOX_FORMATS = ("PASCAL_VOC_rectangles", "KITTI_rectangles")
+INSTANCE_FORMATS = ("RCNN_Masks",)
+
+SCORE_THRESH = 0.05  # detections returned by predict (the caller thresholds further)
+NMS_THRESH = 0.5  # per-class non-maximum suppression inside a tile
+MAX_DETECTIONS = 100  # per tile
+
+# YOLOv3's anchors (width, height) for a 416 px input (Redmon & Farhadi; arcgis.learn's default).
+YOLO_ANCHORS_416 = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198],
+                    [373, 326]]
+
+SSD_ARGUMENTS: Dict[str, Any] = {
+    "grids": [4],
+    "zooms": [0.7, 1.0, 1.3],
+    "ratios": [[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]],
+    "drop": 0.3,
+    "bias": -4.0,
+    "focal_loss": False,
+    "location_loss_factor": None,
+}
+RETINANET_ARGUMENTS: Dict[str, Any] = {
+    "scales": [1.0, 2 ** (-1 / 3), 2 ** (-2 / 3)],
+    "ratios": [0.5, 1.0, 2.0],
+}
+# torchvision's FasterRCNN / MaskRCNN keyword arguments and defaults.
+RCNN_ARGUMENTS: Dict[str, Any] = {
+    "rpn_pre_nms_top_n_train": 2000,
+    "rpn_pre_nms_top_n_test": 1000,
+    "rpn_post_nms_top_n_train": 2000,
+    "rpn_post_nms_top_n_test": 1000,
+    "rpn_nms_thresh": 0.7,
+    "rpn_fg_iou_thresh": 0.7,
+    "rpn_bg_iou_thresh": 0.3,
+    "rpn_batch_size_per_image": 256,
+    "rpn_positive_fraction": 0.5,
+    "box_score_thresh": SCORE_THRESH,
+    "box_nms_thresh": NMS_THRESH,
+    "box_detections_per_img": MAX_DETECTIONS,
+    "box_fg_iou_thresh": 0.5,
+    "box_bg_iou_thresh": 0.5,
+    "box_batch_size_per_image": 512,
+    "box_positive_fraction": 0.25,
+}
+MASKRCNN_ARGUMENTS: Dict[str, Any] = {**RCNN_ARGUMENTS, "pointrend": False}
+YOLOV3_ARGUMENTS: Dict[str, Any] = {"anchors": None, "n_bands": None}
+
+_FRACTIONS = ("rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_positive_fraction",
+              "box_score_thresh", "box_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh",
+              "box_positive_fraction")
+
+
+# ---- checking arguments -------------------------------------------------------------------------
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "1", "yes", "y", "t"):
+            return True
+        if low in ("false", "0", "no", "n", "f", ""):
+            return False
+        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
+    return bool(value)
+
+
+def _listed(value: Any) -> List[Any]:
+    if isinstance(value, str):
+        import ast
+
+        text = value.strip()
+        try:
+            value = ast.literal_eval(text if text.startswith(("[", "(")) else f"[{text}]")
+        except (ValueError, SyntaxError):
+            return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _numbers(value: Any, name: str, example: str, integer: bool = False) -> List[float]:
+    try:
+        out = [float(v) for v in _listed(value)]
+    except (TypeError, ValueError):
+        out = []
+    if not out or any(not math.isfinite(v) or v <= 0 for v in out) or \
+            (integer and any(v != int(v) for v in out)):
+        kind = "positive whole numbers" if integer else "positive numbers"
+        raise DataError(PARAMETER, f"{name} {value!r} is not a list of {kind} such as {example}")
+    return [int(v) for v in out] if integer else out
+
+
+def _pairs(value: Any, name: str, example: str) -> List[List[float]]:
+    """A list of [a, b] pairs (a flat list of an even count of numbers is read as pairs)."""
+    items = _listed(value)
+    if items and all(not isinstance(v, (list, tuple)) for v in items) and len(items) % 2 == 0:
+        items = [items[i:i + 2] for i in range(0, len(items), 2)]
+    if items and all(isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(p, (list, tuple)) for p in v)
+                     for v in items):  # YOLO's nesting per output level: [[[w, h] x 3] x 3]
+        items = [p for level in items for p in level]
+    try:
+        pairs = [[float(a), float(b)] for a, b in items]
+    except (TypeError, ValueError):
+        pairs = []
+    if not pairs or any(not (math.isfinite(v) and v > 0) for p in pairs for v in p):
+        raise DataError(PARAMETER, f"{name} {value!r} is not a list of [a, b] pairs of positive numbers such as "
+                                   f"{example}")
+    return pairs
+
+
+def ssd_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    args = {**SSD_ARGUMENTS, **(arguments or {})}
+    drop = float(args["drop"])
+    if not 0 <= drop < 1:
+        raise DataError(PARAMETER, f"drop {args['drop']!r} must be a dropout probability from 0 to less than 1")
+    factor = args.get("location_loss_factor")
+    if factor is not None:
+        try:
+            factor = float(factor)
+        except (TypeError, ValueError):
+            factor = -1.0
+        if not 0 < factor < 1:
+            raise DataError(PARAMETER, f"location_loss_factor {args['location_loss_factor']!r} must be a number "
+                                       "between 0 and 1 (the box loss's share of the loss), or left out")
+    return {"grids": _numbers(args["grids"], "grids", "[4] or [4, 2, 1]", integer=True),
+            "zooms": _numbers(args["zooms"], "zooms", "[0.7, 1.0, 1.3]"),
+            "ratios": _pairs(args["ratios"], "ratios", "[[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]]"),
+            "drop": drop, "bias": float(args["bias"]), "focal_loss": _bool(args["focal_loss"], "focal_loss"),
+            "location_loss_factor": factor}
+
+
+def retinanet_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    args = {**RETINANET_ARGUMENTS, **(arguments or {})}
+    return {"scales": _numbers(args["scales"], "scales", "[1, 0.8, 0.63]"),
+            "ratios": _numbers(args["ratios"], "ratios", "[0.5, 1, 2]")}
+
+
+def rcnn_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    args = {**RCNN_ARGUMENTS, **(arguments or {})}
+    out: Dict[str, Any] = {}
+    for name, default in RCNN_ARGUMENTS.items():
+        value = args[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if name in _FRACTIONS:
+            if not 0 <= number <= 1:
+                raise DataError(PARAMETER, f"{name} {value!r} must be a number from 0 to 1")
+            out[name] = number
+        else:
+            if not (math.isfinite(number) and number >= 1 and number == int(number)):
+                raise DataError(PARAMETER, f"{name} {value!r} must be a whole number of at least 1")
+            out[name] = int(number)
+    if out["rpn_bg_iou_thresh"] > out["rpn_fg_iou_thresh"] or out["box_bg_iou_thresh"] > out["box_fg_iou_thresh"]:
+        raise DataError(PARAMETER, "the background IoU thresholds (rpn_bg_iou_thresh, box_bg_iou_thresh) must not "
+                                   "exceed the foreground ones (rpn_fg_iou_thresh, box_fg_iou_thresh)")
+    return out
+
+
+def maskrcnn_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    args = {**MASKRCNN_ARGUMENTS, **(arguments or {})}
+    if _bool(args.get("pointrend", False), "pointrend"):
+        raise DataError(PARAMETER, "pointrend is not supported; leave it false")
+    return rcnn_options(args)
+
+
+def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = None) -> Dict[str, Any]:
+    args = {**YOLOV3_ARGUMENTS, **(arguments or {})}
+    if args.get("anchors") in (None, "", "None"):
+        scale = float(chip_size) / 416.0
+        anchors = [[round(w * scale, 2), round(h * scale, 2)] for w, h in YOLO_ANCHORS_416]
+    else:
+        anchors = _pairs(args["anchors"], "anchors", "[[10, 13], [16, 30], …] (9 [width, height] pairs in pixels)")
+        if len(anchors) != 9:
+            raise DataError(PARAMETER, f"anchors has {len(anchors)} [width, height] pairs; YOLOv3 takes 9 (3 per "
+                                       "output level, smallest first)")
+    anchors = sorted(anchors, key=lambda p: p[0] * p[1])
+    n_bands = args.get("n_bands")
+    if n_bands not in (None, "", "None"):
+        try:
+            n_bands = int(n_bands)
+        except (TypeError, ValueError):
+            n_bands = -1
+        if n_bands < 1:
+            raise DataError(PARAMETER, f"n_bands {args['n_bands']!r} must be a whole number of bands")
+        if in_channels is not None and n_bands != int(in_channels):
+            raise DataError(PARAMETER, f"n_bands is {n_bands}, and the training data has {in_channels} band(s); "
+                                       "leave n_bands out (it follows the data)")
+    else:
+        n_bands = in_channels
+    return {"anchors": anchors, "n_bands": n_bands}
+
+
+def _no_focal(ctx: BuildContext, keyword: str) -> None:
+    if _bool(ctx.arguments.get("focal_loss", False), "focal_loss"):
+        extra = " (RetinaNet always trains with focal loss)" if keyword == "RETINANET" else ""
+        raise DataError(PARAMETER, f"focal_loss applies to SSD, not {keyword}{extra}; leave it out")
+
+
+# ---- builders ---------------------------------------------------------------------------------
+
+def _encoder(ctx: BuildContext):
+    from .backbones import create_encoder
+
+    return create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
+                          weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
+                          rgb_bands=getattr(ctx, "rgb_bands", None))
+
+
+def _built(module, encoder) -> BuiltModel:
+    return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
+                      encoder_parameters=list(encoder.model.parameters()))
+
+
+def build_ssd(ctx: BuildContext) -> BuiltModel:
+    from .ssd import SSD
+
+    opts = ssd_options(ctx.arguments)
+    encoder = _encoder(ctx)
+    return _built(SSD(encoder, ctx.num_classes, ctx.chip_size, **opts), encoder)
+
+
+def build_retinanet(ctx: BuildContext) -> BuiltModel:
+    from .retinanet import RetinaNetDetector
+
+    _no_focal(ctx, "RETINANET")
+    opts = retinanet_options(ctx.arguments)
+    encoder = _encoder(ctx)
+    return _built(RetinaNetDetector(encoder, ctx.num_classes, **opts), encoder)
+
+
+def build_fasterrcnn(ctx: BuildContext) -> BuiltModel:
+    from .rcnn import RCNNDetector
+
+    _no_focal(ctx, "FASTERRCNN")
+    opts = rcnn_options(ctx.arguments)
+    encoder = _encoder(ctx)
+    return _built(RCNNDetector(encoder, ctx.num_classes, masks=False, **opts), encoder)
+
+
+def build_maskrcnn(ctx: BuildContext) -> BuiltModel:
+    from .rcnn import RCNNDetector
+
+    _no_focal(ctx, "MASKRCNN")
+    opts = maskrcnn_options(ctx.arguments)
+    encoder = _encoder(ctx)
+    return _built(RCNNDetector(encoder, ctx.num_classes, masks=True, **opts), encoder)
+
+
+def build_yolov3(ctx: BuildContext) -> BuiltModel:
+    from .yolov3 import YOLOv3
+
+    _no_focal(ctx, "YOLOV3")
+    opts = yolo_options(ctx.arguments, ctx.chip_size, ctx.in_channels)
+    # The resolved anchors (pixels) and band count go back into the run's arguments, so the
+    # emd's ModelParameters record exactly what was built (arcgis.learn writes both).
+    if isinstance(ctx.arguments, dict):
+        ctx.arguments["anchors"] = opts["anchors"]
+        ctx.arguments["n_bands"] = opts["n_bands"]
+    encoder = _encoder(ctx)
+    return _built(YOLOv3(encoder, ctx.num_classes, opts["anchors"]), encoder)
+
+
+def predict(module, x) -> List[Dict[str, Any]]:
+    """Detections of a normalised batch x (N, C, H, W); see the module doc."""
+    import torch
+
+    with torch.no_grad():
+        return module(x)
+
+
+# ---- emd keys ---------------------------------------------------------------------------------
+
+def _params(backbone_name: str, **extra) -> Dict[str, Any]:
+    return {"backbone": backbone_name, "backend": BACKEND, **extra}
+
+
+def ssd_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    opts = ssd_options(arguments)
+    # Grids/Zooms/Ratios/SSDVersion and a top-level backbone as arcgis.learn writes them; the
+    # same values in ModelParameters too, which is what build_from_emd reads.
+    return {"ModelConfiguration": "_DynamicSSD", "backbone": backbone_name, "Grids": opts["grids"],
+            "Zooms": opts["zooms"], "Ratios": opts["ratios"], "SSDVersion": 2,
+            "ModelParameters": _params(backbone_name, **opts)}
+
+
+def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    opts = retinanet_options(arguments)
+    return {"ModelConfiguration": "_RetinaNet_Inference", "ModelParameters": _params(backbone_name, **opts)}
+
+
+def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    opts = rcnn_options(arguments)
+    # arcgis.learn's FasterRCNN is a ModelExtension: Kwargs holds the torchvision keyword
+    # arguments (DatasetType is written by the package writer). Its ModelConfigurationFile /
+    # ModelFileConfigurationClass name a ModelConfiguration.py that only arcgis.learn writes:
+    # left out, as our package has no such file.
+    return {"ModelConfiguration": "_model_extension_inferencing", "Kwargs": dict(opts),
+            "ModelParameters": _params(backbone_name, **opts)}
+
+
+def maskrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    opts = maskrcnn_options(arguments)
+    return {"ModelConfiguration": "_maskrcnn_inferencing", "MaskRCNNkwargs": dict(opts),
+            "SupportsVariableTileSize": True, "ModelParameters": _params(backbone_name, pointrend=False, **opts)}
+
+
+def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    args = {**YOLOV3_ARGUMENTS, **(arguments or {})}
+    anchors = args.get("anchors")
+    if anchors not in (None, "", "None"):
+        anchors = _pairs(anchors, "anchors", "9 [width, height] pairs")
+    n_bands = args.get("n_bands")
+    return {"ModelConfiguration": "_yolov3_inference",
+            "ModelParameters": _params(backbone_name, anchors=anchors,
+                                       n_bands=None if n_bands in (None, "", "None") else int(n_bands))}
+
+
+def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], arguments: Dict[str, Any], build,
+          emd_params, default_backbone: str) -> ModelSpec:
+    model_type = "InstanceDetection" if kind == "instance" else "ObjectDetection"
+    return register(ModelSpec(keyword=keyword, model_name=model_name, model_type=model_type, kind=kind,
+                              formats=tuple(formats), arguments=arguments, build=build, emd_params=emd_params,
+                              default_backbone=default_backbone, predict=predict))
+
+
+_spec("SSD", "SingleShotDetector", "detection", BOX_FORMATS, SSD_ARGUMENTS, build_ssd, ssd_emd, "RESNET34")
+_spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_ARGUMENTS, build_retinanet, retinanet_emd,
+      "RESNET50")
+_spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_ARGUMENTS, build_fasterrcnn, fasterrcnn_emd,
+      "RESNET50")
+_spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn, maskrcnn_emd,
+      "RESNET50")
+_spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53")
