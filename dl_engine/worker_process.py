@@ -1,0 +1,82 @@
+"""What the training and inference workers (``python -m dl_engine train|infer``) share:
+events as JSON lines on stdout (library prints go to stderr so the stream stays
+parseable), SIGTERM/SIGINT as a cancel flag, the exit codes, and config files with flags
+that override them.
+
+Exit codes: 0 done, 2 bad input (an ``error`` event naming the parameter), 130 canceled,
+1 crash (its traceback on stderr and an ``error`` event)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from dataclasses import fields
+from typing import Callable, Sequence, Tuple, Type
+
+
+def as_bool(text: str) -> bool:
+    return str(text).lower() in ("1", "true", "yes", "y", "t")
+
+
+def config_from_args(cls, a, required: Sequence[str]):
+    """A config dataclass from ``--config FILE`` overridden by the flags that were given."""
+    raw = {}
+    if a.config:
+        with open(a.config, encoding="utf-8") as f:
+            raw = json.load(f)
+    for f in fields(cls):
+        value = getattr(a, f.name, None)
+        if value is not None:
+            raw[f.name] = value
+    missing = [n for n in required if not raw.get(n)]
+    if missing:
+        raise SystemExit(f"error: {', '.join('--' + m.replace('_', '-') for m in missing)} (or --config) required")
+    return cls.from_json(json.dumps(raw))
+
+
+def run_job(job: Callable[[object, Callable[[], bool]], None], canceled: Tuple[Type[BaseException], ...],
+            what: str) -> int:
+    """Run ``job(events, cancel)`` as a worker; returns the exit code."""
+    from .data.errors import DataError
+    from .train.events import Events
+
+    out = sys.stdout
+    sys.stdout = sys.stderr  # library prints must not break the event stream
+    events = Events.json_lines(out)
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        job(events, lambda: stop["flag"])
+        return 0
+    except DataError as e:
+        events.emit("error", parameter=e.parameter, message=e.message)
+        return 2
+    except canceled as e:
+        events.emit("canceled", message=str(e) or f"{what} canceled")
+        return 130
+    except Exception as e:  # a crash: the traceback is for the log, the event for the user
+        traceback.print_exc()
+        events.emit("error", parameter="", message=f"the {what} worker failed: {type(e).__name__}: {e}")
+        return 1
+    finally:
+        sys.stdout = out
+
+
+def leave(code: int) -> int:
+    """Started as ``python -m dl_engine``: exit at once (native libraries, torch and GDAL,
+    take ~1.5 s to tear down; everything is written and closed by now), so a cancel from
+    QGIS ends the process promptly. Called in-process: return the code."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "dl_engine.__main__":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
