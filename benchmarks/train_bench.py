@@ -4,6 +4,7 @@
 From one run, on the same model (UNET, RESNET18 by default, random weights), batch and precision:
 
 * ``in memory``  training steps on one batch already collated in memory: the model's own speed;
+  (and the same two rows for a detector, FASTERRCNN RESNET18 on PASCAL_VOC_rectangles chips);
 * ``on disk``    training steps on exported chips read from disk through the trainer's data
                  pipeline (``prepare_data`` → ``ChipDataset`` with DEFAULT augmentation →
                  ``make_loader`` with the trainer's default loader workers);
@@ -35,12 +36,17 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests", "engine")]
 OUT = os.path.join(HERE, "output")
 
 
-def build_export(tile: int) -> str:
-    import train_helpers as th
-    folder = os.path.join(OUT, "train_data", f"tile{tile}")
+def build_export(tile: int, kind: str = "pixel") -> str:
+    """144 chips: roofs and pools as Classified_Tiles, or squares as PASCAL_VOC_rectangles."""
+    folder = os.path.join(OUT, "train_data", f"{kind}_tile{tile}")
     export = os.path.join(folder, "export")
     if not os.path.isfile(os.path.join(export, "map.txt")):
-        th.learnable_export(folder, seed=3, size=tile * 12, tile=tile)  # 144 chips
+        if kind == "pixel":
+            import train_helpers as th
+            th.learnable_export(folder, seed=3, size=tile * 12, tile=tile)
+        else:
+            import detection_helpers as dh
+            dh.squares_export(folder, seed=3, tile=tile, cells=12, min_side=tile // 8, max_side=tile // 4)
     return export
 
 
@@ -77,25 +83,26 @@ def endless(loader, sampler):
         epoch += 1
 
 
-def measure(args, precision: str):
+def measure(args, precision: str, model_type: str, backbone: str):
     import torch
     from dl_engine.data import DataConfig, prepare_data
     from dl_engine.models.registry import BuildContext, get_spec
     from dl_engine.train.device import choose_runtime
     from dl_engine.train.loader import default_workers, make_loader
-    from dl_engine.train.pixel_task import PixelTask
+    from dl_engine.train.tasks import task_for
 
-    export = build_export(args.tile)
+    spec = get_spec(model_type)
+    export = build_export(args.tile, spec.kind)
     runtime = choose_runtime(args.device, precision)
     td = prepare_data(DataConfig(export, validation_percentage=0))
-    spec = get_spec(args.model)
     torch.manual_seed(0)
-    built = spec.build(BuildContext(args.backbone, td.normalization.bands_in, td.class_map.num_classes, args.tile,
-                                    dict(spec.arguments), log=lambda m: None))
+    arguments = dict(spec.arguments)
+    built = spec.build(BuildContext(backbone, td.normalization.bands_in, td.class_map.num_classes, args.tile,
+                                    arguments, log=lambda m: None))
     model = built.module.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    task = PixelTask(td.class_map, {})
+    task = task_for(spec.kind)(td.class_map, arguments)
     workers = args.workers if args.workers is not None else default_workers(runtime.is_cuda)
     loader, sampler = make_loader(td.train_dataset(), args.batch, task.collate, True, 0, workers, runtime.is_cuda,
                                   drop_last=True)
@@ -142,20 +149,26 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--workers", type=int, default=None, help="loader workers (default: the trainer's choice)")
     p.add_argument("--precision", default="auto", help="auto, bf16, fp16, fp32")
+    p.add_argument("--detector", default="FASTERRCNN", help="the detector row's MODEL_TYPE")
+    p.add_argument("--detector-backbone", default="RESNET18")
+    p.add_argument("--no-detector", action="store_true", help="only the pixel model")
     p.add_argument("--compare-precision", action="store_true",
                    help="also train a few epochs in bf16 and fp32 and compare mIoU")
     args = p.parse_args()
 
     os.makedirs(OUT, exist_ok=True)
-    r = measure(args, args.precision)
-    rows = [(f"{args.model} {args.backbone} {args.tile}px batch {args.batch}", r)]
-    print(f"device: {r['device']}; {r['chips']} chips on disk; loader workers {r['workers']}")
-    print(f"{'measurement':44s} {'samples/s':>10s}")
-    print(f"{'in memory (same batch, before)':44s} {r['in_memory']:10.1f}")
-    print(f"{'on disk (our data pipeline)':44s} {r['on_disk']:10.1f}")
-    print(f"{'in memory (same batch, after)':44s} {r['in_memory_after']:10.1f}")
-    print(f"ratio on disk / in memory: {r['ratio']:.2f}  (target >= 0.9)")
-    report = {"args": vars(args), "pipeline": r}
+    report = {"args": vars(args)}
+    models = [(args.model, args.backbone)] + ([] if args.no_detector else [(args.detector, args.detector_backbone)])
+    for model_type, backbone in models:
+        r = measure(args, args.precision, model_type, backbone)
+        report[f"pipeline {model_type}"] = r
+        print(f"{model_type} {backbone} {args.tile}px batch {args.batch} — device: {r['device']}; {r['chips']} chips "
+              f"on disk; loader workers {r['workers']}")
+        print(f"  {'measurement':42s} {'samples/s':>10s}")
+        print(f"  {'in memory (same batch, before)':42s} {r['in_memory']:10.1f}")
+        print(f"  {'on disk (our data pipeline)':42s} {r['on_disk']:10.1f}")
+        print(f"  {'in memory (same batch, after)':42s} {r['in_memory_after']:10.1f}")
+        print(f"  ratio on disk / in memory: {r['ratio']:.2f}  (target >= 0.9)")
     run = run_training_figure(args, args.precision)
     print(f"{'run_training, 1 epoch (samples/s of its epoch)':44s} {run['samples_per_s']:10.1f}  "
           f"(whole run {run['seconds']:.1f} s incl. validation and package)")
