@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ..data.errors import DataError
+from ..train.arguments import argument_bool as _bool  # one rule for boolean ARGUMENTS
 from .registry import BuildContext, BuiltModel, ModelSpec, register
 
 PARAMETER = "ARGUMENTS"
@@ -41,17 +42,6 @@ FEATURE_CLASSIFIER_ARGUMENTS: Dict[str, Any] = {
     "dropout": 0.2,
     "threshold": 0.5,
 }
-
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "1", "yes", "y", "t"):
-            return True
-        if low in ("false", "0", "no", "n", "f", ""):
-            return False
-        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
-    return bool(value)
 
 
 def _fraction(value: Any, name: str, low: float, high: float, closed_high: bool) -> float:

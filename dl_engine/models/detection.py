@@ -35,6 +35,7 @@ import math
 from typing import Any, Dict, List, Sequence
 
 from ..data.errors import DataError
+from ..train.arguments import argument_bool as _bool  # one rule for boolean ARGUMENTS
 from .registry import BuildContext, BuiltModel, ModelSpec, register
 
 PARAMETER = "ARGUMENTS"
@@ -91,17 +92,6 @@ _FRACTIONS = ("rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_p
 
 
 # ---- checking arguments -------------------------------------------------------------------------
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "1", "yes", "y", "t"):
-            return True
-        if low in ("false", "0", "no", "n", "f", ""):
-            return False
-        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
-    return bool(value)
-
 
 def _listed(value: Any) -> List[Any]:
     if isinstance(value, str):

@@ -19,6 +19,7 @@ import ast
 from typing import Any, Dict, List
 
 from ..data.errors import DataError
+from ..train.arguments import argument_bool as _bool  # one rule for boolean ARGUMENTS
 from .registry import BuildContext, BuiltModel, ModelSpec, register
 
 PARAMETER = "ARGUMENTS"
@@ -31,17 +32,6 @@ LOSS_ARGUMENTS: Dict[str, Any] = {
     "ignore_classes": [],
     "mixup": False,
 }
-
-
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "1", "yes", "y", "t"):
-            return True
-        if low in ("false", "0", "no", "n", "f", ""):
-            return False
-        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
-    return bool(value)
 
 
 def _sizes(value: Any) -> List[int]:

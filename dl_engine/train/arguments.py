@@ -59,18 +59,31 @@ def _split(text: str) -> Dict[str, str]:
     return out
 
 
+TRUE = ("true", "1", "yes", "y", "t")
+FALSE = ("false", "0", "no", "n", "f")
+
+
+def argument_bool(value: Any, name: str) -> bool:
+    """A boolean model argument given as text or as a value; the one rule for what reads as true."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in TRUE:
+            return True
+        if low in FALSE + ("",):
+            return False
+        raise DataError(PARAMETER, f"{name} {value!r} is not true or false")
+    return bool(value)
+
+
 def _convert(name: str, raw: Any, default: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     text = raw.strip()
     try:
         if isinstance(default, bool):
-            low = text.lower()
-            if low in ("true", "1", "yes", "y", "t"):
-                return True
-            if low in ("false", "0", "no", "n", "f"):
-                return False
-            raise ValueError
+            if not text:
+                raise ValueError
+            return argument_bool(text, name)
         if isinstance(default, int):
             return int(float(text)) if float(text).is_integer() else _bad()
         if isinstance(default, float):

@@ -4,6 +4,7 @@ progress per batch and cancel between batches."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -89,7 +90,6 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scaler and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
-        import json
         best_state = saved["best_state"] or None
         if best_state is None and int(saved["best_epoch"]) == int(saved["epoch"]) - 1:
             best_state = saved["model"]
@@ -206,11 +206,8 @@ class Trainer:
     def _progress(self, epoch: int, fraction: float, message: str) -> None:
         start = self.s.progress_start
         done = (epoch + min(fraction, 1.0)) / max(self.s.max_epochs, 1)
-        if self.s.max_steps:
-            done = max(done, 0.0)
         self.events.progress(start + (100.0 - start) * min(done, 1.0) * 0.98, message)
 
 
 def _json(value) -> str:
-    import json
     return json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))

@@ -132,20 +132,22 @@ def test_not_an_export_says_what_is_accepted(train_alg, tmp_path):
     assert "esri_model_definition.emd" in message and "Export Training Data For Deep Learning" in message
 
 
-def test_model_type_not_trained_yet(train_alg, tmp_path):
+def test_every_interface_model_type_is_available(train_alg):
     from deep_learning_tools.processing_provider.train_deep_learning_model import available_model_types
 
-    available = available_model_types()
-    if available is None:
-        pytest.skip("the engine's model registry cannot be loaded here (no torch or no model modules yet)")
-    missing = [k for k in MODEL_TYPES if k not in available]
-    if not missing:
-        pytest.skip("every INTERFACE model type is available")
+    assert available_model_types() == list(MODEL_TYPES)
+
+
+def test_model_type_not_in_this_version(train_alg, tmp_path, monkeypatch):
+    """A build whose engine lacks a type (e.g. a torch without detection models) says so by name."""
+    from deep_learning_tools.processing_provider import train_deep_learning_model as alg_module
+
+    available = [k for k in MODEL_TYPES if k != "SSD"]
+    monkeypatch.setattr(alg_module, "available_model_types", lambda: available)
     with pytest.raises(QgsProcessingException) as raised:
         train({"IN_FOLDER": fake_export(tmp_path / "export"), "OUT_FOLDER": str(tmp_path / "model"),
-               "MODEL_TYPE": model_type_index(missing[0])})
-    assert str(raised.value) == (
-        f"MODEL_TYPE: {missing[0]} is not available in this version; available: {', '.join(available)}")
+               "MODEL_TYPE": model_type_index("SSD")})
+    assert str(raised.value) == f"MODEL_TYPE: SSD is not available in this version; available: {', '.join(available)}"
 
 
 def test_parameters_reach_the_worker(train_alg, tmp_path, monkeypatch):
