@@ -135,7 +135,8 @@ def test_not_an_export_says_what_is_accepted(train_alg, tmp_path):
 def test_every_interface_model_type_is_available(train_alg):
     from deep_learning_tools.processing_provider.train_deep_learning_model import available_model_types
 
-    assert sorted(available_model_types()) == sorted(MODEL_TYPES)  # registration order depends on imports
+    # other tests register fake types in the same process; registration order follows imports
+    assert set(MODEL_TYPES) <= set(available_model_types())
 
 
 def test_model_type_not_in_this_version(train_alg, tmp_path, monkeypatch):
