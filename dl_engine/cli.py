@@ -1,5 +1,6 @@
 """Command line of the engine (no QGIS): ``python -m dl_engine export --help``,
-``python -m dl_engine train --help``, ``python -m dl_engine infer --help``."""
+``python -m dl_engine train --help``, ``python -m dl_engine infer --help``,
+``python -m dl_engine autodl --help``."""
 
 from __future__ import annotations
 
@@ -63,10 +64,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     _train_parser(sub)
     from .infer.worker import add_parser as _infer_parser  # likewise: torch loads when inference runs
     _infer_parser(sub)
+    from .autodl.worker import add_parser as _autodl_parser
+    _autodl_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train.worker import run as _run_train
         return _run_train(args)
+    if args.command == "autodl":
+        from .autodl.worker import run as _run_autodl
+        return _run_autodl(args)
     if args.command == "infer":
         from .infer.worker import run as _run_infer
         return _run_infer(args)

@@ -14,11 +14,33 @@ import signal
 import sys
 import traceback
 from dataclasses import fields
-from typing import Callable, Sequence, Tuple, Type
+from typing import Callable, Dict, Optional, Sequence, Tuple, Type
 
 
 def as_bool(text: str) -> bool:
     return str(text).lower() in ("1", "true", "yes", "y", "t")
+
+
+def add_config_flags(parser, cls, ints: Sequence[str] = (), floats: Sequence[str] = (),
+                     special: Optional[Dict[str, dict]] = None) -> None:
+    """One flag per field of the config dataclass ``cls`` (``--in-folder`` for ``in_folder``),
+    typed by its default; ``ints``/``floats`` name the fields whose default is None;
+    ``special``: field name -> ``add_argument`` keywords. Every flag defaults to None, so
+    only the flags given override ``--config``."""
+    for f in fields(cls):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if special and f.name in special:
+            parser.add_argument(flag, **{"default": None, **special[f.name]})
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, type=as_bool, default=None, metavar="true|false")
+        elif isinstance(f.default, int) or f.name in ints:
+            parser.add_argument(flag, type=int, default=None)
+        elif isinstance(f.default, float) or f.name in floats:
+            parser.add_argument(flag, type=float, default=None)
+        else:
+            parser.add_argument(flag, default=None)
 
 
 def config_from_args(cls, a, required: Sequence[str]):

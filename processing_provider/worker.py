@@ -140,6 +140,8 @@ def format_metric(event: Dict[str, Any]) -> str:
     epoch = event.get("epoch")
     total = event.get("epochs", event.get("max_epochs"))
     head = "Epoch" if epoch is None else f"Epoch {epoch}" + (f"/{total}" if total else "")
+    if event.get("trial"):  # AutoDL: which trial the epoch belongs to
+        head = f"{event['trial']}: {head}"
     values = [f"{k} {_number(event[k])}" for k in METRIC_ORDER if event.get(k) is not None]
     values += [
         f"{k} {_number(v)}" for k, v in event.items()

@@ -7,33 +7,17 @@ Exit codes: 0 done, 2 bad input (an ``error`` event naming the parameter), 130 c
 
 from __future__ import annotations
 
-from dataclasses import fields
-
-from ..worker_process import as_bool, config_from_args as _config_from_args, leave, run_job
+from ..worker_process import add_config_flags, config_from_args as _config_from_args, leave, run_job
 from .config import TOOLS, InferConfig
-
-_LISTS = ("extent",)
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("infer", help="Classify Pixels / Detect Objects / Classify Objects Using Deep Learning",
                        description="Apply a trained model (.emd/.dlpk) to a raster; prints JSON-lines events on "
                                    "stdout.")
     p.add_argument("--config", help="JSON file of InferConfig (flags below override it)")
-    for f in fields(InferConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "tool":
-            p.add_argument(flag, choices=TOOLS, default=None)
-        elif f.name in _LISTS:
-            p.add_argument(flag, type=float, nargs=4, default=None, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
-        elif isinstance(f.default, bool):
-            p.add_argument(flag, type=as_bool, default=None, metavar="true|false")
-        elif f.name in ("num_workers",):
-            p.add_argument(flag, type=int, default=None)
-        elif isinstance(f.default, float) or f.name == "cell_size":
-            p.add_argument(flag, type=float, default=None)
-        else:
-            p.add_argument(flag, default=None)
+    add_config_flags(p, InferConfig, ints=("num_workers",), floats=("cell_size",), special={
+        "tool": dict(choices=TOOLS),
+        "extent": dict(type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))})
 
 
 def config_from_args(a) -> InferConfig:

@@ -37,10 +37,11 @@ class PackagePaths:
     files: List[str] = field(default_factory=list)  # every file written, relative to folder ("/" separated)
 
 
-def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, log: Callable[[str], None] = print
-                        ) -> PackagePaths:
+def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, log: Callable[[str], None] = print,
+                        dlpk: bool = True) -> PackagePaths:
     """Write the package of ``record`` with weights ``state_dict`` (name → tensor) into
-    ``out_folder`` (created if missing), replacing files of the same name."""
+    ``out_folder`` (created if missing), replacing files of the same name. ``dlpk=False``:
+    the model folder only (AutoDL's trials, zipped later if at all)."""
     name = _check_name(record.name)
     out = os.path.abspath(os.fspath(out_folder))
     created = _make_dirs(out)
@@ -49,8 +50,9 @@ def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, l
         shutil.rmtree(staging, ignore_errors=True)  # a crashed earlier run of this process id
         os.makedirs(staging)
         files = _write_files(record, state_dict, staging, name)
-        _write_dlpk(staging, files, f"{name}.dlpk")
-        files.append(f"{name}.dlpk")
+        if dlpk:
+            write_dlpk(staging, files, f"{name}.dlpk")
+            files.append(f"{name}.dlpk")
         _move_into(staging, out, files)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -58,8 +60,9 @@ def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, l
         raise
     shutil.rmtree(staging, ignore_errors=True)
     paths = PackagePaths(folder=out, emd=os.path.join(out, f"{name}.emd"), pth=os.path.join(out, f"{name}.pth"),
-                         dlpk=os.path.join(out, f"{name}.dlpk"), html=os.path.join(out, METRICS_HTML), files=files)
-    log(f"Model package written: {paths.dlpk}")
+                         dlpk=os.path.join(out, f"{name}.dlpk") if dlpk else "", html=os.path.join(out, METRICS_HTML),
+                         files=files)
+    log(f"Model package written: {paths.dlpk or paths.emd}")
     return paths
 
 
@@ -120,7 +123,7 @@ def _write_text(folder: str, rel: str, text: str) -> None:
         f.write(text)
 
 
-def _write_dlpk(folder: str, files: List[str], dlpk: str) -> None:
+def write_dlpk(folder: str, files: List[str], dlpk: str) -> None:
     """A deflate zip of ``files`` flat at its root (as shutil.make_archive on the model folder
     gives), ModelCharacteristics/ kept as a sub-folder."""
     with zipfile.ZipFile(os.path.join(folder, dlpk), "w", compression=zipfile.ZIP_DEFLATED) as zf:

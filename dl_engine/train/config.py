@@ -39,6 +39,8 @@ class TrainConfig:
     seed: int = 42
     patience: int = 5  # epochs without improvement before STOP_TRAINING stops
     max_steps: Optional[int] = None  # stop after this many optimizer steps in all (tests, benchmarks)
+    write_dlpk: bool = True  # False: the model folder without its .dlpk (AutoDL's trials)
+    auto_batch_size: bool = False  # probe the largest batch that fits the device; batch_size is the upper limit
     extra: Dict[str, Any] = field(default_factory=dict)  # reserved for later issues
 
     def to_json(self) -> str:

@@ -1,6 +1,11 @@
 """The training loop: AdamW with a one-cycle schedule, per-epoch validation metrics,
 early stopping on MONITOR, the best weights kept, a resumable checkpoint every epoch,
-progress per batch and cancel between batches."""
+progress per batch and cancel between batches.
+
+With a deadline (TrainControl, AutoDL's trials) the schedule is shaped by time: the number
+of steps that fit before the deadline is estimated from the measured step and validation
+times and re-estimated after every epoch, so the learning rate has annealed when time is up;
+the last epoch is cut short and validated so that it still counts."""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 
 from . import checkpoint as ckpt
 from . import schedule
+from .control import PRUNED, STOPPED, TIME_LIMIT, TrainControl
 from .distributed import Dist
 from .events import Events
 from .loader import to_device
@@ -36,6 +41,7 @@ class FitState:
     history: List[Dict[str, Any]] = field(default_factory=list)
     stale: int = 0  # epochs since the monitored value last improved
     stopped_early: bool = False
+    stop_reason: str = ""  # why the loop ended before max_epochs ("early stopping", control.TIME_LIMIT, …)
 
 
 @dataclass
@@ -56,7 +62,8 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, net: torch.nn.Module, task, runtime, dist: Dist, events: Events,
                  train_loader, train_sampler, valid_loader, valid_sampler, settings: LoopSettings,
                  cancel: Callable[[], bool] = lambda: False,
-                 on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None):
+                 on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 control: Optional[TrainControl] = None):
         self.on_epoch = on_epoch  # e.g. TensorBoard scalars
         self.model = model  # the network itself (state dicts, validation)
         self.net = net  # what training calls: the DDP wrapper in a distributed run, else the model
@@ -65,14 +72,18 @@ class Trainer:
         self.valid_loader, self.valid_sampler = valid_loader, valid_sampler
         self.s = settings
         self.cancel = cancel
+        self.control = control or TrainControl()
+        self._valid_seconds: Optional[float] = None  # the last validation's duration (deadline reserve)
+        self._step_seconds: Optional[float] = None  # measured seconds per optimizer step
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
                                            betas=(0.95, 0.99))
         self.scaler = torch.amp.GradScaler("cuda") if runtime.needs_grad_scaler else None
         self.steps_per_epoch = max(len(train_loader), 1)
-        self.total_steps = self.steps_per_epoch * settings.max_epochs
+        self.step_cap = self.steps_per_epoch * settings.max_epochs
         if settings.max_steps:
-            self.total_steps = min(self.total_steps, settings.max_steps)
+            self.step_cap = min(self.step_cap, settings.max_steps)
+        self.total_steps = self.step_cap  # the schedule's length; shaped by time under a deadline
 
     # ---- resume ---------------------------------------------------------------------------
 
@@ -103,12 +114,20 @@ class Trainer:
     def fit(self, state: Optional[FitState] = None) -> FitState:
         state = state or FitState()
         key = monitor_key(self.s.monitor)
+        self.control.training_started = time.time()
         while state.epoch < self.s.max_epochs and not self._out_of_steps(state):
             epoch = state.epoch
             t0 = time.perf_counter()
+            step0 = state.step
             train_loss, samples = self._train_epoch(state)
             train_seconds = time.perf_counter() - t0
+            if state.stop_reason and state.step == step0 and state.best_state is not None:
+                break  # stopped before this epoch trained anything: nothing new to validate
+            t_valid = time.perf_counter()
             metrics = self._validate(epoch)
+            self._valid_seconds = time.perf_counter() - t_valid
+            if state.step > step0:
+                self._step_seconds = train_seconds / (state.step - step0)
             metrics["train_loss"] = train_loss
             if metrics.get("valid_loss") is None:  # no validation chips: watch the training loss
                 metrics["valid_loss"] = train_loss
@@ -132,20 +151,56 @@ class Trainer:
             self.events.metric(**{**record, "epoch": epoch + 1}, epochs=self.s.max_epochs, monitor=self.s.monitor,
                                best=state.best, improved=improved, per_class=metrics.get("per_class"),
                                device=self.runtime.description)
-            if self.s.stop_training and state.stale >= self.s.patience and state.epoch < self.s.max_epochs:
-                state.stopped_early = True
+            if (self.s.stop_training and not state.stop_reason and state.stale >= self.s.patience
+                    and state.epoch < self.s.max_epochs):
+                state.stopped_early, state.stop_reason = True, "early stopping"
                 self.events.log(f"early stopping: {self.s.monitor.lower()} has not improved for {state.stale} "
                                 f"epochs; keeping epoch {state.best_epoch + 1}")
+            if not state.stop_reason and self.control.on_epoch is not None and self.control.on_epoch(
+                    epoch, None if value is None else float(value)):
+                state.stop_reason = PRUNED
+                self.events.log(f"stopped after epoch {epoch + 1}: trailing other trials (pruned)")
             if self.s.checkpoint_path and self.dist.is_main:
                 ckpt.save(self.s.checkpoint_path, self.state_dict(state))
             self.dist.barrier()
-            if state.stopped_early:
+            if state.stop_reason:
                 break
+            self._shape_schedule(state)
         if state.best_state is None:  # nothing finite to compare: keep the last weights
             state.best_state = ckpt.cpu_state(self.model)
             state.best_epoch = max(state.epoch - 1, 0)
             state.best_metrics = state.best_metrics or {}
+        self.control.stop_reason = state.stop_reason
+        self.control.training_ended = time.time()
         return state
+
+    # ---- deadline ---------------------------------------------------------------------------
+
+    def _stop_now(self, state: FitState) -> bool:
+        """Soft stop or deadline (keeping time to validate what was trained)."""
+        if self.control.stop():
+            state.stop_reason = STOPPED
+            return True
+        left = self.control.time_left()
+        if left is None:
+            return False
+        reserve = self._valid_seconds
+        if reserve is None:  # before the first validation: guess from the step time
+            reserve = 0.5 * (self._step_seconds or 0.0) * (len(self.valid_loader) if self.valid_loader else 0)
+        if left <= reserve:
+            state.stop_reason = TIME_LIMIT
+            self.events.log(f"time limit: training stops in epoch {state.epoch + 1} after {state.step} steps")
+            return True
+        return False
+
+    def _shape_schedule(self, state: FitState) -> None:
+        """Under a deadline: the schedule's length = the steps that fit in the time left."""
+        left = self.control.time_left()
+        if left is None or not self._step_seconds:
+            return
+        per_epoch = self.steps_per_epoch * self._step_seconds + (self._valid_seconds or 0.0)
+        fit = int(max(left, 0.0) / max(per_epoch, 1e-9) * self.steps_per_epoch)
+        self.total_steps = max(state.step + 1, min(self.step_cap, state.step + fit))
 
     def _out_of_steps(self, state: FitState) -> bool:
         return bool(self.s.max_steps) and state.step >= self.s.max_steps
@@ -154,8 +209,9 @@ class Trainer:
         self.net.train()
         self.train_sampler.set_epoch(state.epoch)
         total, count, samples = 0.0, 0, 0
+        t_first = None
         for i, batch in enumerate(self.train_loader):
-            if self._out_of_steps(state):
+            if self._out_of_steps(state) or self._stop_now(state):
                 break
             self._check_cancel()
             batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
@@ -172,6 +228,13 @@ class Trainer:
                 self.optimizer.step()
             state.step += 1
             value = float(loss.detach())
+            if self.control.deadline is not None:
+                # a first estimate of the step time (the first step pays for start-up, so it is left out)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                elif state.epoch == 0 and i == min(3, self.steps_per_epoch - 1):
+                    self._step_seconds = (time.perf_counter() - t_first) / i
+                    self._shape_schedule(state)
             if math.isfinite(value):
                 total, count = total + value, count + 1
             samples += int(batch["image"].shape[0]) * self.dist.world_size

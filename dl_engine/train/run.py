@@ -22,7 +22,9 @@ from ..data import DataConfig, DataError, prepare_data
 from ..models.registry import BuildContext, get_spec, model_types
 from . import checkpoint as ckpt
 from .arguments import TRAINER_ARGUMENTS, parse_arguments
+from .batch_size import choose_batch_size
 from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
+from .control import TrainControl
 from .device import choose_runtime
 from .distributed import Dist, from_environment
 from .events import Events
@@ -46,23 +48,30 @@ class TrainResult:
     history: List[Dict[str, Any]] = field(default_factory=list)
     learning_rate: float = 0.0
     best_epoch: int = 0
+    monitor: str = "VALID_LOSS"
+    best_value: Optional[float] = None  # the monitored value at the best epoch
+    batch_size: int = 0
+    stop_reason: str = ""  # "", "early stopping", or control.TIME_LIMIT / STOPPED / PRUNED
 
 
 def run_training(config: TrainConfig, events: Optional[Events] = None,
-                 cancel: Callable[[], bool] = lambda: False) -> Optional[TrainResult]:
+                 cancel: Callable[[], bool] = lambda: False,
+                 control: Optional[TrainControl] = None) -> Optional[TrainResult]:
     """Train; returns the result on rank 0 (None on other ranks). Raises DataError on bad
-    input and TrainingCanceled when ``cancel()`` turns true."""
+    input and TrainingCanceled when ``cancel()`` turns true. ``control`` (in-process callers
+    such as AutoDL): a deadline, a soft stop and a per-epoch hook that end training early
+    but still write the best epoch's package."""
     dist = from_environment(config.device)
     events = events or Events()
     if not dist.is_main:
         events = Events(enabled=False)
     try:
-        return _run(config, events, cancel, dist)
+        return _run(config, events, cancel, dist, control or TrainControl())
     finally:
         dist.close()
 
 
-def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[TrainResult]:
+def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: TrainControl) -> Optional[TrainResult]:
     t_start = time.perf_counter()
     plan = _plan(config, events)
     torch.manual_seed(config.seed)
@@ -94,6 +103,9 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[Tr
     workers = config.num_workers if config.num_workers is not None else default_workers(runtime.is_cuda)
     train_ds, valid_ds = td.train_dataset(), td.valid_dataset()
     batch = int(config.batch_size)
+    if config.auto_batch_size and not dist.enabled:
+        batch = choose_batch_size(model, task, runtime, train_ds, plan["chip_size"], batch, events.log)
+    control.batch_size = batch
     train_loader, train_sampler = make_loader(train_ds, batch, task.collate, True, config.seed, workers,
                                               runtime.is_cuda, dist.rank, dist.world_size,
                                               # a last batch of one chip breaks BatchNorm: drop the
@@ -135,7 +147,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[Tr
                             checkpoint_path=check_path, fingerprint=fingerprint)
     board = _tensorboard(config, out_folder, events) if dist.is_main else None
     trainer = Trainer(model, net, task, runtime, dist, events, train_loader, train_sampler, valid_loader,
-                      valid_sampler, settings, cancel, on_epoch=board)
+                      valid_sampler, settings, cancel, on_epoch=board, control=control)
     state = trainer.load_state_dict(saved) if saved is not None else FitState()
     if saved is not None:
         events.log(f"resuming after epoch {state.epoch} of {config.max_epochs} from {check_path}")
@@ -150,9 +162,9 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist) -> Optional[Tr
     if dist.is_main:
         events.progress(98.5, "writing the model package")
         result = _write(config, plan, built, model, task, runtime, valid_ds, state, learning_rate,
-                        pretrained_loaded, events)
+                        pretrained_loaded, events, batch)
         ckpt.remove(out_folder)
-        events.log(f"done in {time.perf_counter() - t_start:.0f} s: {result.out_model_file}")
+        events.log(f"done in {time.perf_counter() - t_start:.0f} s: {result.out_model_file or result.emd}")
         events.progress(100.0, "done")
         events.emit("result", out_model_file=result.out_model_file, out_folder=result.out_folder,
                     emd=result.emd, metrics=result.metrics)
@@ -280,7 +292,7 @@ def _cancel_check(cancel, dist: Dist, runtime):
 # ---- outputs ----------------------------------------------------------------------------------
 
 def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState, learning_rate, pretrained_loaded,
-           events) -> TrainResult:
+           events, batch: int) -> TrainResult:
     from ..package.record import TrainedModel
     from ..package.writer import write_model_package
 
@@ -290,7 +302,9 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
     metrics.setdefault("valid_loss", state.history[state.best_epoch]["valid_loss"] if state.history else None)
     settings = {k: v for k, v in asdict(config).items() if k != "extra"}
     settings.update(device=runtime.description, learning_rate=learning_rate, epochs_run=len(state.history),
-                    stopped_early=state.stopped_early)
+                    stopped_early=state.stopped_early, batch_size=batch)
+    if state.stop_reason:
+        settings["stop_reason"] = state.stop_reason
     record = TrainedModel(
         name=name, model_type=plan["spec"].keyword, backbone=built.backbone_name, backbone_keyword=config.backbone,
         arguments=plan["arguments"], class_map=td.class_map, normalization=td.normalization, data=td.data,
@@ -299,10 +313,11 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
         metrics=metrics, settings=settings, samples=_sample_results(model, task, runtime, valid_ds, td),
         pretrained_loaded=pretrained_loaded)
     paths = write_model_package(record, {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                config.out_folder, log=events.log)
+                                config.out_folder, log=events.log, dlpk=config.write_dlpk)
     return TrainResult(out_model_file=str(paths.dlpk), out_folder=os.path.abspath(config.out_folder),
                        emd=str(paths.emd), metrics=_plain_metrics(metrics), history=state.history,
-                       learning_rate=float(learning_rate), best_epoch=state.best_epoch)
+                       learning_rate=float(learning_rate), best_epoch=state.best_epoch, monitor=plan["monitor"],
+                       best_value=state.best, batch_size=batch, stop_reason=state.stop_reason)
 
 
 def _sample_results(model, task, runtime, valid_ds, td) -> list:

@@ -7,9 +7,7 @@ Exit codes: 0 done, 2 bad input (an ``error`` event), 130 canceled, 1 crash."""
 
 from __future__ import annotations
 
-from dataclasses import fields
-
-from ..worker_process import as_bool, config_from_args as _config_from_args, leave, run_job
+from ..worker_process import add_config_flags, config_from_args as _config_from_args, leave, run_job
 from .config import TrainConfig
 
 
@@ -17,18 +15,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="Train Deep Learning Model",
                        description="Train a model on export folders; prints JSON-lines events on stdout.")
     p.add_argument("--config", help="JSON file of TrainConfig (flags below override it)")
-    for f in fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool",) or isinstance(f.default, bool):
-            p.add_argument(flag, type=as_bool, default=None, metavar="true|false")
-        elif isinstance(f.default, int) or f.name in ("chip_size", "resize_to", "num_workers", "max_steps"):
-            p.add_argument(flag, type=int, default=None)
-        elif isinstance(f.default, float) or f.name == "learning_rate":
-            p.add_argument(flag, type=float, default=None)
-        else:
-            p.add_argument(flag, default=None)
+    add_config_flags(p, TrainConfig, ints=("chip_size", "resize_to", "num_workers", "max_steps"),
+                     floats=("learning_rate",))
 
 
 def config_from_args(a) -> TrainConfig:

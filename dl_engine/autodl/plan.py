@@ -1,0 +1,169 @@
+"""Every check of Train Using AutoDL's input, before anything is written: the export, the
+budget, the networks that fit the export's format, the pretrained model and OUT_MODEL."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from ..data.errors import DataError
+from ..data.folders import open_folders
+from ..models.registry import ModelSpec, get_spec, model_types
+from .config import AUTODL_MODES, FORMATS, AutoDLConfig
+
+# What the leaderboard ranks by, per kind of model (the MONITOR each trial keeps its best epoch by).
+RANKING = {"pixel": "MIOU", "detection": "AVERAGE_PRECISION"}
+KINDS = tuple(RANKING)
+
+
+@dataclass
+class Plan:
+    config: AutoDLConfig
+    in_data: str
+    data_format: str
+    image_space: str  # MAP_SPACE / PIXEL_SPACE (which augmentations make sense)
+    num_bands: int
+    chips: int
+    kind: str  # pixel / detection
+    networks: List[ModelSpec]
+    monitor: str  # the ranking metric, as a MONITOR keyword
+    seconds: float  # the whole budget
+    out_model: str  # absolute, ends in .dlpk
+    leaderboard: str  # <stem>_leaderboard.csv beside OUT_MODEL
+    evaluated: str  # <stem>_evaluated/ beside OUT_MODEL (SAVE_EVALUATED_MODELS)
+    pretrained: Optional[Tuple[str, str, str]] = None  # (path, MODEL_TYPE, BACKBONE_MODEL) of PRETRAINED_MODEL
+
+    @property
+    def stem(self) -> str:
+        return os.path.splitext(os.path.basename(self.out_model))[0]
+
+
+def networks_for(data_format: str) -> List[ModelSpec]:
+    """Every network of this version that AutoDL can train on ``data_format``."""
+    return [get_spec(k) for k in model_types()
+            if get_spec(k).kind in KINDS and data_format in get_spec(k).formats]
+
+
+def make_plan(config: AutoDLConfig) -> Plan:
+    seconds = _budget(config.total_time_limit)
+    mode = str(config.autodl_mode or "BASIC").strip().upper()
+    if mode not in AUTODL_MODES:
+        raise DataError("AUTODL_MODE", f"{config.autodl_mode!r}; accepted: {', '.join(AUTODL_MODES)}")
+    config.autodl_mode = mode
+    out_model = _out_model(config.out_model)
+    data = _open_data(config.in_data)
+    fmt = data.metadata_format
+    if fmt not in FORMATS:
+        raise DataError("IN_DATA", f"{data.paths[0]} is a {fmt} export; Train Using AutoDL trains on "
+                                   f"{', '.join(FORMATS)} exports (for {fmt} use Train Deep Learning Model)")
+    if not data.samples:
+        raise DataError("IN_DATA", f"{data.paths[0]} holds no chips to train on; export again")
+    fitting = networks_for(fmt)
+    networks = _networks(config.networks, fmt, fitting)
+    kind = networks[0].kind
+    stem = os.path.splitext(out_model)[0]
+    plan = Plan(config=config, in_data=";".join(data.paths), data_format=fmt, image_space=data.image_space,
+                num_bands=data.num_bands, chips=len(data.samples), kind=kind, networks=networks,
+                monitor=RANKING[kind], seconds=seconds, out_model=out_model, leaderboard=stem + "_leaderboard.csv",
+                evaluated=stem + "_evaluated")
+    if config.pretrained_model:
+        plan.pretrained = _pretrained(config.pretrained_model, networks, data.num_bands)
+    return plan
+
+
+def _budget(hours) -> float:
+    try:
+        value = float(hours)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise DataError("TOTAL_TIME_LIMIT", f"the time limit must be a number of hours above 0 (fractions work: "
+                                            f"0.05 = 3 minutes); got {hours!r}")
+    return value * 3600.0
+
+
+def _out_model(path: Optional[str]) -> str:
+    if not path or not str(path).strip():
+        raise DataError("OUT_MODEL", "give the .dlpk file to write the best model to")
+    path = os.path.abspath(os.path.expanduser(str(path).strip()))
+    root, ext = os.path.splitext(path)
+    if not ext:
+        path = root + ".dlpk"
+    elif ext.lower() != ".dlpk":
+        raise DataError("OUT_MODEL", f"{path} is not a .dlpk file; give a path ending in .dlpk (a deep learning "
+                                     "package)")
+    if os.path.isdir(path):
+        raise DataError("OUT_MODEL", f"{path} is a folder; give a .dlpk file path")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise DataError("OUT_MODEL", f"{parent} is not a writable folder")
+    return path
+
+
+def _open_data(in_data: str):
+    if not in_data or not str(in_data).strip():
+        raise DataError("IN_DATA", "give the folder of a training data export (Export Training Data For Deep "
+                                   "Learning)")
+    try:
+        return open_folders(in_data, warn=False)
+    except DataError as e:
+        if e.parameter == "IN_FOLDER":
+            raise DataError("IN_DATA", e.message) from None
+        raise
+
+
+def _networks(names: List[str], fmt: str, fitting: List[ModelSpec]) -> List[ModelSpec]:
+    if not fitting:
+        raise DataError("IN_DATA", f"no network of this version trains on {fmt}")
+    if not names:
+        return fitting
+    known = {}
+    for k in model_types():
+        spec = get_spec(k)
+        if spec.kind in KINDS:
+            known[spec.keyword.lower()] = spec
+            known[spec.model_name.lower()] = spec
+    chosen: List[ModelSpec] = []
+    unknown, misfits = [], []
+    for name in names:
+        spec = known.get(str(name).strip().lower())
+        if spec is None:
+            unknown.append(str(name))
+        elif spec not in fitting:
+            misfits.append(spec.model_name)
+        elif spec not in chosen:
+            chosen.append(spec)
+    accepted = ", ".join(s.model_name for s in fitting)
+    if unknown:
+        raise DataError("NETWORKS", f"unknown network(s) {', '.join(unknown)}; networks for {fmt} data: {accepted}")
+    if misfits:
+        raise DataError("NETWORKS", f"{', '.join(misfits)} do(es) not train on {fmt} data; networks for {fmt}: "
+                                    f"{accepted}")
+    return chosen
+
+
+def _pretrained(path: str, networks: List[ModelSpec], bands: int) -> Tuple[str, str, str]:
+    from ..package.reader import open_package
+
+    if not os.path.isfile(path):
+        raise DataError("PRETRAINED_MODEL", f"{path} does not exist; give a .emd or .dlpk")
+    with open_package(path, "PRETRAINED_MODEL") as pkg:
+        if not pkg.is_ours:
+            raise DataError("PRETRAINED_MODEL", f"{path} was not written by this plugin (its network, "
+                                                f"{pkg.model_name or 'unknown'}, is arcgis.learn's own); give a "
+                                                ".dlpk or .emd trained in QGIS")
+        keyword, backbone, model_bands = pkg.model_type, pkg.backbone_keyword, pkg.num_bands
+    names = {s.keyword: s for s in networks}
+    if keyword not in names:
+        raise DataError("PRETRAINED_MODEL", f"{path} is a {keyword} model, which is not among the networks to "
+                                            f"train ({', '.join(s.model_name for s in networks)}); add "
+                                            f"{get_spec(keyword).model_name if keyword in model_types() else keyword}"
+                                            " to NETWORKS or give another model")
+    if model_bands != bands:
+        raise DataError("PRETRAINED_MODEL", f"{path} was trained on {model_bands} band(s); the training data has "
+                                            f"{bands}")
+    return os.path.abspath(path), keyword, backbone or names[keyword].default_backbone or "RESNET34"

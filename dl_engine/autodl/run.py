@@ -1,0 +1,82 @@
+"""Train Using AutoDL, end to end: check the input, run the trials within the time budget
+(BASIC: every network with its default backbone; ADVANCED: that in the first half, Optuna
+tuning of the best two in the second), write the best package at OUT_MODEL and the
+leaderboard. Used by the worker process (``python -m dl_engine autodl``) and in-process.
+
+Cancel (``cancel()`` turning true) ends the running trial as its deadline would (its best
+epoch is written), publishes the best model so far and raises AutoDLCanceled, whose message
+says where it is."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from typing import Callable, Optional
+
+from ..data.errors import DataError
+from ..train.events import Events
+from .config import AutoDLConfig, AutoDLResult
+from .leaderboard import ranked, rows
+from .plan import make_plan
+from .search import Search
+from .trial import FAILED
+
+
+class AutoDLCanceled(Exception):
+    """The run was canceled; the message says where the best model so far is."""
+
+
+def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
+               cancel: Callable[[], bool] = lambda: False) -> AutoDLResult:
+    events = events or Events()
+    plan = make_plan(config)
+    names = ", ".join(s.model_name for s in plan.networks)
+    events.log(f"AutoDL {plan.config.autodl_mode}: {names} on {plan.chips} {plan.data_format} chips, "
+               f"{plan.seconds / 60:.1f} min, ranked by {plan.monitor.lower()}")
+    search = Search(plan, events, cancel)
+    try:
+        specs = [search.default_spec(n) for n in plan.networks]
+        if plan.config.autodl_mode == "ADVANCED":
+            from .tune import tune
+
+            half = search.start + plan.seconds / 2
+            evaluated = search.evaluate(specs, half)
+            if not search.cancel():
+                tune(search, evaluated, search.end)
+        else:
+            search.evaluate(specs, search.end)
+        if search.best is None:
+            _nothing(search, cancel)
+        search.finish()
+    finally:
+        search.cleanup()
+    table = rows(search.records, plan.monitor)
+    best_row = next(row for row in table if row["trial"] == search.best.name)
+    elapsed = time.time() - search.start
+    events.log(f"AutoDL done in {elapsed:.0f} s of {plan.seconds:.0f}: {len(search.records)} trial(s); best "
+               f"{best_row['network']} {best_row['backbone']} ({plan.monitor.lower()} {best_row['value']}) → "
+               f"{plan.out_model}; leaderboard {plan.leaderboard}")
+    result = AutoDLResult(out_model_file=plan.out_model, leaderboard=plan.leaderboard, best=best_row, trials=table,
+                          evaluated_folder=plan.evaluated if plan.config.save_evaluated_models else None)
+    if cancel():
+        raise AutoDLCanceled(f"AutoDL canceled after {len(search.records)} trial(s); the best model so far "
+                             f"({best_row['network']} {best_row['backbone']}, {plan.monitor.lower()} "
+                             f"{best_row['value']}) is {plan.out_model}; leaderboard: {plan.leaderboard}")
+    events.progress(100.0, "done")
+    events.emit("result", **asdict(result))
+    return result
+
+
+def _nothing(search: Search, cancel) -> None:
+    """No trial gave a model: say why, leave nothing behind."""
+    if os.path.isfile(search.plan.leaderboard):
+        os.remove(search.plan.leaderboard)
+    if cancel():
+        raise AutoDLCanceled("AutoDL canceled before a model finished training; nothing was written")
+    failed = [r for r in ranked(search.records) if r.status == FAILED]
+    if failed:
+        raise DataError("NETWORKS", "no network could be trained: " + "; ".join(
+            f"{r.model_name} {r.spec.backbone}: {r.message}" for r in failed))
+    raise DataError("TOTAL_TIME_LIMIT", f"{search.plan.config.total_time_limit:g} h is too short to train a "
+                                        "network on this data; give a longer time limit")

@@ -1,0 +1,201 @@
+"""The search: trials within the time budget, the leaderboard after every trial, the best
+model's package at OUT_MODEL at the end (also when canceled).
+
+Time: the run must end by start + TOTAL_TIME_LIMIT. Each trial gets a slice of what is left
+(shared evenly among the trials still to run); its training ends early enough to validate and
+write its model folder inside the slice (the write time is measured on each trial), and a
+reserve for zipping the best package stays at the end (its weights' size over ZIP_RATE). The
+first trial always runs, whatever its slice. Trials write no .dlpk of their own unless
+SAVE_EVALUATED_MODELS asks for them: deflating the weights is the slowest part of a package."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Callable, List, Optional
+
+from ..train.events import Events
+from .leaderboard import ranked, rows, write_csv
+from .plan import Plan
+from .publish import publish_best
+from .trial import FAILED, TrialRecord, TrialSpec, remove_folder, run_trial, trial_name
+
+# Learning rates of the evaluation trials (AdamW, one-cycle); the tuning phase searches
+# LR_FACTORS around them.
+DEFAULT_LEARNING_RATE = {"pixel": 2e-3, "detection": 1e-3}
+LR_FACTORS = (0.2, 5.0)
+ZIP_RATE = 25e6  # bytes/s deflate reaches on float weights (measured 13 MB/s on a busy 2-core machine, 30 idle)
+
+
+class Search:
+    def __init__(self, plan: Plan, events: Events, cancel: Callable[[], bool]):
+        self.plan, self.events, self.cancel = plan, events, cancel
+        self.start = time.time()
+        self.end = self.start + plan.seconds
+        self.records: List[TrialRecord] = []
+        self.best: Optional[TrialRecord] = None
+        self.names: set = set()
+        self.work = os.path.join(os.path.dirname(plan.out_model), f".{plan.stem}.autodl-{os.getpid()}")
+        # estimates, replaced by what each trial measures
+        self.setup_seconds, self.write_seconds, self.publish_seconds = 3.0, 3.0, 2.0
+        self.batches = {}  # (network, backbone) -> the automatic batch size found
+
+    # ---- time ----------------------------------------------------------------------------------
+
+    def reserve(self) -> float:
+        """Kept at the end for the final package."""
+        return 1.0 + 1.5 * self.publish_seconds
+
+    def time_left(self, until: Optional[float] = None) -> float:
+        end = self.end - self.reserve() if until is None else min(until, self.end - self.reserve())
+        return end - time.time()
+
+    def min_trial(self) -> float:
+        return self.setup_seconds + self.write_seconds + 2.0
+
+    def percent(self) -> float:
+        return min(99.0, 100.0 * (time.time() - self.start) / max(self.plan.seconds, 1e-9))
+
+    # ---- trials --------------------------------------------------------------------------------
+
+    def default_spec(self, network, phase: str = "evaluate") -> TrialSpec:
+        spec = TrialSpec(network=network.keyword, backbone=network.default_backbone,
+                         learning_rate=DEFAULT_LEARNING_RATE[self.plan.kind], phase=phase,
+                         batch_upper=int(self.plan.config.max_batch_size))
+        return self.with_pretrained(spec)
+
+    def with_pretrained(self, spec: TrialSpec) -> TrialSpec:
+        """PRETRAINED_MODEL: its network starts from it, with its backbone."""
+        if self.plan.pretrained and self.plan.pretrained[1] == spec.network:
+            if spec.phase == "evaluate":
+                spec.backbone = self.plan.pretrained[2]
+            if spec.backbone.upper() == self.plan.pretrained[2].upper():
+                spec.pretrained_model = self.plan.pretrained[0]
+        return spec
+
+    def run_one(self, spec: TrialSpec, seconds: float,
+                on_epoch: Optional[Callable[[int, Optional[float]], bool]] = None) -> Optional[TrialRecord]:
+        """One trial in at most ``seconds`` (and before the end of the budget)."""
+        if self.cancel():
+            return None
+        t0 = time.time()
+        end = min(t0 + seconds, self.end - self.reserve())
+        deadline = end - 1.2 * self.write_seconds
+        name = trial_name(spec, self.names)
+        record = TrialRecord(number=len(self.records) + 1, name=name, spec=spec)
+        self.events.log(f"trial {record.number}: {record.model_name} with {spec.backbone}, learning rate "
+                        f"{spec.learning_rate:.2g}, augmentation {spec.augmentation}"
+                        + (f", from {os.path.basename(spec.pretrained_model)}" if spec.pretrained_model else "")
+                        + f" ({spec.phase}; {end - t0:.0f} s)")
+        os.makedirs(self.work, exist_ok=True)
+        run_trial(self.plan, record, os.path.join(self.work, name), deadline, self._relay(name), self.cancel,
+                  on_epoch)
+        self.records.append(record)
+        self._learn_times(record)
+        if record.status == FAILED:
+            remove_folder(os.path.join(self.work, name))
+            self.events.warning(f"trial {record.number} ({name}) failed: {record.message}")
+        else:
+            self.batches[(spec.network, spec.backbone.upper())] = record.batch_size
+            value = "n/a" if record.value is None else f"{record.value:.4f}"
+            self.events.log(f"trial {record.number} ({name}): {self.plan.monitor.lower()} {value} after "
+                            f"{record.epochs} epoch(s), batch size {record.batch_size}, {record.seconds:.0f} s"
+                            + (f" ({record.status})" if record.status != "completed" else ""))
+            self._keep(record)
+        write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))
+        return record
+
+    def _keep(self, record: TrialRecord) -> None:
+        """Tracks the best; the other trials' folders are kept only when asked for."""
+        if self.best is None or (record.value is not None
+                                 and ranked([r for r in self.records if r.status != FAILED])[0] is record):
+            old, self.best = self.best, record
+            self.publish_seconds = _weights_bytes(record.folder) / ZIP_RATE
+            self.events.log(f"best so far: {record.name}")
+            if old is not None and not self.plan.config.save_evaluated_models:
+                remove_folder(old.folder)
+        elif not self.plan.config.save_evaluated_models:
+            remove_folder(record.folder)
+
+    def publish(self) -> None:
+        t0 = time.time()
+        publish_best(self.best, self.plan, rows(self.records, self.plan.monitor), self.work)
+        self.events.log(f"best model written in {time.time() - t0:.1f} s: {self.plan.out_model}")
+
+    def _learn_times(self, record: TrialRecord) -> None:
+        if record.setup_seconds:
+            self.setup_seconds = record.setup_seconds
+        if record.write_seconds:
+            self.write_seconds = max(0.5, record.write_seconds)
+
+    def _relay(self, name: str) -> Events:
+        """The trial's events, in the AutoDL run's terms: progress over the whole budget, log
+        lines and epoch metrics marked with the trial; its own result is not the run's."""
+        parent = self.events
+
+        def sink(event: dict) -> None:
+            kind = event.get("event")
+            fields = {k: v for k, v in event.items() if k != "event"}
+            if kind == "progress":
+                parent.progress(self.percent(), f"{name}: {fields.get('message', '')}")
+            elif kind == "log":
+                parent.log(f"{name}: {fields.get('message', '')}", fields.get("level", "info"))
+            elif kind == "metric":
+                parent.metric(**{**fields, "trial": name, "epochs": None})
+        return Events(sink=sink)
+
+    # ---- phases --------------------------------------------------------------------------------
+
+    def evaluate(self, specs: List[TrialSpec], until: float) -> List[TrialRecord]:
+        """Each spec in turn, sharing the time until ``until`` evenly."""
+        done = []
+        for i, spec in enumerate(specs):
+            if self.cancel():
+                break
+            share = self.time_left(until) / (len(specs) - i)
+            if self.records and share < self.min_trial():
+                skipped = ", ".join(get_model_name(s) for s in specs[i:])
+                self.events.warning(f"time is up: {skipped} not evaluated (a trial needs about "
+                                    f"{self.min_trial():.0f} s here; give a longer TOTAL_TIME_LIMIT)")
+                break
+            record = self.run_one(spec, share)
+            if record is not None:
+                done.append(record)
+        return done
+
+    # ---- the end -------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """SAVE_EVALUATED_MODELS: the trials' packages to <stem>_evaluated/; the final package
+        with the whole leaderboard; the working folder removed."""
+        kept = [r for r in self.records if r.folder and os.path.isdir(r.folder)]
+        if self.plan.config.save_evaluated_models and kept:
+            shutil.rmtree(os.path.join(self.work, f".publish-{os.getpid()}"), ignore_errors=True)
+            if os.path.isdir(self.plan.evaluated):
+                shutil.rmtree(self.plan.evaluated)
+            os.replace(self.work, self.plan.evaluated)
+            for r in kept:
+                r.folder = os.path.join(self.plan.evaluated, r.name)
+                r.dlpk = os.path.join(r.folder, f"{r.name}.dlpk")
+        else:
+            for r in self.records:
+                r.dlpk = None  # removed with the working folder
+        if self.best is not None:
+            self.publish()
+        write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _weights_bytes(folder: Optional[str]) -> int:
+    if not folder or not os.path.isdir(folder):
+        return 0
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith(".pth"))
+
+
+def get_model_name(spec: TrialSpec) -> str:
+    from ..models.registry import get_spec
+
+    return get_spec(spec.network).model_name

@@ -1,0 +1,200 @@
+"""Train Using AutoDL in the engine (no QGIS): budgets kept, trials ranked, ADVANCED tunes,
+cancel keeps the best model, bad input named; and the pieces it adds to training (deadline,
+time-shaped schedule, automatic batch size)."""
+
+import csv
+import os
+import time
+import zipfile
+
+import pytest
+
+from detection_helpers import squares_export
+from classifier_helpers import feature_export
+from train_helpers import learnable_export
+
+from dl_engine.autodl.config import AutoDLConfig
+from dl_engine.autodl.leaderboard import ranked
+from dl_engine.autodl.run import AutoDLCanceled, run_autodl
+from dl_engine.autodl.trial import FAILED, TrialRecord, TrialSpec
+from dl_engine.data.errors import DataError
+from dl_engine.package.reader import open_package
+from dl_engine.train.events import Events
+
+BUDGET_H = 0.008  # 29 s
+GRACE_S = 20  # writing the best package, and a trial's last step on a busy 2-core CI machine
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    return learnable_export(tmp_path_factory.mktemp("autodl"))
+
+
+def config(export, out, **kw):
+    kw.setdefault("total_time_limit", BUDGET_H)
+    kw.setdefault("networks", ["UnetClassifier", "PSPNetClassifier"])
+    return AutoDLConfig(in_data=export, out_model=str(out), device="cpu", num_workers=0, **kw)
+
+
+def read_board(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_basic_keeps_the_budget_and_ranks_every_network(export, tmp_path):
+    out = tmp_path / "models" / "best.dlpk"
+    seen = []
+    t0 = time.time()
+    result = run_autodl(config(export, out), Events(sink=seen.append))
+    elapsed = time.time() - t0
+    assert elapsed < BUDGET_H * 3600 + GRACE_S, f"{elapsed:.0f} s for a {BUDGET_H * 3600:.0f} s budget"
+
+    board = read_board(result.leaderboard)
+    assert result.leaderboard == str(tmp_path / "models" / "best_leaderboard.csv")
+    assert [r["rank"] for r in board] == ["1", "2"]
+    assert {r["network"] for r in board} == {"UnetClassifier", "PSPNetClassifier"}
+    assert all(r["backbone"] == "RESNET34" and r["phase"] == "evaluate" and r["metric"] == "miou" for r in board)
+    values = [float(r["value"]) for r in board]
+    assert values == sorted(values, reverse=True) and 0 < values[0] <= 1
+    assert all(int(r["epochs"]) >= 1 and int(r["batch_size"]) >= 2 for r in board)
+
+    # the best package: one root emd of the rank-1 network, the leaderboard inside
+    with open_package(str(out)) as pkg:
+        assert pkg.model_name == board[0]["network"]
+        assert pkg.load_state_dict()
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        html = zf.read("model_metrics.html").decode("utf-8")
+    assert "leaderboard.csv" in names and not any(n.endswith(".dlpk") for n in names)
+    assert "AutoDL leaderboard" in html and "PSPNetClassifier" in html
+    # nothing else left beside it; the result event says the same as the return value
+    assert sorted(os.listdir(out.parent)) == ["best.dlpk", "best_leaderboard.csv"]
+    results = [e for e in seen if e["event"] == "result"]
+    assert len(results) == 1 and results[0]["out_model_file"] == str(out)
+    assert results[0]["best"]["network"] == board[0]["network"]
+    assert any(e["event"] == "metric" and e.get("trial") for e in seen)
+
+
+def test_advanced_tunes_the_best_networks(export, tmp_path):
+    out = tmp_path / "adv.dlpk"
+    t0 = time.time()
+    result = run_autodl(config(export, out, autodl_mode="ADVANCED", total_time_limit=0.012))
+    elapsed = time.time() - t0
+    assert elapsed < 0.012 * 3600 + GRACE_S
+    board = read_board(result.leaderboard)
+    phases = [r["phase"] for r in board]
+    assert phases.count("evaluate") == 2 and phases.count("tune") >= 1, board
+    tuned = [r for r in board if r["phase"] == "tune"]
+    # tuning draws its own hyper-parameters within the search space
+    for r in tuned:
+        assert r["network"] in ("UnetClassifier", "PSPNetClassifier")
+        assert 2e-3 * 0.2 <= float(r["learning_rate"]) <= 2e-3 * 5
+        assert r["augmentation"] in ("NONE", "DEFAULT", "STRONG")
+    with open_package(str(out)) as pkg:
+        assert pkg.model_name == board[0]["network"]
+
+
+def test_cancel_keeps_the_best_model_so_far(export, tmp_path):
+    out = tmp_path / "c.dlpk"
+    state = {"cancel": None}
+
+    def sink(event):  # cancel in the middle of the first trial, after its second epoch
+        if event["event"] == "metric" and event["epoch"] == 2 and state["cancel"] is None:
+            state["cancel"] = time.time()
+
+    with pytest.raises(AutoDLCanceled) as info:
+        run_autodl(config(export, out, total_time_limit=0.05), Events(sink=sink),
+                   cancel=lambda: state["cancel"] is not None)
+    # the running trial stops at its next batch, its best epoch is written: seconds, not the 90 s it had
+    assert time.time() - state["cancel"] < 20
+    message = str(info.value)
+    assert str(out) in message and "best model so far" in message
+    with open_package(str(out)) as pkg:
+        assert pkg.model_name == "UnetClassifier"
+    board = read_board(str(tmp_path / "c_leaderboard.csv"))
+    assert [(r["network"], r["status"]) for r in board] == [("UnetClassifier", "stopped")]
+    assert int(board[0]["epochs"]) >= 2
+    assert sorted(os.listdir(tmp_path)) == ["c.dlpk", "c_leaderboard.csv"]
+
+
+def test_cancel_before_any_model_writes_nothing(export, tmp_path):
+    out = tmp_path / "n.dlpk"
+    with pytest.raises(AutoDLCanceled, match="nothing was written"):
+        run_autodl(config(export, out), cancel=lambda: True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_evaluated_models_keeps_every_trial_package(export, tmp_path):
+    out = tmp_path / "s.dlpk"
+    result = run_autodl(config(export, out, save_evaluated_models=True))
+    assert result.evaluated_folder == str(tmp_path / "s_evaluated")
+    board = read_board(result.leaderboard)
+    assert len(board) == 2
+    for row in board:
+        assert os.path.isfile(row["package"]) and row["package"].startswith(result.evaluated_folder)
+        assert os.path.basename(os.path.dirname(row["package"])).startswith("AutoDL_")
+        with open_package(row["package"]) as pkg:
+            assert pkg.model_name == row["network"]
+    assert sorted(os.listdir(result.evaluated_folder)) == ["AutoDL_PSPNetClassifier_resnet34",
+                                                           "AutoDL_UnetClassifier_resnet34"]
+
+
+def test_detection_export_is_ranked_by_average_precision(tmp_path):
+    data = squares_export(tmp_path / "d")
+    out = tmp_path / "det.dlpk"
+    result = run_autodl(AutoDLConfig(in_data=data, out_model=str(out), total_time_limit=BUDGET_H, device="cpu",
+                                     num_workers=0, networks=["SingleShotDetector", "YOLOv3"]))
+    board = read_board(result.leaderboard)
+    assert {r["network"] for r in board} == {"SingleShotDetector", "YOLOv3"}
+    assert all(r["metric"] == "average_precision" for r in board)
+    with open_package(str(out)) as pkg:
+        assert pkg.model_name == board[0]["network"]
+
+
+# ---- bad input: named errors, nothing written ----------------------------------------------------
+
+@pytest.mark.parametrize("kw, parameter, words", [
+    ({"total_time_limit": 0}, "TOTAL_TIME_LIMIT", "above 0"),
+    ({"total_time_limit": -1}, "TOTAL_TIME_LIMIT", "above 0"),
+    ({"networks": ["SingleShotDetector"]}, "NETWORKS", "UnetClassifier"),
+    ({"networks": ["HRNet"]}, "NETWORKS", "unknown"),
+    ({"autodl_mode": "FAST"}, "AUTODL_MODE", "BASIC"),
+])
+def test_bad_input_is_named(export, tmp_path, kw, parameter, words):
+    out = tmp_path / "out" / "m.dlpk"
+    with pytest.raises(DataError) as info:
+        run_autodl(config(export, out, **kw))
+    assert info.value.parameter == parameter and words in info.value.message
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_model_must_be_a_dlpk(export, tmp_path):
+    with pytest.raises(DataError) as info:
+        run_autodl(config(export, tmp_path / "m.zip"))
+    assert info.value.parameter == "OUT_MODEL" and ".dlpk" in info.value.message
+    assert os.listdir(tmp_path) == []
+
+
+def test_unsupported_export_format_is_named(tmp_path):
+    data = feature_export(tmp_path / "f")
+    with pytest.raises(DataError) as info:
+        run_autodl(AutoDLConfig(in_data=data, out_model=str(tmp_path / "m.dlpk"), total_time_limit=0.01))
+    assert info.value.parameter == "IN_DATA"
+    assert "Labeled_Tiles" in info.value.message and "Classified_Tiles" in info.value.message
+
+
+def test_missing_export_is_named(tmp_path):
+    with pytest.raises(DataError) as info:
+        run_autodl(AutoDLConfig(in_data=str(tmp_path / "nothing"), out_model=str(tmp_path / "m.dlpk")))
+    assert info.value.parameter == "IN_DATA"
+
+
+# ---- ranking ----------------------------------------------------------------------------------------
+
+def test_ranking_puts_the_best_metric_first_and_failures_last():
+    def rec(n, value, status="completed"):
+        return TrialRecord(number=n, name=f"t{n}", spec=TrialSpec("UNET", "RESNET18", 1e-3), value=value,
+                           status=status)
+    order = [r.number for r in ranked([rec(1, 0.5), rec(2, None, FAILED), rec(3, 0.7), rec(4, None),
+                                       rec(5, 0.6, "pruned")])]
+    assert order == [3, 5, 1, 4, 2]
