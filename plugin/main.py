@@ -10,6 +10,9 @@ from ..processing_provider.provider import PLUGIN_DIR, DeepLearningToolsProvider
 
 MENU = "&Deep learning tools"
 TRAIN_ALGORITHM = "deeplearningtools:traindeeplearningmodel"
+AUTODL_ALGORITHM = "deeplearningtools:trainusingautodl"
+# menu entries: (label, algorithm whose Processing dialog they open)
+MENU_ENTRIES = (("Train Deep Learning Model…", TRAIN_ALGORITHM), ("Train Using AutoDL…", AUTODL_ALGORITHM))
 
 
 class DeepLearningToolsPlugin:
@@ -34,17 +37,17 @@ class DeepLearningToolsPlugin:
         self.initProcessing()
         if self.iface is None or self.actions:
             return
-        action = QAction(QIcon(os.path.join(PLUGIN_DIR, "icon.svg")), "Train Deep Learning Model…",
-                         self.iface.mainWindow())
-        action.triggered.connect(self.open_train_dialog)
-        self.iface.addPluginToMenu(MENU, action)
-        self.actions.append(action)
+        for label, algorithm in MENU_ENTRIES:
+            action = QAction(QIcon(os.path.join(PLUGIN_DIR, "icon.svg")), label, self.iface.mainWindow())
+            action.triggered.connect(lambda _checked=False, alg=algorithm: self.open_dialog(alg))
+            self.iface.addPluginToMenu(MENU, action)
+            self.actions.append(action)
 
     @staticmethod
-    def open_train_dialog():
+    def open_dialog(algorithm: str = TRAIN_ALGORITHM):
         import processing  # the Processing plugin; loaded by then in a desktop session
 
-        processing.execAlgorithmDialog(TRAIN_ALGORITHM)
+        processing.execAlgorithmDialog(algorithm)
 
     def unload(self):
         for action in self.actions:

@@ -15,6 +15,7 @@ import shutil
 import time
 from typing import Callable, List, Optional
 
+from ..package.writer import _make_dirs, _remove_dirs
 from ..train.events import Events
 from .leaderboard import ranked, rows, write_csv
 from .plan import Plan
@@ -40,6 +41,7 @@ class Search:
         # estimates, replaced by what each trial measures
         self.setup_seconds, self.write_seconds, self.publish_seconds = 3.0, 3.0, 2.0
         self.batches = {}  # (network, backbone) -> the automatic batch size found
+        self.created: List[str] = []  # folders made for OUT_MODEL, removed again if no model comes of it
 
     # ---- time ----------------------------------------------------------------------------------
 
@@ -88,7 +90,8 @@ class Search:
                         f"{spec.learning_rate:.2g}, augmentation {spec.augmentation}"
                         + (f", from {os.path.basename(spec.pretrained_model)}" if spec.pretrained_model else "")
                         + f" ({spec.phase}; {end - t0:.0f} s)")
-        os.makedirs(self.work, exist_ok=True)
+        if not os.path.isdir(self.work):
+            self.created += _make_dirs(self.work)
         run_trial(self.plan, record, os.path.join(self.work, name), deadline, self._relay(name), self.cancel,
                   on_epoch)
         self.records.append(record)
@@ -187,6 +190,8 @@ class Search:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
+        if self.best is None:
+            _remove_dirs([d for d in self.created if d != self.work])
 
 
 def _weights_bytes(folder: Optional[str]) -> int:

@@ -42,9 +42,13 @@ def tune(search: Search, evaluated: List[TrialRecord], until: float) -> List[Tri
              "batch_scale": optuna.distributions.CategoricalDistribution(BATCH_SCALES),
              "augmentation": optuna.distributions.CategoricalDistribution(AUGMENTATIONS),
              **{f"backbone_{n}": optuna.distributions.CategoricalDistribution(backbones[n]) for n in top}}
+    # no pruning in a trial's first third (by the first half's epoch counts): early epochs of a
+    # one-cycle schedule say little about where a trial ends
+    epochs = sorted(r.epochs for r in done)
+    warmup = max(1, epochs[len(epochs) // 2] // 3)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=search.plan.config.seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=warmup))
     for r in done:
         if r.spec.network in top:
             study.add_trial(_known(r, space))

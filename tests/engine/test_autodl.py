@@ -198,3 +198,46 @@ def test_ranking_puts_the_best_metric_first_and_failures_last():
     order = [r.number for r in ranked([rec(1, 0.5), rec(2, None, FAILED), rec(3, 0.7), rec(4, None),
                                        rec(5, 0.6, "pruned")])]
     assert order == [3, 5, 1, 4, 2]
+
+
+def test_every_trial_failing_is_named_and_leaves_nothing(export, tmp_path, monkeypatch):
+    import dl_engine.train.run as train_run
+
+    def broken(config, events=None, cancel=None, control=None):
+        raise RuntimeError(f"{config.model_type} exploded")
+    monkeypatch.setattr(train_run, "run_training", broken)
+    out = tmp_path / "new" / "m.dlpk"
+    with pytest.raises(DataError) as info:
+        run_autodl(config(export, out, total_time_limit=0.005))
+    assert info.value.parameter == "NETWORKS"
+    assert "UNET exploded" in info.value.message and "PSPNET exploded" in info.value.message
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def unet18(export, tmp_path_factory):
+    """A small UNET RESNET18 package trained on the same export (a few steps)."""
+    from dl_engine.train import TrainConfig
+    from dl_engine.train.run import run_training
+
+    out = tmp_path_factory.mktemp("pre") / "unet18"
+    result = run_training(TrainConfig(in_folder=export, out_folder=str(out), model_type="UNET", backbone="RESNET18",
+                                      max_epochs=1, batch_size=8, learning_rate=1e-3, num_workers=0, freeze=False))
+    return result.out_model_file
+
+
+def test_pretrained_model_starts_its_network(export, unet18, tmp_path):
+    seen = []
+    out = tmp_path / "p.dlpk"
+    result = run_autodl(config(export, out, networks=["UnetClassifier"], pretrained_model=unet18,
+                               total_time_limit=0.004), Events(sink=seen.append))
+    row = result.best
+    assert (row["network"], row["backbone"]) == ("UnetClassifier", "RESNET18")  # the pretrained model's backbone
+    assert any(e["event"] == "log" and "fine-tuning from" in e["message"] for e in seen)
+
+
+def test_pretrained_model_of_another_network_is_named(export, unet18, tmp_path):
+    with pytest.raises(DataError) as info:
+        run_autodl(config(export, tmp_path / "p.dlpk", networks=["PSPNetClassifier"], pretrained_model=unet18))
+    assert info.value.parameter == "PRETRAINED_MODEL" and "UnetClassifier" in info.value.message
+    assert os.listdir(tmp_path) == []

@@ -102,7 +102,7 @@ def test_task_trains_for_real(tasks, data_dir, tmp_path):
     assert any(line.startswith("Epoch") and "samples/s" in line for line in task.messages)
 
 
-def test_menu_action_opens_the_training_dialog(qgis_iface, dlt_plugin, monkeypatch):
+def test_menu_actions_open_the_training_dialogs(qgis_iface, dlt_plugin, monkeypatch):
     import processing
 
     import deep_learning_tools
@@ -113,9 +113,10 @@ def test_menu_action_opens_the_training_dialog(qgis_iface, dlt_plugin, monkeypat
     try:
         plugin = deep_learning_tools.classFactory(qgis_iface)
         plugin.initGui()
-        assert [a.text() for a in plugin.actions] == ["Train Deep Learning Model…"]
-        plugin.actions[0].trigger()
-        assert opened == ["deeplearningtools:traindeeplearningmodel"]
+        assert [a.text() for a in plugin.actions] == ["Train Deep Learning Model…", "Train Using AutoDL…"]
+        for action in plugin.actions:
+            action.trigger()
+        assert opened == ["deeplearningtools:traindeeplearningmodel", "deeplearningtools:trainusingautodl"]
         plugin.unload()
         assert plugin.actions == []
     finally:
