@@ -85,7 +85,9 @@ def _probe_gpu(model, task, runtime, train_ds, limit: int, log) -> int:
         per_chip = max((peak_big - peak_small) / small, 1.0)
         free, _ = torch.cuda.mem_get_info(runtime.device)
         in_use = torch.cuda.memory_allocated(runtime.device)
-        room = (free + in_use) * GPU_MEMORY_SHARE - (peak_small - small * per_chip)
+        # AdamW's two moments per trained weight come on top of what the probe measured
+        moments = 2 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        room = (free + in_use) * GPU_MEMORY_SHARE - (peak_small - small * per_chip) - moments
         batch = max(2 * small, min(limit, _floor_pow2(room / per_chip)))
         while batch > 2 * small and _fits(model, task, runtime, train_ds, batch) is None:
             batch //= 2

@@ -93,3 +93,41 @@ def test_automatic_batch_size_on_a_gpu_fits_and_grows(export, tmp_path):
     run_training(config(export, tmp_path / "g", max_epochs=1, batch_size=64, auto_batch_size=True, device="cuda",
                         write_dlpk=False), control=control)
     assert 2 <= control.batch_size <= 64
+
+
+def test_gpu_probe_predicts_the_largest_batch_and_backs_off(monkeypatch):
+    """The GPU probe's arithmetic on a simulated device: memory = base + batch x per chip;
+    a step above the capacity runs out of memory."""
+    import dl_engine.train.batch_size as bs
+
+    gib = 2 ** 30
+    base, per_chip, capacity = 1 * gib, 0.5 * gib, 21 * gib
+    tried = []
+
+    def fits(model, task, runtime, data, batch):
+        tried.append(batch)
+        peak = base + batch * per_chip
+        return None if peak > capacity * 0.9 else int(peak)  # fragmentation: a bit less than predicted fits
+
+    monkeypatch.setattr(bs, "_fits", fits)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (capacity, capacity))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    model = torch.nn.Linear(4, 4)
+
+    class Runtime:
+        device = "cuda:0"
+
+    def probe(limit=64):
+        tried.clear()
+        return bs._probe_gpu(model, None, Runtime(), list(range(1000)), limit, lambda m: None)
+
+    # 0.85 x 21 GiB - 1 GiB leaves room for 33 chips of 0.5 GiB: 32 is tried and fits
+    assert probe() == 32 and tried == [2, 4, 32]
+    assert probe(limit=16) == 16 and tried == [2, 4, 16]  # never above the limit
+    capacity = 10 * gib  # room for 15 chips: the power of two below, 8
+    assert probe() == 8 and tried == [2, 4, 8]
+    # the device claims more free memory than a step can use: the predicted 8 runs out of
+    # memory, the probe halves to 4
+    per_chip, capacity = 1.1 * gib, 8 * gib
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (20 * gib, 20 * gib))
+    assert probe() == 4 and tried == [2, 4, 8]
