@@ -30,7 +30,7 @@ def rows(records: Sequence[TrialRecord], monitor: str) -> List[Dict[str, Any]]:
         out.append({
             "rank": rank if r.status != FAILED else "", "trial": r.name, "phase": s.phase,
             "network": r.model_name, "model_type": s.network, "backbone": s.backbone,
-            "learning_rate": _round(s.learning_rate, 6), "batch_size": r.batch_size or "",
+            "learning_rate": _round(r.learning_rate or s.learning_rate, 6), "batch_size": r.batch_size or "",
             "augmentation": s.augmentation, "metric": monitor.lower(), "value": _round(r.value, 4),
             "valid_loss": _round(r.valid_loss, 4), "epochs": r.epochs, "best_epoch": r.best_epoch or "",
             "seconds": round(r.seconds, 1), "status": r.status, "package": r.dlpk or "", "message": r.message})

@@ -26,6 +26,9 @@ from .trial import FAILED, TrialRecord, TrialSpec, remove_folder, run_trial, tri
 # LR_FACTORS around them.
 DEFAULT_LEARNING_RATE = {"pixel": 2e-3, "detection": 1e-3}
 LR_FACTORS = (0.2, 5.0)
+# An evaluation trial this long (seconds) spends a little of it on the learning-rate finder
+# (40-100 steps) instead of taking the default rate.
+LR_FINDER_SECONDS = 600
 ZIP_RATE = 25e6  # bytes/s deflate reaches on float weights (measured 13 MB/s on a busy 2-core machine, 30 idle)
 
 
@@ -86,8 +89,9 @@ class Search:
         deadline = end - 1.2 * self.write_seconds
         name = trial_name(spec, self.names)
         record = TrialRecord(number=len(self.records) + 1, name=name, spec=spec)
+        rate = "found by the finder" if spec.learning_rate is None else f"{spec.learning_rate:.2g}"
         self.events.log(f"trial {record.number}: {record.model_name} with {spec.backbone}, learning rate "
-                        f"{spec.learning_rate:.2g}, augmentation {spec.augmentation}"
+                        f"{rate}, augmentation {spec.augmentation}"
                         + (f", from {os.path.basename(spec.pretrained_model)}" if spec.pretrained_model else "")
                         + f" ({spec.phase}; {end - t0:.0f} s)")
         if not os.path.isdir(self.work):
@@ -162,6 +166,8 @@ class Search:
                 self.events.warning(f"time is up: {skipped} not evaluated (a trial needs about "
                                     f"{self.min_trial():.0f} s here; give a longer TOTAL_TIME_LIMIT)")
                 break
+            if share >= LR_FINDER_SECONDS and spec.phase == "evaluate":
+                spec.learning_rate = None
             record = self.run_one(spec, share)
             if record is not None:
                 done.append(record)

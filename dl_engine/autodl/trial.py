@@ -33,7 +33,7 @@ COMPLETED, FAILED = "completed", "failed"
 class TrialSpec:
     network: str  # MODEL_TYPE keyword
     backbone: str  # BACKBONE_MODEL keyword
-    learning_rate: float
+    learning_rate: Optional[float]  # None: the learning-rate finder chooses (long evaluation trials)
     augmentation: str = "DEFAULT"  # one of AUGMENTATIONS
     batch_upper: int = 64  # the automatic batch size's ceiling
     phase: str = "evaluate"  # evaluate (BASIC, ADVANCED's first half) or tune
@@ -51,6 +51,7 @@ class TrialRecord:
     epochs: int = 0
     best_epoch: Optional[int] = None  # from 1
     batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None  # the one used (the finder's when the spec left it open)
     seconds: float = 0.0
     folder: Optional[str] = None  # the trial's package folder (None when it failed)
     dlpk: Optional[str] = None
@@ -85,7 +86,7 @@ def train_config(plan: Plan, spec: TrialSpec, folder: str) -> TrainConfig:
     strong = spec.augmentation == "STRONG"
     return TrainConfig(
         in_folder=plan.in_data, out_folder=folder, model_type=spec.network, max_epochs=MAX_EPOCHS,
-        batch_size=max(2, int(spec.batch_upper)), auto_batch_size=True, learning_rate=float(spec.learning_rate),
+        batch_size=max(2, int(spec.batch_upper)), auto_batch_size=True, learning_rate=spec.learning_rate,
         backbone=spec.backbone, pretrained_model=spec.pretrained_model, validation_percentage=c.validation_percentage,
         stop_training=True, freeze=False, augmentation="CUSTOM" if strong else spec.augmentation,
         augmentation_parameters=(STRONG_PIXEL_SPACE if plan.image_space.upper() == "PIXEL_SPACE"
@@ -142,6 +143,7 @@ def run_trial(plan: Plan, record: TrialRecord, folder: str, deadline: float, eve
     record.epochs = len(history)
     record.best_epoch = result.best_epoch + 1 if history else None
     record.batch_size = result.batch_size
+    record.learning_rate = result.learning_rate
     record.status = result.stop_reason or COMPLETED
     record.folder = result.out_folder
     record.dlpk = result.out_model_file or None

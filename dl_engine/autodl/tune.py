@@ -1,7 +1,7 @@
 """ADVANCED's second half: Optuna tunes the two best networks of the first half.
 
 The search space: the network (one of the two), its backbone (BACKBONES), the learning rate
-(LR_FACTORS around the default), the batch size (the largest that fits, or half of it) and
+(LR_FACTORS around the rates the first half used), the batch size (the largest that fits, or half of it) and
 the augmentation strength (NONE, DEFAULT, STRONG). The first half's trials of those networks
 enter the study as finished trials, with their per-epoch curves, so the sampler starts from
 what is known and the median pruner compares new trials with them: a trial whose metric
@@ -34,8 +34,9 @@ def tune(search: Search, evaluated: List[TrialRecord], until: float) -> List[Tri
     if not top:
         search.events.warning("tuning skipped: no network of the first half produced a metric to compare")
         return []
-    lr = DEFAULT_LEARNING_RATE[search.plan.kind]
-    lr_range = (lr * LR_FACTORS[0], lr * LR_FACTORS[1])
+    # around the rates the first half used (the default, or what the finder found)
+    rates = [r.learning_rate or DEFAULT_LEARNING_RATE[search.plan.kind] for r in done if r.spec.network in top]
+    lr_range = (min(rates) * LR_FACTORS[0], max(rates) * LR_FACTORS[1])
     backbones = {n: _backbones(search, n) for n in top}
     space = {"network": optuna.distributions.CategoricalDistribution(top),
              "learning_rate": optuna.distributions.FloatDistribution(*lr_range, log=True),
@@ -108,8 +109,7 @@ def _known(record: TrialRecord, space):
 
     s = record.spec
     params = {"network": s.network, f"backbone_{s.network}": s.backbone.upper(), "augmentation": s.augmentation,
-              "batch_scale": 1.0, "learning_rate": min(max(s.learning_rate, space["learning_rate"].low),
-                                                       space["learning_rate"].high)}
+              "batch_scale": 1.0, "learning_rate": record.learning_rate}
     return optuna.trial.create_trial(params=params, distributions={k: space[k] for k in params}, value=record.value,
                                      intermediate_values={i: v for i, v in enumerate(record.curve) if v is not None})
 
