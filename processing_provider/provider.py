@@ -10,6 +10,7 @@ from .classify_pixels import ClassifyPixelsUsingDeepLearning
 from .detect_objects import DetectObjectsUsingDeepLearning
 from .export_training_data import ExportTrainingDataForDeepLearning
 from .train_deep_learning_model import TrainDeepLearningModel
+from .train_using_autodl import TrainUsingAutoDL
 
 PROVIDER_ID = "deeplearningtools"
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +34,7 @@ class DeepLearningToolsProvider(QgsProcessingProvider):
     ALGORITHMS = (
         ExportTrainingDataForDeepLearning,
         TrainDeepLearningModel,
+        TrainUsingAutoDL,
         ClassifyPixelsUsingDeepLearning,
         DetectObjectsUsingDeepLearning,
         ClassifyObjectsUsingDeepLearning,

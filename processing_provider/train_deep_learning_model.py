@@ -133,16 +133,19 @@ def _paths(value: str):
     return [p.strip().strip('"').strip("'").strip() for p in (value or "").split(";") if p.strip().strip("\"'")]
 
 
-def check_export_folder(path: str) -> str:
-    """The folder as an absolute path, or a QgsProcessingException naming IN_FOLDER."""
-    folder = os.path.abspath(os.path.expanduser(path))
-    accepted = "give the OUT_FOLDER of Export Training Data For Deep Learning, or several separated by ';'"
+def check_export_folder(path: str, parameter: str = "IN_FOLDER",
+                        accepted: str = "give the OUT_FOLDER of Export Training Data For Deep Learning, or several "
+                                        "separated by ';'") -> str:
+    """The folder as an absolute path, or a QgsProcessingException naming ``parameter``."""
+    if not (path or "").strip():
+        raise QgsProcessingException(f"{parameter}: no folder given; {accepted}")
+    folder = os.path.abspath(os.path.expanduser(path.strip()))
     if not os.path.isdir(folder):
-        raise QgsProcessingException(f"IN_FOLDER: folder {path!r} does not exist; {accepted}")
+        raise QgsProcessingException(f"{parameter}: folder {path!r} does not exist; {accepted}")
     # CycleGAN exports are two complete exports, A/ and B/.
     if not any(os.path.isfile(os.path.join(folder, sub, m)) for sub in ("", "A") for m in EXPORT_MARKERS):
         raise QgsProcessingException(
-            f"IN_FOLDER: {path!r} is not a training data export (it holds neither "
+            f"{parameter}: {path!r} is not a training data export (it holds neither "
             f"{' nor '.join(EXPORT_MARKERS)}); {accepted}"
         )
     return folder

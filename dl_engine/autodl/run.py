@@ -54,9 +54,9 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
     table = rows(search.records, plan.monitor)
     best_row = next(row for row in table if row["trial"] == search.best.name)
     elapsed = time.time() - search.start
-    events.log(f"AutoDL done in {elapsed:.0f} s of {plan.seconds:.0f}: {len(search.records)} trial(s); best "
-               f"{best_row['network']} {best_row['backbone']} ({plan.monitor.lower()} {best_row['value']}) → "
-               f"{plan.out_model}; leaderboard {plan.leaderboard}")
+    events.log(f"AutoDL {'canceled' if cancel() else 'done'} after {elapsed:.0f} s of {plan.seconds:.0f}: "
+               f"{len(search.records)} trial(s); best {best_row['network']} {best_row['backbone']} "
+               f"({plan.monitor.lower()} {best_row['value']}) → {plan.out_model}; leaderboard {plan.leaderboard}")
     result = AutoDLResult(out_model_file=plan.out_model, leaderboard=plan.leaderboard, best=best_row, trials=table,
                           evaluated_folder=plan.evaluated if plan.config.save_evaluated_models else None)
     if cancel():

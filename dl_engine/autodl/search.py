@@ -50,7 +50,7 @@ class Search:
 
     def reserve(self) -> float:
         """Kept at the end for the final package."""
-        return 1.0 + 1.5 * self.publish_seconds
+        return 1.0 + 1.2 * self.publish_seconds
 
     def time_left(self, until: Optional[float] = None) -> float:
         end = self.end - self.reserve() if until is None else min(until, self.end - self.reserve())
