@@ -15,7 +15,7 @@ import shutil
 import time
 from typing import Callable, List, Optional
 
-from ..package.writer import _make_dirs, _remove_dirs
+from ..package.writer import make_dirs, remove_dirs
 from ..train.events import Events
 from .leaderboard import ranked, rows, write_csv
 from .plan import Plan
@@ -95,7 +95,7 @@ class Search:
                         + (f", from {os.path.basename(spec.pretrained_model)}" if spec.pretrained_model else "")
                         + f" ({spec.phase}; {end - t0:.0f} s)")
         if not os.path.isdir(self.work):
-            self.created += _make_dirs(self.work)
+            self.created += make_dirs(self.work)
         run_trial(self.plan, record, os.path.join(self.work, name), deadline, self._relay(name), self.cancel,
                   on_epoch)
         self.records.append(record)
@@ -197,7 +197,7 @@ class Search:
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         if self.best is None:
-            _remove_dirs([d for d in self.created if d != self.work])
+            remove_dirs([d for d in self.created if d != self.work])
 
 
 def _weights_bytes(folder: Optional[str]) -> int:

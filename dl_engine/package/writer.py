@@ -44,7 +44,7 @@ def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, l
     the model folder only (AutoDL's trials, zipped later if at all)."""
     name = _check_name(record.name)
     out = os.path.abspath(os.fspath(out_folder))
-    created = _make_dirs(out)
+    created = make_dirs(out)
     staging = os.path.join(out, f".{name}.partial-{os.getpid()}")
     try:
         shutil.rmtree(staging, ignore_errors=True)  # a crashed earlier run of this process id
@@ -56,7 +56,7 @@ def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, l
         _move_into(staging, out, files)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_dirs(created)
+        remove_dirs(created)
         raise
     shutil.rmtree(staging, ignore_errors=True)
     paths = PackagePaths(folder=out, emd=os.path.join(out, f"{name}.emd"), pth=os.path.join(out, f"{name}.pth"),
@@ -143,7 +143,7 @@ def _move_into(staging: str, out: str, files: List[str]) -> None:
         for rel in files:
             src = os.path.join(staging, *rel.split("/"))
             dst = os.path.join(out, *rel.split("/"))
-            created += _make_dirs(os.path.dirname(dst))
+            created += make_dirs(os.path.dirname(dst))
             if os.path.lexists(dst):
                 if os.path.isdir(dst) and not os.path.islink(dst):
                     raise DataError("OUT_FOLDER", f"{dst} is a folder; the model file of that name cannot be written")
@@ -159,11 +159,11 @@ def _move_into(staging: str, out: str, files: List[str]) -> None:
                 os.replace(a, b)
             except OSError:
                 pass
-        _remove_dirs(created)
+        remove_dirs(created)
         raise
 
 
-def _make_dirs(path: str) -> List[str]:
+def make_dirs(path: str) -> List[str]:
     """``os.makedirs``; returns the folders it created, outermost first."""
     missing = []
     p = path
@@ -177,7 +177,7 @@ def _make_dirs(path: str) -> List[str]:
     return list(reversed(missing))
 
 
-def _remove_dirs(created: List[str]) -> None:
+def remove_dirs(created: List[str]) -> None:
     for d in reversed(created):
         try:
             os.rmdir(d)
