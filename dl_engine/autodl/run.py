@@ -1,6 +1,7 @@
 """Train Using AutoDL, end to end: check the input, run the trials within the time budget
-(BASIC: every network with its default backbone; ADVANCED: that in the first half, Optuna
-tuning of the best two in the second), write the best package at OUT_MODEL and the
+(BASIC: every network with its default backbone in the first half, the best of them trained on
+from its weights in the second; ADVANCED: the same first half, Optuna tuning of the best two in
+the second), write the best package at OUT_MODEL and the
 leaderboard. Used by the worker process (``python -m dl_engine autodl``) and in-process.
 
 Cancel (``cancel()`` turning true) ends the running trial as its deadline would (its best
@@ -19,7 +20,7 @@ from ..train.events import Events
 from .config import AutoDLConfig, AutoDLResult
 from .leaderboard import ranked, rows
 from .plan import make_plan
-from .search import Search
+from .search import BASIC_EVALUATION_SHARE, Search
 from .trial import FAILED
 
 
@@ -44,6 +45,9 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
             evaluated = search.evaluate(specs, half)
             if not search.cancel():
                 tune(search, evaluated, search.end)
+        elif len(specs) > 1:
+            search.evaluate(specs, search.start + plan.seconds * BASIC_EVALUATION_SHARE)
+            search.continue_best(search.end)
         else:
             search.evaluate(specs, search.end)
         if search.best is None:

@@ -29,6 +29,11 @@ LR_FACTORS = (0.2, 5.0)
 # An evaluation trial this long (seconds) spends a little of it on the learning-rate finder
 # (40-100 steps) instead of taking the default rate.
 LR_FINDER_SECONDS = 600
+# BASIC with several networks: the share of the budget that evaluates them; the rest continues
+# the best one from its weights (time on one network counts more than the choice of network
+# on small budgets: benchmarks/README.md).
+BASIC_EVALUATION_SHARE = 0.5
+CONTINUE_LR_FACTOR = 0.5  # the continuation's rate: a warm restart, gentler than the first cycle
 ZIP_RATE = 25e6  # bytes/s deflate reaches on float weights (measured 13 MB/s on a busy 2-core machine, 30 idle)
 
 
@@ -155,12 +160,16 @@ class Search:
     # ---- phases --------------------------------------------------------------------------------
 
     def evaluate(self, specs: List[TrialSpec], until: float) -> List[TrialRecord]:
-        """Each spec in turn, sharing the time until ``until`` evenly."""
+        """Each spec in turn, sharing the time until ``until`` evenly. Evaluating every network
+        comes first: when that time is too short for a trial, the trial takes what it needs
+        from the rest of the budget."""
         done = []
         for i, spec in enumerate(specs):
             if self.cancel():
                 break
             share = self.time_left(until) / (len(specs) - i)
+            if share < self.min_trial():
+                share = min(self.min_trial(), self.time_left() / (len(specs) - i))
             if self.records and share < self.min_trial():
                 skipped = ", ".join(get_model_name(s) for s in specs[i:])
                 self.events.warning(f"time is up: {skipped} not evaluated (a trial needs about "
@@ -172,6 +181,19 @@ class Search:
             if record is not None:
                 done.append(record)
         return done
+
+    def continue_best(self, until: float) -> Optional[TrialRecord]:
+        """The best trial trains on from its weights, with a new schedule, until ``until``."""
+        best = self.best
+        if best is None or best.value is None or self.cancel() or self.time_left(until) < self.min_trial():
+            return None
+        emd = os.path.join(best.folder, f"{best.name}.emd")
+        spec = TrialSpec(network=best.spec.network, backbone=best.spec.backbone,
+                         learning_rate=(best.learning_rate or best.spec.learning_rate) * CONTINUE_LR_FACTOR,
+                         augmentation=best.spec.augmentation, batch_upper=best.batch_size or best.spec.batch_upper,
+                         phase="continue", pretrained_model=emd)
+        self.events.log(f"continuing {best.name}, the best of {len(self.records)}, for the time left")
+        return self.run_one(spec, self.time_left(until))
 
     # ---- the end -------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ class TrialSpec:
     learning_rate: Optional[float]  # None: the learning-rate finder chooses (long evaluation trials)
     augmentation: str = "DEFAULT"  # one of AUGMENTATIONS
     batch_upper: int = 64  # the automatic batch size's ceiling
-    phase: str = "evaluate"  # evaluate (BASIC, ADVANCED's first half) or tune
+    phase: str = "evaluate"  # evaluate (the first half), continue (BASIC's second half) or tune (ADVANCED's)
     pretrained_model: Optional[str] = None
 
 
