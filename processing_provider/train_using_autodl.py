@@ -82,7 +82,8 @@ starts from it.</p>
 minutes); the run ends within it. Each network gets a share of it; a longer budget trains longer
 and, in ADVANCED mode, tries more backbones.</p>
 <p><b>AUTODL_MODE</b>: {_list(AUTODL_MODE.keywords)}. <code>BASIC</code> trains every selected network
-with its default backbone and keeps the best. <code>ADVANCED</code> uses the first half of the budget
+with its default backbone in the first half of the budget and the best of them on from its weights
+in the second, and keeps the best. <code>ADVANCED</code> uses the first half of the budget
 to evaluate the networks and the second half to tune the best two (backbones and
 hyper-parameters).</p>
 <p><b>NETWORKS</b> (several may be chosen; none = every network that fits the data): {_list(NETWORKS)}.
