@@ -151,6 +151,21 @@ def check_export_folder(path: str, parameter: str = "IN_FOLDER",
     return folder
 
 
+def check_pretrained_model(path):
+    """PRETRAINED_MODEL as an absolute path (None when empty), or a QgsProcessingException."""
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise QgsProcessingException(
+            f"PRETRAINED_MODEL: file {path!r} does not exist; give a .emd or .dlpk file, or leave it empty"
+        )
+    if os.path.splitext(path)[1].lower() not in (".emd", ".dlpk"):
+        raise QgsProcessingException(
+            f"PRETRAINED_MODEL: {path!r} is not a model; give a .emd or .dlpk file, or leave it empty"
+        )
+    return os.path.abspath(path)
+
+
 def available_model_types():
     """MODEL_TYPE keywords the engine trains, or None when that cannot be asked here (the
     worker's Python may have PyTorch where QGIS's has not: then the worker decides)."""
@@ -295,15 +310,7 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
                 f"VALIDATION_PERCENTAGE: must be a percentage from 0 to below 100; got {validation}"
             )
 
-        pretrained = self.parameterAsFile(parameters, "PRETRAINED_MODEL", context) or None
-        if pretrained:
-            if not os.path.isfile(pretrained):
-                raise QgsProcessingException(f"PRETRAINED_MODEL: file {pretrained!r} does not exist")
-            if os.path.splitext(pretrained)[1].lower() not in (".emd", ".dlpk"):
-                raise QgsProcessingException(
-                    f"PRETRAINED_MODEL: {pretrained!r} is not a model; give a .emd or .dlpk file"
-                )
-            pretrained = os.path.abspath(pretrained)
+        pretrained = check_pretrained_model(self.parameterAsFile(parameters, "PRETRAINED_MODEL", context))
 
         backbone = self.parameterAsString(parameters, "BACKBONE_MODEL", context).strip()
         if not backbone:

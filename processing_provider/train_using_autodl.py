@@ -25,7 +25,7 @@ from qgis.core import (
 )
 
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, keyword_label
-from .train_deep_learning_model import check_export_folder as check_export
+from .train_deep_learning_model import check_export_folder as check_export, check_pretrained_model
 from .worker import WorkerCanceled, run_worker
 
 ALGORITHM_ID = "trainusingautodl"
@@ -289,17 +289,7 @@ class TrainUsingAutoDL(DeepLearningAlgorithm):
         in_data = check_export_folder(self.parameterAsString(parameters, "IN_DATA", context))
         out_model = model_path(self.parameterAsFileOutput(parameters, "OUT_MODEL", context))
 
-        pretrained = self.parameterAsFile(parameters, "PRETRAINED_MODEL", context) or None
-        if pretrained:
-            if not os.path.isfile(pretrained):
-                raise QgsProcessingException(
-                    f"PRETRAINED_MODEL: file {pretrained!r} does not exist; give a .emd or .dlpk file, or leave it empty"
-                )
-            if os.path.splitext(pretrained)[1].lower() not in (".emd", ".dlpk"):
-                raise QgsProcessingException(
-                    f"PRETRAINED_MODEL: {pretrained!r} is not a model; give a .emd or .dlpk file, or leave it empty"
-                )
-            pretrained = os.path.abspath(pretrained)
+        pretrained = check_pretrained_model(self.parameterAsFile(parameters, "PRETRAINED_MODEL", context))
 
         hours = self.parameterAsDouble(parameters, "TOTAL_TIME_LIMIT", context)
         if not hours > 0:
