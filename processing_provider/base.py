@@ -7,6 +7,7 @@
   log line, is-canceled) to a ``QgsProcessingFeedback``.
 """
 
+import traceback
 from typing import List, Sequence, Tuple
 
 from qgis.core import (
@@ -91,6 +92,24 @@ class EngineFeedback:
 
     def is_canceled(self) -> bool:
         return self.feedback is not None and self.feedback.isCanceled()
+
+
+def run_guarded(job, feedback, what: str):
+    """``job()`` (an engine run in a worker) → the algorithm's outputs. A cancel and any fault on
+    our side become a QgsProcessingException with a message (QGIS shows a traceback for any
+    other exception); the traceback of a fault goes to the log only."""
+    from .worker import WorkerCanceled
+
+    try:
+        return job()
+    except WorkerCanceled as canceled:
+        raise QgsProcessingException(str(canceled)) from None
+    except QgsProcessingException:
+        raise
+    except Exception as error:
+        if feedback is not None:
+            feedback.pushDebugInfo(traceback.format_exc())
+        raise QgsProcessingException(f"{what} failed: {type(error).__name__}: {error}") from None
 
 
 class DeepLearningAlgorithm(QgsProcessingAlgorithm):

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import tempfile
-import traceback
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from qgis.core import (
@@ -34,7 +33,7 @@ from qgis.core import (
 )
 
 from . import layer_inputs
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
 from .worker import WorkerCanceled, run_worker
 
 MODEL_EXTENSIONS = (".emd", ".dlpk")
@@ -186,15 +185,7 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
         return run_inference(config, feedback, what=self.displayName())
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        try:
-            return self.infer(parameters, context, feedback)
-        except WorkerCanceled as canceled:
-            raise QgsProcessingException(str(canceled)) from None  # a message, not a traceback
-        except QgsProcessingException:
-            raise
-        except Exception as error:  # a fault on our side: a message, the traceback only in the log
-            feedback.pushDebugInfo(traceback.format_exc())
-            raise QgsProcessingException(f"{self.displayName()} failed: {type(error).__name__}: {error}") from None
+        return run_guarded(lambda: self.infer(parameters, context, feedback), feedback, self.displayName())
 
     def infer(self, parameters, context, feedback):  # pragma: no cover - every algorithm has its own
         raise NotImplementedError

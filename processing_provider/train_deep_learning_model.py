@@ -10,7 +10,6 @@ arrive naming the parameter.
 import json
 import os
 import tempfile
-import traceback
 
 from qgis.core import (
     QgsProcessingException,
@@ -23,8 +22,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced
-from .worker import WorkerCanceled, run_worker
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
+from .worker import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
 EXPORT_MARKERS = ("esri_model_definition.emd", "map.txt")  # what every export folder holds
@@ -357,12 +356,4 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
         self.check_model_type(config.model_type)
         if feedback.isCanceled():
             raise QgsProcessingException("Training canceled before it started")
-        try:
-            return run_training(config, feedback)
-        except WorkerCanceled as canceled:
-            raise QgsProcessingException(str(canceled)) from None  # a message, not a traceback
-        except QgsProcessingException:
-            raise
-        except Exception as error:  # a fault on our side: a message, the traceback only in the log
-            feedback.pushDebugInfo(traceback.format_exc())
-            raise QgsProcessingException(f"Training failed: {type(error).__name__}: {error}") from None
+        return run_guarded(lambda: run_training(config, feedback), feedback, "Training")

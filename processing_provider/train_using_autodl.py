@@ -11,7 +11,6 @@ else are checked by the engine, whose errors arrive naming the parameter.
 import csv
 import os
 import tempfile
-import traceback
 
 from qgis.core import (
     QgsProcessingException,
@@ -24,9 +23,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, keyword_label
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, keyword_label, run_guarded
 from .train_deep_learning_model import check_export_folder as check_export, check_pretrained_model
-from .worker import WorkerCanceled, run_worker
+from .worker import run_worker
 
 ALGORITHM_ID = "trainusingautodl"
 WHAT = "AutoDL"  # how the runner's messages name the job ("AutoDL canceled: …")
@@ -314,12 +313,4 @@ class TrainUsingAutoDL(DeepLearningAlgorithm):
         config = self.build_config(parameters, context, feedback)
         if feedback.isCanceled():
             raise QgsProcessingException("AutoDL canceled before it started; nothing was written")
-        try:
-            return run_autodl(config, feedback)
-        except WorkerCanceled as canceled:
-            raise QgsProcessingException(str(canceled)) from None  # a message, not a traceback
-        except QgsProcessingException:
-            raise
-        except Exception as error:  # a fault on our side: a message, the traceback only in the log
-            feedback.pushDebugInfo(traceback.format_exc())
-            raise QgsProcessingException(f"AutoDL failed: {type(error).__name__}: {error}") from None
+        return run_guarded(lambda: run_autodl(config, feedback), feedback, "AutoDL")
