@@ -209,9 +209,9 @@ class Search:
             for r in kept:
                 r.folder = os.path.join(self.plan.evaluated, r.name)
                 r.dlpk = os.path.join(r.folder, f"{r.name}.dlpk")
-        else:
+        else:  # the others go with the working folder; the best is OUT_MODEL
             for r in self.records:
-                r.dlpk = None  # removed with the working folder
+                r.dlpk = self.plan.out_model if r is self.best else None
         if self.best is not None:
             self.publish()
         write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))

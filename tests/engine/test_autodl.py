@@ -58,6 +58,7 @@ def test_basic_keeps_the_budget_and_ranks_every_network(export, tmp_path):
     values = [float(r["value"]) for r in board]
     assert values == sorted(values, reverse=True) and 0 < values[0] <= 1
     assert all(int(r["epochs"]) >= 1 and int(r["batch_size"]) >= 2 for r in board)
+    assert [r["package"] for r in board] == [str(out)] + [""] * (len(board) - 1)
     # the second half trains the best evaluated network on from its weights
     continued = [r for r in board if r["phase"] == "continue"]
     assert len(continued) <= 1 and len(board) == 2 + len(continued)
