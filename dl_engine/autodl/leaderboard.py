@@ -9,7 +9,7 @@ import io
 import os
 from typing import Any, Dict, List, Sequence
 
-from .trial import FAILED, TrialRecord
+from .trial import TrialRecord
 
 COLUMNS = ("rank", "trial", "phase", "network", "model_type", "backbone", "learning_rate", "batch_size",
            "augmentation", "metric", "value", "valid_loss", "epochs", "best_epoch", "seconds", "status", "package",
@@ -17,9 +17,9 @@ COLUMNS = ("rank", "trial", "phase", "network", "model_type", "backbone", "learn
 
 
 def ranked(records: Sequence[TrialRecord]) -> List[TrialRecord]:
-    """Best first: the highest metric; trials without a value, then failed ones, last."""
+    """Best first: the highest metric; trials without a value, then failed and skipped ones, last."""
     def key(r: TrialRecord):
-        return (r.status == FAILED, r.value is None, -(r.value or 0.0), r.number)
+        return (not r.trained, r.value is None, -(r.value or 0.0), r.number)
     return sorted(records, key=key)
 
 
@@ -28,7 +28,7 @@ def rows(records: Sequence[TrialRecord], monitor: str) -> List[Dict[str, Any]]:
     for rank, r in enumerate(ranked(records), 1):
         s = r.spec
         out.append({
-            "rank": rank if r.status != FAILED else "", "trial": r.name, "phase": s.phase,
+            "rank": rank if r.trained else "", "trial": r.name, "phase": s.phase,
             "network": r.model_name, "model_type": s.network, "backbone": s.backbone,
             "learning_rate": _round(r.learning_rate or s.learning_rate, 6), "batch_size": r.batch_size or "",
             "augmentation": s.augmentation, "metric": monitor.lower(), "value": _round(r.value, 4),

@@ -58,13 +58,14 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
     table = rows(search.records, plan.monitor)
     best_row = next(row for row in table if row["trial"] == search.best.name)
     elapsed = time.time() - search.start
+    trained = sum(r.trained for r in search.records)
     events.log(f"AutoDL {'canceled' if cancel() else 'done'} after {elapsed:.0f} s of {plan.seconds:.0f}: "
-               f"{len(search.records)} trial(s); best {best_row['network']} {best_row['backbone']} "
+               f"{trained} trial(s); best {best_row['network']} {best_row['backbone']} "
                f"({plan.monitor.lower()} {best_row['value']}) → {plan.out_model}; leaderboard {plan.leaderboard}")
     result = AutoDLResult(out_model_file=plan.out_model, leaderboard=plan.leaderboard, best=best_row, trials=table,
                           evaluated_folder=plan.evaluated if plan.config.save_evaluated_models else None)
     if cancel():
-        raise AutoDLCanceled(f"AutoDL canceled after {len(search.records)} trial(s); the best model so far "
+        raise AutoDLCanceled(f"AutoDL canceled after {trained} trial(s); the best model so far "
                              f"({best_row['network']} {best_row['backbone']}, {plan.monitor.lower()} "
                              f"{best_row['value']}) is {plan.out_model}; leaderboard: {plan.leaderboard}")
     events.progress(100.0, "done")

@@ -20,7 +20,7 @@ from ..train.events import Events
 from .leaderboard import ranked, rows, write_csv
 from .plan import Plan
 from .publish import publish_best
-from .trial import FAILED, TrialRecord, TrialSpec, remove_folder, run_trial, trial_name
+from .trial import FAILED, SKIPPED, TrialRecord, TrialSpec, remove_folder, run_trial, trial_name
 
 # Learning rates of the evaluation trials (AdamW, one-cycle); the tuning phase searches
 # LR_FACTORS around them.
@@ -121,7 +121,7 @@ class Search:
     def _keep(self, record: TrialRecord) -> None:
         """Tracks the best; the other trials' folders are kept only when asked for."""
         if self.best is None or (record.value is not None
-                                 and ranked([r for r in self.records if r.status != FAILED])[0] is record):
+                                 and ranked([r for r in self.records if r.trained])[0] is record):
             old, self.best = self.best, record
             self.publish_seconds = _weights_bytes(record.folder) / ZIP_RATE
             self.events.log(f"best so far: {record.name}")
@@ -171,9 +171,7 @@ class Search:
             if share < self.min_trial():
                 share = min(self.min_trial(), self.time_left() / (len(specs) - i))
             if self.records and share < self.min_trial():
-                skipped = ", ".join(get_model_name(s) for s in specs[i:])
-                self.events.warning(f"time is up: {skipped} not evaluated (a trial needs about "
-                                    f"{self.min_trial():.0f} s here; give a longer TOTAL_TIME_LIMIT)")
+                self._skip(specs[i:])
                 break
             if share >= LR_FINDER_SECONDS and spec.phase == "evaluate":
                 spec.learning_rate = None
@@ -181,6 +179,15 @@ class Search:
             if record is not None:
                 done.append(record)
         return done
+
+    def _skip(self, specs: List[TrialSpec]) -> None:
+        """Networks no time was left for: a warning, and leaderboard rows that say so."""
+        self.events.warning(f"time is up: {', '.join(get_model_name(s) for s in specs)} not evaluated (a trial "
+                            f"needs about {self.min_trial():.0f} s here; give a longer TOTAL_TIME_LIMIT)")
+        for spec in specs:
+            self.records.append(TrialRecord(number=len(self.records) + 1, name=trial_name(spec, self.names),
+                                            spec=spec, status=SKIPPED, message="no time left to evaluate it"))
+        write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))
 
     def continue_best(self, until: float) -> Optional[TrialRecord]:
         """The best trial trains on from its weights, with a new schedule, until ``until``."""
@@ -192,7 +199,8 @@ class Search:
                          learning_rate=(best.learning_rate or best.spec.learning_rate) * CONTINUE_LR_FACTOR,
                          augmentation=best.spec.augmentation, batch_upper=best.batch_size or best.spec.batch_upper,
                          phase="continue", pretrained_model=emd)
-        self.events.log(f"continuing {best.name}, the best of {len(self.records)}, for the time left")
+        self.events.log(f"continuing {best.name}, the best of {sum(r.trained for r in self.records)}, for the "
+                        "time left")
         return self.run_one(spec, self.time_left(until))
 
     # ---- the end -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ STRONG_MAP_SPACE = "dihedral; zoom 1,1.25 0.5; brightness 0.4,0.6 0.5; contrast 
 STRONG_PIXEL_SPACE = "zoom 1,1.25 0.5; brightness 0.4,0.6 0.5; contrast 0.8,1.25 0.5"
 
 # statuses in the leaderboard
-COMPLETED, FAILED = "completed", "failed"
+COMPLETED, FAILED, SKIPPED = "completed", "failed", "skipped"  # skipped: no time was left for it
 
 
 @dataclass
@@ -59,6 +59,10 @@ class TrialRecord:
     curve: List[Optional[float]] = field(default_factory=list)  # the ranking metric per epoch
     setup_seconds: float = 0.0  # from start to the first epoch
     write_seconds: float = 0.0  # from the end of training to the package
+
+    @property
+    def trained(self) -> bool:
+        return self.status not in (FAILED, SKIPPED)
 
     @property
     def model_name(self) -> str:

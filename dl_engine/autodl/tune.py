@@ -25,7 +25,7 @@ def tune(search: Search, evaluated: List[TrialRecord], until: float) -> List[Tri
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    done = [r for r in ranked(evaluated) if r.status != FAILED and r.value is not None]
+    done = [r for r in ranked(evaluated) if r.trained and r.value is not None]
     top: List[str] = []
     for r in done:
         if r.spec.network not in top:

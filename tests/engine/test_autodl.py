@@ -14,9 +14,9 @@ from classifier_helpers import feature_export
 from train_helpers import learnable_export
 
 from dl_engine.autodl.config import AutoDLConfig
-from dl_engine.autodl.leaderboard import ranked
+from dl_engine.autodl.leaderboard import ranked, rows
 from dl_engine.autodl.run import AutoDLCanceled, run_autodl
-from dl_engine.autodl.trial import FAILED, TrialRecord, TrialSpec
+from dl_engine.autodl.trial import FAILED, SKIPPED, TrialRecord, TrialSpec
 from dl_engine.data.errors import DataError
 from dl_engine.package.reader import open_package
 from dl_engine.train.events import Events
@@ -205,9 +205,24 @@ def test_ranking_puts_the_best_metric_first_and_failures_last():
     def rec(n, value, status="completed"):
         return TrialRecord(number=n, name=f"t{n}", spec=TrialSpec("UNET", "RESNET18", 1e-3), value=value,
                            status=status)
-    order = [r.number for r in ranked([rec(1, 0.5), rec(2, None, FAILED), rec(3, 0.7), rec(4, None),
-                                       rec(5, 0.6, "pruned")])]
-    assert order == [3, 5, 1, 4, 2]
+    records = [rec(1, 0.5), rec(2, None, FAILED), rec(3, 0.7), rec(4, None), rec(5, 0.6, "pruned"),
+               rec(6, None, SKIPPED)]
+    assert [r.number for r in ranked(records)] == [3, 5, 1, 4, 2, 6]
+    table = rows(records, "MIOU")
+    assert [row["rank"] for row in table] == [1, 2, 3, 4, "", ""]
+    assert table[-1]["status"] == "skipped"
+
+
+def test_networks_without_time_are_listed_as_skipped(export, tmp_path):
+    out = tmp_path / "k.dlpk"
+    # 12 s for three networks: the first trial runs (it always does), no time is left for the others
+    result = run_autodl(config(export, out, networks=["UnetClassifier", "PSPNetClassifier", "DeepLab"],
+                               total_time_limit=12 / 3600))
+    board = read_board(result.leaderboard)
+    assert board[0]["rank"] == "1" and board[0]["status"] != "skipped"
+    skipped = [r for r in board if r["status"] == "skipped"]
+    assert skipped and all(r["rank"] == "" and r["epochs"] == "0" and "no time" in r["message"] for r in skipped)
+    assert {r["network"] for r in board} == {"UnetClassifier", "PSPNetClassifier", "DeepLab"}
 
 
 def test_every_trial_failing_is_named_and_leaves_nothing(export, tmp_path, monkeypatch):
