@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+from machine_load import run_measured, wait_idle  # benchmarks/, beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO]
@@ -232,29 +234,6 @@ def _num(v):
 
 # ---- the parent ---------------------------------------------------------------------------------
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has been busy (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + sum(v[5:8])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_seconds() -> float:
-    import resource
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def wait_idle(limit_s: float) -> None:
-    """Wait (up to ``limit_s``) until other jobs leave the CPUs about idle."""
-    t_end = time.monotonic() + limit_s
-    while time.monotonic() < t_end:
-        b0 = _busy_cpu_seconds()
-        time.sleep(1.0)
-        if _busy_cpu_seconds() - b0 < 0.3:
-            return
-
-
 def in_child(a, run: str, mode: str = "") -> dict:
     if a.wait_idle:
         wait_idle(a.wait_idle)
@@ -266,16 +245,14 @@ def in_child(a, run: str, mode: str = "") -> dict:
         cmd.append("-v")
     label = "baseline UNET RESNET34" if run == "baseline" else f"AutoDL {mode}"
     print(f"-- {label}: budget {a.minutes * 60:.0f} s", file=sys.stderr, flush=True)
-    b0, c0, t0 = _busy_cpu_seconds(), _children_cpu_seconds(), time.monotonic()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: the run's log, as it goes
-    wall = time.monotonic() - t0
+    p, wall, others = run_measured(cmd, stdout=subprocess.PIPE, text=True)  # stderr: the run's log, as it goes
     lines = p.stdout.strip().splitlines()
     try:
         out = json.loads(lines[-1])
     except (IndexError, ValueError):
         out = {"run": run, "mode": mode, "error": f"child exited {p.returncode} without a result"}
     out["process_s"] = wall  # the whole child: start, imports, run, evaluation
-    out["others"] = max(0.0, ((_busy_cpu_seconds() - b0) - (_children_cpu_seconds() - c0)) / wall)
+    out["others"] = others
     out["label"] = label
     return out
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+from machine_load import run_measured, wait_idle  # benchmarks/, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -174,30 +175,6 @@ def child_run(a) -> dict:
             "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(), "out_mb": size_mb, "device": result.device}
 
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine has been busy (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    busy = v[0] + v[1] + v[2] + sum(v[5:8])  # user nice system irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_seconds() -> float:
-    import resource
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def wait_idle(limit_s: float) -> None:
-    """Wait (up to ``limit_s``) until other jobs leave the CPUs about idle."""
-    t_end = time.monotonic() + limit_s
-    while time.monotonic() < t_end:
-        b0 = _busy_cpu_seconds()
-        time.sleep(1.0)
-        if _busy_cpu_seconds() - b0 < 0.3:
-            return
-
-
 def in_child(args, extra) -> dict:
     if args.wait_idle:
         wait_idle(args.wait_idle)
@@ -206,15 +183,12 @@ def in_child(args, extra) -> dict:
         "--precision", args.precision, "--model", args.model, "--seconds", str(args.seconds)]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
-    b0, c0, t0 = _busy_cpu_seconds(), _children_cpu_seconds(), time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.monotonic() - t0
+    p, _, others = run_measured(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-4000:])
         raise SystemExit(f"measurement failed: {' '.join(extra)}")
     out = json.loads(p.stdout.strip().splitlines()[-1])
-    # cores other jobs used meanwhile: above ~0.3 the figure was slowed down by them
-    out["others"] = max(0.0, ((_busy_cpu_seconds() - b0) - (_children_cpu_seconds() - c0)) / wall)
+    out["others"] = others  # cores other jobs used meanwhile: above ~0.3 they slowed the figure down
     return out
 
 

@@ -40,10 +40,14 @@ class Plan:
         return os.path.splitext(os.path.basename(self.out_model))[0]
 
 
+def autodl_networks() -> List[ModelSpec]:
+    """Every network of this version of a kind AutoDL trains (pixel classification, detection)."""
+    return [spec for spec in map(get_spec, model_types()) if spec.kind in KINDS]
+
+
 def networks_for(data_format: str) -> List[ModelSpec]:
     """Every network of this version that AutoDL can train on ``data_format``."""
-    return [get_spec(k) for k in model_types()
-            if get_spec(k).kind in KINDS and data_format in get_spec(k).formats]
+    return [spec for spec in autodl_networks() if data_format in spec.formats]
 
 
 def make_plan(config: AutoDLConfig) -> Plan:
@@ -121,12 +125,7 @@ def _networks(names: List[str], fmt: str, fitting: List[ModelSpec]) -> List[Mode
         raise DataError("IN_DATA", f"no network of this version trains on {fmt}")
     if not names:
         return fitting
-    known = {}
-    for k in model_types():
-        spec = get_spec(k)
-        if spec.kind in KINDS:
-            known[spec.keyword.lower()] = spec
-            known[spec.model_name.lower()] = spec
+    known = {name.lower(): spec for spec in autodl_networks() for name in (spec.keyword, spec.model_name)}
     chosen: List[ModelSpec] = []
     unknown, misfits = [], []
     for name in names:

@@ -20,7 +20,7 @@ from ..train.events import Events
 from .leaderboard import ranked, rows, write_csv
 from .plan import Plan
 from .publish import publish_best
-from .trial import FAILED, SKIPPED, TrialRecord, TrialSpec, remove_folder, run_trial, trial_name
+from .trial import FAILED, SKIPPED, TrialRecord, TrialSpec, model_name, remove_folder, run_trial, trial_name
 
 # Learning rates of the evaluation trials (AdamW, one-cycle); the tuning phase searches
 # LR_FACTORS around them.
@@ -69,9 +69,9 @@ class Search:
 
     # ---- trials --------------------------------------------------------------------------------
 
-    def default_spec(self, network, phase: str = "evaluate") -> TrialSpec:
+    def default_spec(self, network) -> TrialSpec:
         spec = TrialSpec(network=network.keyword, backbone=network.default_backbone,
-                         learning_rate=DEFAULT_LEARNING_RATE[self.plan.kind], phase=phase,
+                         learning_rate=DEFAULT_LEARNING_RATE[self.plan.kind],
                          batch_upper=int(self.plan.config.max_batch_size))
         return self.with_pretrained(spec)
 
@@ -115,7 +115,7 @@ class Search:
                             f"{record.epochs} epoch(s), batch size {record.batch_size}, {record.seconds:.0f} s"
                             + (f" ({record.status})" if record.status != "completed" else ""))
             self._keep(record)
-        write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))
+        self._write_leaderboard()
         return record
 
     def _keep(self, record: TrialRecord) -> None:
@@ -132,8 +132,14 @@ class Search:
 
     def publish(self) -> None:
         t0 = time.time()
-        publish_best(self.best, self.plan, rows(self.records, self.plan.monitor), self.work)
+        publish_best(self.best, self.plan, self._table(), self.work)
         self.events.log(f"best model written in {time.time() - t0:.1f} s: {self.plan.out_model}")
+
+    def _table(self):
+        return rows(self.records, self.plan.monitor)
+
+    def _write_leaderboard(self) -> None:
+        write_csv(self.plan.leaderboard, self._table())
 
     def _learn_times(self, record: TrialRecord) -> None:
         if record.setup_seconds:
@@ -182,12 +188,12 @@ class Search:
 
     def _skip(self, specs: List[TrialSpec]) -> None:
         """Networks no time was left for: a warning, and leaderboard rows that say so."""
-        self.events.warning(f"time is up: {', '.join(get_model_name(s) for s in specs)} not evaluated (a trial "
+        self.events.warning(f"time is up: {', '.join(model_name(s.network) for s in specs)} not evaluated (a trial "
                             f"needs about {self.min_trial():.0f} s here; give a longer TOTAL_TIME_LIMIT)")
         for spec in specs:
             self.records.append(TrialRecord(number=len(self.records) + 1, name=trial_name(spec, self.names),
                                             spec=spec, status=SKIPPED, message="no time left to evaluate it"))
-        write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))
+        self._write_leaderboard()
 
     def continue_best(self, until: float) -> Optional[TrialRecord]:
         """The best trial trains on from its weights, with a new schedule, until ``until``."""
@@ -210,7 +216,6 @@ class Search:
         with the whole leaderboard; the working folder removed."""
         kept = [r for r in self.records if r.folder and os.path.isdir(r.folder)]
         if self.plan.config.save_evaluated_models and kept:
-            shutil.rmtree(os.path.join(self.work, f".publish-{os.getpid()}"), ignore_errors=True)
             if os.path.isdir(self.plan.evaluated):
                 shutil.rmtree(self.plan.evaluated)
             os.replace(self.work, self.plan.evaluated)
@@ -222,7 +227,7 @@ class Search:
                 r.dlpk = self.plan.out_model if r is self.best else None
         if self.best is not None:
             self.publish()
-        write_csv(self.plan.leaderboard, rows(self.records, self.plan.monitor))
+        self._write_leaderboard()
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
@@ -235,8 +240,3 @@ def _weights_bytes(folder: Optional[str]) -> int:
         return 0
     return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith(".pth"))
 
-
-def get_model_name(spec: TrialSpec) -> str:
-    from ..models.registry import get_spec
-
-    return get_spec(spec.network).model_name

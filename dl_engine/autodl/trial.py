@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 from ..data.errors import DataError
@@ -66,7 +66,12 @@ class TrialRecord:
 
     @property
     def model_name(self) -> str:
-        return get_spec(self.spec.network).model_name
+        return model_name(self.spec.network)
+
+
+def model_name(network: str) -> str:
+    """arcgis.learn's class name of a MODEL_TYPE keyword (UNET → UnetClassifier)."""
+    return get_spec(network).model_name
 
 
 def trial_name(spec: TrialSpec, taken: set) -> str:
@@ -76,7 +81,7 @@ def trial_name(spec: TrialSpec, taken: set) -> str:
         backbone = resolve_backbone(spec.backbone)[0]
     except DataError:
         backbone = spec.backbone.lower()
-    base = f"AutoDL_{get_spec(spec.network).model_name}_{backbone}".replace(":", "_").replace("/", "_")
+    base = f"AutoDL_{model_name(spec.network)}_{backbone}".replace(":", "_").replace("/", "_")
     name, n = base, 1
     while name.lower() in taken:
         n += 1
@@ -119,8 +124,8 @@ def run_trial(plan: Plan, record: TrialRecord, folder: str, deadline: float, eve
         control = TrainControl(deadline=deadline, stop=stop, on_epoch=_curve_hook(record, on_epoch))
         record.curve = []
         try:
-            result = run_training(train_config(plan, TrialSpec(**{**spec.__dict__, "batch_upper": attempt_batch}),
-                                               folder), events, control=control)
+            result = run_training(train_config(plan, replace(spec, batch_upper=attempt_batch), folder), events,
+                                  control=control)
             break
         except TrainingCanceled:
             raise

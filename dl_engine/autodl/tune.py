@@ -14,7 +14,7 @@ from typing import List
 
 from .leaderboard import ranked
 from .search import DEFAULT_LEARNING_RATE, LR_FACTORS, Search
-from .trial import AUGMENTATIONS, FAILED, TrialRecord, TrialSpec
+from .trial import AUGMENTATIONS, FAILED, TrialRecord, TrialSpec, model_name
 
 BACKBONES = ("RESNET18", "RESNET34", "RESNET50", "EFFICIENTNET_B0", "MOBILENET_V2", "DENSENET121", "CONVNEXT_TINY")
 BATCH_SCALES = (1.0, 0.5)
@@ -53,7 +53,7 @@ def tune(search: Search, evaluated: List[TrialRecord], until: float) -> List[Tri
     for r in done:
         if r.spec.network in top:
             study.add_trial(_known(r, space))
-    search.events.log(f"tuning {', '.join(_name(n) for n in top)}: backbones, learning rate, batch size and augmentation with Optuna")
+    search.events.log(f"tuning {', '.join(model_name(n) for n in top)}: backbones, learning rate, batch size and augmentation with Optuna")
 
     planned = max(2, len(search.plan.networks))
     share = search.time_left(until) / planned
@@ -84,12 +84,6 @@ def tune(search: Search, evaluated: List[TrialRecord], until: float) -> List[Tri
         else:
             study.tell(trial, record.value)
     return tuned
-
-
-def _name(keyword: str) -> str:
-    from ..models.registry import get_spec
-
-    return get_spec(keyword).model_name
 
 
 def _backbones(search: Search, network: str) -> List[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 # stop reasons, as the leaderboard shows them
-TIME_LIMIT, STOPPED, PRUNED = "time limit", "stopped", "pruned"
+TIME_LIMIT, STOPPED, PRUNED, EARLY_STOPPING = "time limit", "stopped", "pruned", "early stopping"
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainControl:
     batch_size: Optional[int] = None  # the batch size used (the automatic one where asked)
     training_started: Optional[float] = None  # time.time() when the first epoch began
     training_ended: Optional[float] = None  # time.time() when the loop ended (package writing follows)
-    stop_reason: str = ""  # TIME_LIMIT, STOPPED, PRUNED, "early stopping" or ""
+    stop_reason: str = ""  # TIME_LIMIT, STOPPED, PRUNED, EARLY_STOPPING or ""
 
     def time_left(self, now: Optional[float] = None) -> Optional[float]:
         if self.deadline is None:

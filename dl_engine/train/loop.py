@@ -19,7 +19,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import schedule
-from .control import PRUNED, STOPPED, TIME_LIMIT, TrainControl
+from .control import EARLY_STOPPING, PRUNED, STOPPED, TIME_LIMIT, TrainControl
 from .distributed import Dist
 from .events import Events
 from .loader import to_device
@@ -40,8 +40,11 @@ class FitState:
     best_metrics: Dict[str, Any] = field(default_factory=dict)
     history: List[Dict[str, Any]] = field(default_factory=list)
     stale: int = 0  # epochs since the monitored value last improved
-    stopped_early: bool = False
-    stop_reason: str = ""  # why the loop ended before max_epochs ("early stopping", control.TIME_LIMIT, …)
+    stop_reason: str = ""  # why the loop ended before max_epochs (control.EARLY_STOPPING, TIME_LIMIT, …)
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason == EARLY_STOPPING
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Trainer:
                                device=self.runtime.description)
             if (self.s.stop_training and not state.stop_reason and state.stale >= self.s.patience
                     and state.epoch < self.s.max_epochs):
-                state.stopped_early, state.stop_reason = True, "early stopping"
+                state.stop_reason = EARLY_STOPPING
                 self.events.log(f"early stopping: {self.s.monitor.lower()} has not improved for {state.stale} "
                                 f"epochs; keeping epoch {state.best_epoch + 1}")
             if not state.stop_reason and self.control.on_epoch is not None and self.control.on_epoch(

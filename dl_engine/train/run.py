@@ -48,10 +48,8 @@ class TrainResult:
     history: List[Dict[str, Any]] = field(default_factory=list)
     learning_rate: float = 0.0
     best_epoch: int = 0
-    monitor: str = "VALID_LOSS"
-    best_value: Optional[float] = None  # the monitored value at the best epoch
     batch_size: int = 0
-    stop_reason: str = ""  # "", "early stopping", or control.TIME_LIMIT / STOPPED / PRUNED
+    stop_reason: str = ""  # "" or control.EARLY_STOPPING / TIME_LIMIT / STOPPED / PRUNED
 
 
 def run_training(config: TrainConfig, events: Optional[Events] = None,
@@ -316,8 +314,8 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
                                 config.out_folder, log=events.log, dlpk=config.write_dlpk)
     return TrainResult(out_model_file=str(paths.dlpk), out_folder=os.path.abspath(config.out_folder),
                        emd=str(paths.emd), metrics=_plain_metrics(metrics), history=state.history,
-                       learning_rate=float(learning_rate), best_epoch=state.best_epoch, monitor=plan["monitor"],
-                       best_value=state.best, batch_size=batch, stop_reason=state.stop_reason)
+                       learning_rate=float(learning_rate), best_epoch=state.best_epoch, batch_size=batch,
+                       stop_reason=state.stop_reason)
 
 
 def _sample_results(model, task, runtime, valid_ds, td) -> list:
