@@ -132,7 +132,7 @@ def evaluate(dlpk: str, raster: str, footprints: str, device: str, out_tif: str)
 def _events(label: str, verbose: bool, seen: dict):
     """Log lines (and with -v every epoch) on stderr, prefixed with the run; the device line
     is kept in ``seen``."""
-    from dl_engine.train import Events
+    from dl_engine.events import Events
 
     def sink(e: dict) -> None:
         kind = e.get("event")

@@ -125,7 +125,7 @@ def child_forward(a) -> dict:
     import torch
     from dl_engine.infer.model import load_model
     from dl_engine.infer.predictor import Predictor
-    from dl_engine.train.device import choose_runtime
+    from dl_engine.runtime import choose_runtime
 
     runtime = choose_runtime(a.device, a.precision)
     predictor = Predictor(load_model(a.model, "classify_pixels"), runtime)

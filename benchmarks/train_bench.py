@@ -87,9 +87,9 @@ def measure(args, precision: str, model_type: str, backbone: str):
     import torch
     from dl_engine.data import DataConfig, prepare_data
     from dl_engine.models.registry import BuildContext, get_spec
-    from dl_engine.train.device import choose_runtime
+    from dl_engine.runtime import choose_runtime
     from dl_engine.train.loader import default_workers, make_loader
-    from dl_engine.train.tasks import task_for
+    from dl_engine.train.families import task_for
 
     spec = get_spec(model_type)
     export = build_export(args.tile, spec.kind)
@@ -122,7 +122,8 @@ def _repeat(batch):
 
 def run_training_figure(args, precision: str, epochs: int = 1, out_name: str = "run"):
     import shutil
-    from dl_engine.train import Events, TrainConfig
+    from dl_engine.events import Events
+from dl_engine.train import TrainConfig
     from dl_engine.train.run import run_training
     seen = []
     out = os.path.join(OUT, "train_runs", out_name)

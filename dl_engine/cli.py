@@ -9,9 +9,8 @@ import json
 import sys
 from typing import List, Optional
 
-from .export import (IMAGE_FORMATS, METADATA_FORMATS, REFERENCE_SYSTEMS, ExportCanceled, ExportConfig, ExportError,
-                     RasterLabels, VectorLabels, run_export)
-from .export.geojson_labels import read_geojson_labels
+from .errors import Canceled, InputError
+from .export import IMAGE_FORMATS, METADATA_FORMATS, REFERENCE_SYSTEMS, ExportConfig, RasterLabels, VectorLabels
 
 
 def _export_parser(sub) -> None:
@@ -37,6 +36,9 @@ def _export_parser(sub) -> None:
 
 
 def _run_export(a) -> int:
+    from .export import run_export  # rasterio loads only for an export
+    from .export.geojson_labels import read_geojson_labels
+
     labels = None
     if a.labels:
         wkb, values, classes = read_geojson_labels(a.labels, a.raster, a.class_field, a.buffer_radius)
@@ -60,27 +62,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dl_engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _export_parser(sub)
-    from .train.worker import add_parser as _train_parser  # torch is imported only when training runs
+    from .train.cli import add_parser as _train_parser  # torch is imported only when training runs
     _train_parser(sub)
-    from .infer.worker import add_parser as _infer_parser  # likewise: torch loads when inference runs
+    from .infer.cli import add_parser as _infer_parser  # likewise: torch loads when inference runs
     _infer_parser(sub)
-    from .autodl.worker import add_parser as _autodl_parser
+    from .autodl.cli import add_parser as _autodl_parser
     _autodl_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "train":
-        from .train.worker import run as _run_train
+        from .train.cli import run as _run_train
         return _run_train(args)
     if args.command == "autodl":
-        from .autodl.worker import run as _run_autodl
+        from .autodl.cli import run as _run_autodl
         return _run_autodl(args)
     if args.command == "infer":
-        from .infer.worker import run as _run_infer
+        from .infer.cli import run as _run_infer
         return _run_infer(args)
     try:
         return _run_export(args)
-    except ExportError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ExportCanceled, KeyboardInterrupt):
+    except (Canceled, KeyboardInterrupt):
         print("canceled: nothing was written", file=sys.stderr)
         return 130

@@ -26,7 +26,7 @@ from qgis.core import (
 )
 
 from ..processing_provider.train_deep_learning_model import TrainDeepLearningModel, run_training
-from ..processing_provider.worker import WorkerCanceled
+from dl_engine.errors import Canceled
 
 LOG_TAG = "Deep learning tools"
 
@@ -97,7 +97,7 @@ class TrainModelTask(QgsTask):
         try:
             self.result = run_training(self.config, _TaskFeedback(self), python=self.python)
             return True
-        except WorkerCanceled as canceled:
+        except Canceled as canceled:
             self.canceled, self.error = True, str(canceled)
         except QgsProcessingException as failed:
             self.error = str(failed)

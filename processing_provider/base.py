@@ -10,6 +10,7 @@
 import traceback
 from typing import List, Sequence, Tuple
 
+from dl_engine.errors import Canceled
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -98,11 +99,10 @@ def run_guarded(job, feedback, what: str):
     """``job()`` (an engine run in a worker) → the algorithm's outputs. A cancel and any fault on
     our side become a QgsProcessingException with a message (QGIS shows a traceback for any
     other exception); the traceback of a fault goes to the log only."""
-    from .worker import WorkerCanceled
 
     try:
         return job()
-    except WorkerCanceled as canceled:
+    except Canceled as canceled:
         raise QgsProcessingException(str(canceled)) from None
     except QgsProcessingException:
         raise

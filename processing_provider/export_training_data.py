@@ -389,7 +389,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         try:
             from dl_engine.export import run_export
-            from dl_engine.export.config import ExportCanceled, ExportError
+            from dl_engine.errors import Canceled, InputError
         except ImportError as error:
             raise QgsProcessingException(
                 f"The export engine cannot be loaded ({error}). The plugin needs the Python packages "
@@ -403,9 +403,9 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         bridge = EngineFeedback(feedback)
         try:
             result = run_export(config, progress=bridge.progress, is_canceled=bridge.is_canceled, log=bridge.log)
-        except ExportError as error:
+        except InputError as error:
             raise QgsProcessingException(str(error)) from error
-        except ExportCanceled as error:
+        except Canceled as error:
             raise QgsProcessingException(CANCELED_MESSAGE) from error
         except QgsProcessingException:
             raise

@@ -32,9 +32,11 @@ from qgis.core import (
     QgsRectangle,
 )
 
+from dl_engine.errors import Canceled
+
 from . import layer_inputs
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
-from .worker import WorkerCanceled, run_worker
+from .engine_process import run_worker
 
 MODEL_EXTENSIONS = (".emd", ".dlpk")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
@@ -204,9 +206,9 @@ def check_model_file(path: str, parameter: str = "IN_MODEL_DEFINITION") -> str:
 
 def run_inference(config, feedback, what: str = "Inference", python: Optional[str] = None) -> Dict[str, Any]:
     """``python -m dl_engine infer --config <temporary file>``; the ``result`` event's fields.
-    Raises WorkerCanceled when canceled, QgsProcessingException otherwise."""
+    Raises Canceled when canceled, QgsProcessingException otherwise."""
     if feedback is not None and feedback.isCanceled():
-        raise WorkerCanceled(f"{what} canceled before it started")
+        raise Canceled(f"{what} canceled before it started")
     handle, config_path = tempfile.mkstemp(prefix="dlt-infer-", suffix=".json")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
@@ -279,7 +281,7 @@ def model_classes(model_path: str, feedback=None) -> List[Dict[str, Any]]:
 
         with open_package(model_path, "IN_MODEL_DEFINITION") as package:
             return list(package.classes)
-    except Exception as error:  # DataError and anything else: styling is a nicety
+    except Exception as error:  # InputError and anything else: styling is a nicety
         if feedback is not None:
             feedback.pushWarning(f"IN_MODEL_DEFINITION: the model's class names and colours cannot be read: {error}")
         return []

@@ -23,7 +23,7 @@ from qgis.core import (
 )
 
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
-from .worker import run_worker
+from .engine_process import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
 EXPORT_MARKERS = ("esri_model_definition.emd", "map.txt")  # what every export folder holds

@@ -25,7 +25,7 @@ from qgis.core import (
 
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, keyword_label, run_guarded
 from .train_deep_learning_model import check_export_folder as check_export, check_pretrained_model
-from .worker import run_worker
+from .engine_process import run_worker
 
 ALGORITHM_ID = "trainusingautodl"
 WHAT = "AutoDL"  # how the runner's messages name the job ("AutoDL canceled: …")

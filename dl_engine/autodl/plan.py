@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..data.errors import DataError
+from ..errors import InputError
 from ..data.folders import open_folders
 from ..models.registry import ModelSpec, get_spec, model_types
 from .config import AUTODL_MODES, FORMATS, AutoDLConfig
@@ -54,16 +54,16 @@ def make_plan(config: AutoDLConfig) -> Plan:
     seconds = _budget(config.total_time_limit)
     mode = str(config.autodl_mode or "BASIC").strip().upper()
     if mode not in AUTODL_MODES:
-        raise DataError("AUTODL_MODE", f"{config.autodl_mode!r}; accepted: {', '.join(AUTODL_MODES)}")
+        raise InputError("AUTODL_MODE", f"{config.autodl_mode!r}; accepted: {', '.join(AUTODL_MODES)}")
     config.autodl_mode = mode
     out_model = _out_model(config.out_model)
     data = _open_data(config.in_data)
     fmt = data.metadata_format
     if fmt not in FORMATS:
-        raise DataError("IN_DATA", f"{data.paths[0]} is a {fmt} export; Train Using AutoDL trains on "
+        raise InputError("IN_DATA", f"{data.paths[0]} is a {fmt} export; Train Using AutoDL trains on "
                                    f"{', '.join(FORMATS)} exports (for {fmt} use Train Deep Learning Model)")
     if not data.samples:
-        raise DataError("IN_DATA", f"{data.paths[0]} holds no chips to train on; export again")
+        raise InputError("IN_DATA", f"{data.paths[0]} holds no chips to train on; export again")
     fitting = networks_for(fmt)
     networks = _networks(config.networks, fmt, fitting)
     kind = networks[0].kind
@@ -83,46 +83,46 @@ def _budget(hours) -> float:
     except (TypeError, ValueError):
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
-        raise DataError("TOTAL_TIME_LIMIT", f"the time limit must be a number of hours above 0 (fractions work: "
+        raise InputError("TOTAL_TIME_LIMIT", f"the time limit must be a number of hours above 0 (fractions work: "
                                             f"0.05 = 3 minutes); got {hours!r}")
     return value * 3600.0
 
 
 def _out_model(path: Optional[str]) -> str:
     if not path or not str(path).strip():
-        raise DataError("OUT_MODEL", "give the .dlpk file to write the best model to")
+        raise InputError("OUT_MODEL", "give the .dlpk file to write the best model to")
     path = os.path.abspath(os.path.expanduser(str(path).strip()))
     root, ext = os.path.splitext(path)
     if not ext:
         path = root + ".dlpk"
     elif ext.lower() != ".dlpk":
-        raise DataError("OUT_MODEL", f"{path} is not a .dlpk file; give a path ending in .dlpk (a deep learning "
+        raise InputError("OUT_MODEL", f"{path} is not a .dlpk file; give a path ending in .dlpk (a deep learning "
                                      "package)")
     if os.path.isdir(path):
-        raise DataError("OUT_MODEL", f"{path} is a folder; give a .dlpk file path")
+        raise InputError("OUT_MODEL", f"{path} is a folder; give a .dlpk file path")
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise DataError("OUT_MODEL", f"{parent} is not a writable folder")
+        raise InputError("OUT_MODEL", f"{parent} is not a writable folder")
     return path
 
 
 def _open_data(in_data: str):
     if not in_data or not str(in_data).strip():
-        raise DataError("IN_DATA", "give the folder of a training data export (Export Training Data For Deep "
+        raise InputError("IN_DATA", "give the folder of a training data export (Export Training Data For Deep "
                                    "Learning)")
     try:
         return open_folders(in_data, warn=False)
-    except DataError as e:
+    except InputError as e:
         if e.parameter == "IN_FOLDER":
-            raise DataError("IN_DATA", e.message) from None
+            raise InputError("IN_DATA", e.message) from None
         raise
 
 
 def _networks(names: List[str], fmt: str, fitting: List[ModelSpec]) -> List[ModelSpec]:
     if not fitting:
-        raise DataError("IN_DATA", f"no network of this version trains on {fmt}")
+        raise InputError("IN_DATA", f"no network of this version trains on {fmt}")
     if not names:
         return fitting
     known = {name.lower(): spec for spec in autodl_networks() for name in (spec.keyword, spec.model_name)}
@@ -138,9 +138,9 @@ def _networks(names: List[str], fmt: str, fitting: List[ModelSpec]) -> List[Mode
             chosen.append(spec)
     accepted = ", ".join(s.model_name for s in fitting)
     if unknown:
-        raise DataError("NETWORKS", f"unknown network(s) {', '.join(unknown)}; networks for {fmt} data: {accepted}")
+        raise InputError("NETWORKS", f"unknown network(s) {', '.join(unknown)}; networks for {fmt} data: {accepted}")
     if misfits:
-        raise DataError("NETWORKS", f"{', '.join(misfits)} do(es) not train on {fmt} data; networks for {fmt}: "
+        raise InputError("NETWORKS", f"{', '.join(misfits)} do(es) not train on {fmt} data; networks for {fmt}: "
                                     f"{accepted}")
     return chosen
 
@@ -149,20 +149,20 @@ def _pretrained(path: str, networks: List[ModelSpec], bands: int) -> Tuple[str, 
     from ..package.reader import open_package
 
     if not os.path.isfile(path):
-        raise DataError("PRETRAINED_MODEL", f"{path} does not exist; give a .emd or .dlpk")
+        raise InputError("PRETRAINED_MODEL", f"{path} does not exist; give a .emd or .dlpk")
     with open_package(path, "PRETRAINED_MODEL") as pkg:
         if not pkg.is_ours:
-            raise DataError("PRETRAINED_MODEL", f"{path} was not written by this plugin (its network, "
+            raise InputError("PRETRAINED_MODEL", f"{path} was not written by this plugin (its network, "
                                                 f"{pkg.model_name or 'unknown'}, is arcgis.learn's own); give a "
                                                 ".dlpk or .emd trained in QGIS")
         keyword, backbone, model_bands = pkg.model_type, pkg.backbone_keyword, pkg.num_bands
     names = {s.keyword: s for s in networks}
     if keyword not in names:
-        raise DataError("PRETRAINED_MODEL", f"{path} is a {keyword} model, which is not among the networks to "
+        raise InputError("PRETRAINED_MODEL", f"{path} is a {keyword} model, which is not among the networks to "
                                             f"train ({', '.join(s.model_name for s in networks)}); add "
                                             f"{get_spec(keyword).model_name if keyword in model_types() else keyword}"
                                             " to NETWORKS or give another model")
     if model_bands != bands:
-        raise DataError("PRETRAINED_MODEL", f"{path} was trained on {model_bands} band(s); the training data has "
+        raise InputError("PRETRAINED_MODEL", f"{path} was trained on {model_bands} band(s); the training data has "
                                             f"{bands}")
     return os.path.abspath(path), keyword, backbone or names[keyword].default_backbone or "RESNET34"

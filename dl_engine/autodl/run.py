@@ -5,7 +5,7 @@ the second), write the best package at OUT_MODEL and the
 leaderboard. Used by the worker process (``python -m dl_engine autodl``) and in-process.
 
 Cancel (``cancel()`` turning true) ends the running trial as its deadline would (its best
-epoch is written), publishes the best model so far and raises AutoDLCanceled, whose message
+epoch is written), publishes the best model so far and raises Canceled, whose message
 says where it is."""
 
 from __future__ import annotations
@@ -15,17 +15,13 @@ import time
 from dataclasses import asdict
 from typing import Callable, Optional
 
-from ..data.errors import DataError
-from ..train.events import Events
+from ..errors import Canceled, InputError
+from ..events import Events
 from .config import AutoDLConfig, AutoDLResult
 from .leaderboard import ranked, rows
 from .plan import make_plan
 from .search import BASIC_EVALUATION_SHARE, Search
 from .trial import FAILED
-
-
-class AutoDLCanceled(Exception):
-    """The run was canceled; the message says where the best model so far is."""
 
 
 def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
@@ -65,7 +61,7 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
     result = AutoDLResult(out_model_file=plan.out_model, leaderboard=plan.leaderboard, best=best_row, trials=table,
                           evaluated_folder=plan.evaluated if plan.config.save_evaluated_models else None)
     if cancel():
-        raise AutoDLCanceled(f"AutoDL canceled after {trained} trial(s); the best model so far "
+        raise Canceled(f"AutoDL canceled after {trained} trial(s); the best model so far "
                              f"({best_row['network']} {best_row['backbone']}, {plan.monitor.lower()} "
                              f"{best_row['value']}) is {plan.out_model}; leaderboard: {plan.leaderboard}")
     events.progress(100.0, "done")
@@ -78,10 +74,10 @@ def _nothing(search: Search, cancel) -> None:
     if os.path.isfile(search.plan.leaderboard):
         os.remove(search.plan.leaderboard)
     if cancel():
-        raise AutoDLCanceled("AutoDL canceled before a model finished training; nothing was written")
+        raise Canceled("AutoDL canceled before a model finished training; nothing was written")
     failed = [r for r in ranked(search.records) if r.status == FAILED]
     if failed:
-        raise DataError("NETWORKS", "no network could be trained: " + "; ".join(
+        raise InputError("NETWORKS", "no network could be trained: " + "; ".join(
             f"{r.model_name} {r.spec.backbone}: {r.message}" for r in failed))
-    raise DataError("TOTAL_TIME_LIMIT", f"{search.plan.config.total_time_limit:g} h is too short to train a "
+    raise InputError("TOTAL_TIME_LIMIT", f"{search.plan.config.total_time_limit:g} h is too short to train a "
                                         "network on this data; give a longer time limit")

@@ -16,7 +16,7 @@ import time
 from typing import Callable, List, Optional
 
 from ..package.writer import make_dirs, remove_dirs
-from ..train.events import Events
+from ..events import Events
 from .leaderboard import ranked, rows, write_csv
 from .plan import Plan
 from .publish import publish_best

@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
-from ..data.errors import DataError
+from ..errors import InputError
 from ..models.registry import get_spec
 from ..train.config import TrainConfig
 from ..train.control import TrainControl
-from ..train.events import Events
-from ..train.loop import TrainingCanceled
+from ..events import Events
+from ..errors import Canceled
 from ..train.metrics import monitor_key
 from .plan import Plan
 
@@ -79,7 +79,7 @@ def trial_name(spec: TrialSpec, taken: set) -> str:
 
     try:
         backbone = resolve_backbone(spec.backbone)[0]
-    except DataError:
+    except InputError:
         backbone = spec.backbone.lower()
     base = f"AutoDL_{model_name(spec.network)}_{backbone}".replace(":", "_").replace("/", "_")
     name, n = base, 1
@@ -127,11 +127,11 @@ def run_trial(plan: Plan, record: TrialRecord, folder: str, deadline: float, eve
             result = run_training(train_config(plan, replace(spec, batch_upper=attempt_batch), folder), events,
                                   control=control)
             break
-        except TrainingCanceled:
+        except Canceled:
             raise
-        except DataError as e:
+        except InputError as e:
             if e.parameter == "IN_FOLDER":  # the data, not the network: no other trial would do better
-                raise DataError("IN_DATA", e.message) from None
+                raise InputError("IN_DATA", e.message) from None
             if e.parameter == "PRETRAINED_MODEL":
                 raise
             return _failed(record, t0, f"{e.parameter}: {e.message}")

@@ -46,7 +46,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import InputError
 from .samples import Sample
 
 AUGMENTATION_MODES = ("DEFAULT", "NONE", "CUSTOM")
@@ -109,14 +109,14 @@ def make_augmentation(mode: str = "DEFAULT", parameters: Optional[str] = None, i
     """AUGMENTATION (DEFAULT, NONE, CUSTOM) and AUGMENTATION_PARAMETERS → an Augmentation."""
     mode = (mode or "DEFAULT").strip().upper()
     if mode not in AUGMENTATION_MODES:
-        raise DataError("AUGMENTATION", f"unknown augmentation {mode!r}; use one of {', '.join(AUGMENTATION_MODES)}")
+        raise InputError("AUGMENTATION", f"unknown augmentation {mode!r}; use one of {', '.join(AUGMENTATION_MODES)}")
     if mode == "NONE":
         return Augmentation([], value_range)
     if mode == "DEFAULT":
         transforms = [] if str(image_space).upper() == "PIXEL_SPACE" else [Transform("dihedral", None, 1.0)]
         return Augmentation(transforms, value_range)
     if not parameters or not str(parameters).strip():
-        raise DataError("AUGMENTATION_PARAMETERS", "AUGMENTATION CUSTOM needs AUGMENTATION_PARAMETERS, e.g. "
+        raise InputError("AUGMENTATION_PARAMETERS", "AUGMENTATION CUSTOM needs AUGMENTATION_PARAMETERS, e.g. "
                                                    "'flip 0.5; rotate90 0.5; brightness 0.4,0.6'; transforms: "
                                                    + ", ".join(TRANSFORMS))
     return Augmentation(parse_augmentation_parameters(parameters), value_range)
@@ -136,7 +136,7 @@ def parse_augmentation_parameters(text: str) -> List[Transform]:
         m = re.match(r"^([A-Za-z_]\w*)(.*)$", entry)
         name = m.group(1).lower() if m else ""
         if name not in TRANSFORMS:
-            raise DataError("AUGMENTATION_PARAMETERS",
+            raise InputError("AUGMENTATION_PARAMETERS",
                             f"unknown transform {entry.split()[0]!r} in {entry!r}; valid: {', '.join(TRANSFORMS)} "
                             "(syntax: 'name [value] [p]; …')")
         spec = TRANSFORMS[name]
@@ -152,7 +152,7 @@ def parse_augmentation_parameters(text: str) -> List[Transform]:
                 elif key in (spec.value_name, "value") and spec.takes_value:
                     value, single = _range(v, entry)
                 else:
-                    raise DataError("AUGMENTATION_PARAMETERS", f"{name} takes "
+                    raise InputError("AUGMENTATION_PARAMETERS", f"{name} takes "
                                     f"{spec.value_name + ' and ' if spec.takes_value else ''}p, not {key!r} "
                                     f"(in {entry!r})")
             else:
@@ -162,7 +162,7 @@ def parse_augmentation_parameters(text: str) -> List[Transform]:
         if positional and p is None:
             p = _number(positional.pop(0), entry)
         if positional:
-            raise DataError("AUGMENTATION_PARAMETERS", f"too many values in {entry!r}; write "
+            raise InputError("AUGMENTATION_PARAMETERS", f"too many values in {entry!r}; write "
                                                        f"'{name}{' value' if spec.takes_value else ''} [p]'")
         _check_value(name, value, entry)
         if value is None:
@@ -173,10 +173,10 @@ def parse_augmentation_parameters(text: str) -> List[Transform]:
             value = (1.0, value[0])  # one number: the largest scale
         p = spec.default_p if p is None else p
         if not 0.0 <= p <= 1.0:
-            raise DataError("AUGMENTATION_PARAMETERS", f"the probability in {entry!r} must be between 0 and 1")
+            raise InputError("AUGMENTATION_PARAMETERS", f"the probability in {entry!r} must be between 0 and 1")
         out.append(Transform(name, value, float(p)))
     if not out:
-        raise DataError("AUGMENTATION_PARAMETERS", "no transform given; valid: " + ", ".join(TRANSFORMS))
+        raise InputError("AUGMENTATION_PARAMETERS", "no transform given; valid: " + ", ".join(TRANSFORMS))
     return out
 
 
@@ -196,7 +196,7 @@ def _arguments(rest: str, entry: str) -> List[str]:
         elif ch in ")]":
             depth -= 1
             if depth < 0:
-                raise DataError("AUGMENTATION_PARAMETERS", f"unbalanced brackets in {entry!r}")
+                raise InputError("AUGMENTATION_PARAMETERS", f"unbalanced brackets in {entry!r}")
         if depth == 0 and (ch.isspace() or (call and ch == ",")):
             if current:
                 args.append(current)
@@ -204,7 +204,7 @@ def _arguments(rest: str, entry: str) -> List[str]:
         else:
             current += ch
     if depth != 0:
-        raise DataError("AUGMENTATION_PARAMETERS", f"unbalanced brackets in {entry!r}")
+        raise InputError("AUGMENTATION_PARAMETERS", f"unbalanced brackets in {entry!r}")
     if current:
         args.append(current)
     return [re.sub(r"[()\[\]\s]", "", a) for a in args]
@@ -214,9 +214,9 @@ def _number(text: str, entry: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise DataError("AUGMENTATION_PARAMETERS", f"{text!r} in {entry!r} is not a number") from None
+        raise InputError("AUGMENTATION_PARAMETERS", f"{text!r} in {entry!r} is not a number") from None
     if not math.isfinite(v):
-        raise DataError("AUGMENTATION_PARAMETERS", f"{text!r} in {entry!r} is not a finite number")
+        raise InputError("AUGMENTATION_PARAMETERS", f"{text!r} in {entry!r} is not a finite number")
     return v
 
 
@@ -224,7 +224,7 @@ def _range(text: str, entry: str) -> Tuple[Tuple[float, float], bool]:
     """((low, high), True when a single number was given)."""
     m = _RANGE.match(text)
     if not m:
-        raise DataError("AUGMENTATION_PARAMETERS", f"{text!r} in {entry!r} is not a number or a range 'a,b'")
+        raise InputError("AUGMENTATION_PARAMETERS", f"{text!r} in {entry!r} is not a number or a range 'a,b'")
     a = float(m.group(1))
     b = float(m.group(2)) if m.group(2) is not None else a
     return (min(a, b), max(a, b)), m.group(2) is None
@@ -237,7 +237,7 @@ def _check_value(name: str, value, entry: str) -> None:
     bad = {"zoom": lo < 1.0 or hi < 1.0, "brightness": lo < 0.0 or hi > 1.0, "contrast": lo < 0.0}.get(name, False)
     if bad:
         rule = {"zoom": "at least 1", "brightness": "between 0 and 1", "contrast": "at least 0"}[name]
-        raise DataError("AUGMENTATION_PARAMETERS", f"the {name} value in {entry!r} must be {rule}")
+        raise InputError("AUGMENTATION_PARAMETERS", f"the {name} value in {entry!r} must be {rule}")
 
 
 # ---- transforms ---------------------------------------------------------------------------------

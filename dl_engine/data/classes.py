@@ -22,11 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-PIXEL_FORMATS = ("Classified_Tiles", "RCNN_Masks", "Panoptic_Segmentation")
-DETECTION_FORMATS = ("PASCAL_VOC_rectangles", "KITTI_rectangles")
-TILE_FORMATS = ("Labeled_Tiles", "MultiLabeled_Tiles", "Imagenet")
-UNLABELLED_FORMATS = ("Export_Tiles", "CycleGAN")
-KNOWN_FORMATS = DETECTION_FORMATS + PIXEL_FORMATS + TILE_FORMATS + UNLABELLED_FORMATS
+from ..formats import family_of
 
 BACKGROUND_NAME = {"pixel": "NoData", "detection": "background"}
 
@@ -47,17 +43,6 @@ class ClassDef:
         return {"Value": int(self.value), "Name": self.name, "Color": [int(v) for v in c] if c else [-1, -1, -1]}
 
 
-def kind_of(metadata_format: str) -> str:
-    """'pixel', 'detection', 'tile' or 'none' (no labels)."""
-    if metadata_format in PIXEL_FORMATS:
-        return "pixel"
-    if metadata_format in DETECTION_FORMATS:
-        return "detection"
-    if metadata_format in TILE_FORMATS:
-        return "tile"
-    return "none"
-
-
 @dataclass(frozen=True)
 class ClassMap:
     """Contiguous training indices for the classes of an export.
@@ -72,7 +57,7 @@ class ClassMap:
 
     @classmethod
     def for_format(cls, classes: Sequence[ClassDef], metadata_format: str) -> "ClassMap":
-        kind = kind_of(metadata_format)
+        kind = family_of(metadata_format)
         if kind == "pixel":
             classes = [c for c in classes if c.value != 0]  # 0 is NoData, not a class
         return cls(tuple(classes), background=kind in ("pixel", "detection"), kind=kind)

@@ -98,7 +98,7 @@ class TrainingData:
 
 
 def prepare_data(config: DataConfig, warn: bool = True) -> TrainingData:
-    """Open the folders and set everything up; every bad input is a DataError naming its parameter."""
+    """Open the folders and set everything up; every bad input is a InputError naming its parameter."""
     data = open_folders(config.in_folder, warn=warn)
     reader = SampleReader.for_data(data, config.chip_size, config.resize_to)
     train, valid = split_samples(data.samples, config.validation_percentage, config.seed)

@@ -25,25 +25,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 import numpy as np
 
 from .band_stats import BandStats
-from .classes import (DETECTION_FORMATS, KNOWN_FORMATS, PIXEL_FORMATS, ClassDef, ClassMap, merge_classes)
-from .errors import DataError, DataWarning
-
-EMD = "esri_model_definition.emd"
-MAP_TXT = "map.txt"
-STATS_JSON = "esri_accumulated_stats.json"
-ESRI_FILES = (EMD, MAP_TXT, STATS_JSON)
-
-IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".mrf")
-# Label files of each format when map.txt does not name them (tried in this order).
-_XML = ("xml",)
-LABEL_EXTENSIONS = {
-    "PASCAL_VOC_rectangles": _XML, "Labeled_Tiles": _XML, "MultiLabeled_Tiles": _XML,
-    "KITTI_rectangles": ("txt",),
-}
-RASTER_LABEL_EXTENSIONS = ("tif", "png", "tiff", "mrf")
-# Formats whose every sample needs a label file (a missing one drops the sample).
-NEEDS_LABEL = ("PASCAL_VOC_rectangles", "KITTI_rectangles", "Classified_Tiles", "Panoptic_Segmentation",
-               "Labeled_Tiles", "MultiLabeled_Tiles")
+from ..formats import (EMD, ESRI_FILES, FORMATS, IMAGE_EXTENSIONS, IMAGES, IMAGES2, LABELS, LABELS2, MAP_TXT,
+                       METADATA_FORMATS, STATS_JSON, folder_key, raster_label_extensions)
+from .classes import ClassDef, ClassMap, merge_classes
+from ..errors import DataWarning, InputError
 
 ACCEPTED = ("IN_FOLDER takes a folder written by Export Training Data For Deep Learning (QGIS or ArcGIS Pro): "
             "it holds images/, labels/ (for labelled formats), map.txt, esri_accumulated_stats.json and "
@@ -51,14 +36,6 @@ ACCEPTED = ("IN_FOLDER takes a folder written by Export Training Data For Deep L
 
 _PREFIX = re.compile(r"^(images2?|labels2?)[\\/]", re.IGNORECASE)
 _SPLIT = re.compile(r"\s+(?=(?:images2?|labels2?)[\\/])", re.IGNORECASE)
-_FOLDER_CHARS = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
-
-
-def folder_key(name: str) -> str:
-    """A class name as the export engine turns it into a folder name (Imagenet, RCNN_Masks)."""
-    return _FOLDER_CHARS.sub("_", name).strip().strip(".") or "class"
-
-
 @dataclass(frozen=True)
 class SampleRef:
     """Where one sample's files are. Paths are absolute."""
@@ -139,7 +116,7 @@ def split_folder_list(spec: Union[str, os.PathLike, Sequence[Union[str, os.PathL
             if part:
                 out.append(part)
     if not out:
-        raise DataError("IN_FOLDER", "no folder given. " + ACCEPTED)
+        raise InputError("IN_FOLDER", "no folder given. " + ACCEPTED)
     return out
 
 
@@ -163,18 +140,18 @@ def open_folder(path: Union[str, os.PathLike], warn: bool = True) -> ExportFolde
     emd = _read_json(path, EMD)
     stats = _read_json(path, STATS_JSON)
     fmt = stats.get("MetaDataMode") or emd.get("MetaDataMode")
-    if fmt not in KNOWN_FORMATS:
-        raise DataError("IN_FOLDER", f"{path}: unknown MetaDataMode {fmt!r} in {STATS_JSON}; known: "
-                                     f"{', '.join(KNOWN_FORMATS)}")
+    if fmt not in FORMATS:
+        raise InputError("IN_FOLDER", f"{path}: unknown MetaDataMode {fmt!r} in {STATS_JSON}; known: "
+                                     f"{', '.join(METADATA_FORMATS)}")
     if fmt == "CycleGAN":
-        raise DataError("IN_FOLDER", f"{path} is a CycleGAN export's half; this training reads labelled exports")
+        raise InputError("IN_FOLDER", f"{path} is a CycleGAN export's half; this training reads labelled exports")
 
     notes: List[str] = []
     classes = _classes(emd.get("Classes") or stats.get("Classes") or [])
     instance_classes = _classes(emd.get("Panoptic_Segmentation_Instance_Classes") or [])
     samples = _samples(path, fmt, classes, notes)
     if not samples:
-        raise DataError("IN_FOLDER", f"{path}: {MAP_TXT} lists no chips and images/ holds none"
+        raise InputError("IN_FOLDER", f"{path}: {MAP_TXT} lists no chips and images/ holds none"
                                      f" (image files {', '.join(IMAGE_EXTENSIONS)} are read). " + ACCEPTED)
     if fmt == "Imagenet" and not classes:
         names = sorted({s.class_name for s in samples if s.class_name})
@@ -202,7 +179,7 @@ def open_folder(path: Union[str, os.PathLike], warn: bool = True) -> ExportFolde
 
 
 def merge_folders(folders: Sequence[ExportFolder], warn: bool = True) -> ExportData:
-    """Several exports as one: same format, band count and tile size, else DataError(IN_FOLDER)."""
+    """Several exports as one: same format, band count and tile size, else InputError(IN_FOLDER)."""
     first = folders[0]
     for f in folders[1:]:
         for what, mine, theirs in (("MetaDataMode", first.metadata_format, f.metadata_format),
@@ -210,7 +187,7 @@ def merge_folders(folders: Sequence[ExportFolder], warn: bool = True) -> ExportD
                                    ("tile size", (first.tile_size_x, first.tile_size_y),
                                     (f.tile_size_x, f.tile_size_y))):
             if mine != theirs:
-                raise DataError("IN_FOLDER", f"the folders disagree: {what} is {_show(mine)} in {first.path} and "
+                raise InputError("IN_FOLDER", f"the folders disagree: {what} is {_show(mine)} in {first.path} and "
                                              f"{_show(theirs)} in {f.path}; folders trained together must have "
                                              "the same metadata format, band count and tile size")
     notes = [n for f in folders for n in f.warnings]
@@ -251,25 +228,25 @@ def _check_folder(path: str) -> str:
     if os.path.isfile(path) and os.path.basename(path) in ESRI_FILES:
         path = os.path.dirname(path) or "."  # an Esri file of the export was given
     if not os.path.exists(path):
-        raise DataError("IN_FOLDER", f"{path} does not exist. " + ACCEPTED)
+        raise InputError("IN_FOLDER", f"{path} does not exist. " + ACCEPTED)
     if not os.path.isdir(path):
-        raise DataError("IN_FOLDER", f"{path} is not a folder. " + ACCEPTED)
+        raise InputError("IN_FOLDER", f"{path} is not a folder. " + ACCEPTED)
     path = os.path.abspath(path)
     entries = [e for e in os.listdir(path) if not e.startswith(".")]
     if not entries:
-        raise DataError("IN_FOLDER", f"{path} is empty. " + ACCEPTED)
+        raise InputError("IN_FOLDER", f"{path} is empty. " + ACCEPTED)
     missing = [f for f in ESRI_FILES if not os.path.isfile(os.path.join(path, f))]
     if not missing:
         return path
     if all(os.path.isfile(os.path.join(path, half, f)) for half in ("A", "B") for f in ESRI_FILES):
-        raise DataError("IN_FOLDER", f"{path} is a CycleGAN export (A/ and B/, two unpaired exports); this training "
+        raise InputError("IN_FOLDER", f"{path} is a CycleGAN export (A/ and B/, two unpaired exports); this training "
                                      "reads labelled exports")
     parent = os.path.dirname(path)
-    if os.path.basename(path).lower() in ("images", "labels", "images2", "labels2") and \
+    if os.path.basename(path).lower() in (IMAGES, LABELS, IMAGES2, LABELS2) and \
             all(os.path.isfile(os.path.join(parent, f)) for f in ESRI_FILES):
-        raise DataError("IN_FOLDER", f"{path} is the {os.path.basename(path)}/ folder of an export; give the "
+        raise InputError("IN_FOLDER", f"{path} is the {os.path.basename(path)}/ folder of an export; give the "
                                      f"export folder itself: {parent}")
-    raise DataError("IN_FOLDER", f"{path} is not an export folder: {', '.join(missing)} missing. " + ACCEPTED)
+    raise InputError("IN_FOLDER", f"{path} is not an export folder: {', '.join(missing)} missing. " + ACCEPTED)
 
 
 def _read_json(folder: str, name: str) -> dict:
@@ -279,9 +256,9 @@ def _read_json(folder: str, name: str) -> dict:
             raw = f.read()
         data = json.loads(raw.decode("utf-8-sig", errors="replace"))
     except (OSError, ValueError) as e:
-        raise DataError("IN_FOLDER", f"{path} cannot be read as JSON ({e}). " + ACCEPTED) from None
+        raise InputError("IN_FOLDER", f"{path} cannot be read as JSON ({e}). " + ACCEPTED) from None
     if not isinstance(data, dict):
-        raise DataError("IN_FOLDER", f"{path} does not hold a JSON object. " + ACCEPTED)
+        raise InputError("IN_FOLDER", f"{path} does not hold a JSON object. " + ACCEPTED)
     return data
 
 
@@ -348,7 +325,7 @@ def _first_chip(path: str) -> Tuple[int, str, int, int]:
         with rasterio.open(path) as src:
             return src.count, src.dtypes[0], src.width, src.height
     except Exception as e:  # rasterio.errors.RasterioIOError and GDAL's own
-        raise DataError("IN_FOLDER", f"the chip {path} cannot be read: {e}") from None
+        raise InputError("IN_FOLDER", f"the chip {path} cannot be read: {e}") from None
 
 
 # ---- samples ------------------------------------------------------------------------------------
@@ -409,7 +386,7 @@ def _stem(path: str) -> str:
 
 def _samples(folder: str, fmt: str, classes: List[ClassDef], notes: List[str]) -> List[SampleRef]:
     dirs = _Dirs()
-    images_dir = os.path.join(folder, "images")
+    images_dir = os.path.join(folder, IMAGES)
     name = os.path.basename(folder.rstrip(os.sep)) or folder
     entries: List[Tuple[str, Optional[str], Optional[str], bool]] = []  # image, image2, label, from map.txt
     listed = set()
@@ -451,7 +428,7 @@ def _samples(folder: str, fmt: str, classes: List[ClassDef], notes: List[str]) -
         for p in extra:
             entries.append((p, None, None, False))
 
-    rcnn_dirs = _class_dirs(os.path.join(folder, "labels")) if fmt == "RCNN_Masks" else []
+    rcnn_dirs = _class_dirs(os.path.join(folder, LABELS)) if fmt == "RCNN_Masks" else []
     panoptic_dirs = _class_dirs(os.path.join(folder, "labels2")) if fmt == "Panoptic_Segmentation" else []
     samples, no_label = [], []
     for image, image2, label, _from_map in entries:
@@ -475,12 +452,12 @@ def _samples(folder: str, fmt: str, classes: List[ClassDef], notes: List[str]) -
                 no_label.append(label)
                 continue
             label = None
-        elif fmt in NEEDS_LABEL:
+        elif FORMATS[fmt].needs_label:
             if label is None:
-                exts = LABEL_EXTENSIONS.get(fmt) or _raster_exts(image)
-                label = _guess(dirs, os.path.join(folder, "labels"), stem, exts)
+                exts = FORMATS[fmt].label_file_extensions(os.path.splitext(image)[1])
+                label = _guess(dirs, os.path.join(folder, LABELS), stem, exts)
             if label is None or not dirs.exists(label):
-                no_label.append(label or os.path.join(folder, "labels", stem + ".*"))
+                no_label.append(label or os.path.join(folder, LABELS, stem + ".*"))
                 continue
             if fmt == "Panoptic_Segmentation":
                 instances = _instances(dirs, panoptic_dirs, stem, image)
@@ -493,10 +470,6 @@ def _samples(folder: str, fmt: str, classes: List[ClassDef], notes: List[str]) -
                      f"(e.g. {no_label[0]}); they are skipped, as arcgis.learn does")
     return samples
 
-
-def _raster_exts(image: str) -> Tuple[str, ...]:
-    ext = os.path.splitext(image)[1][1:].lower()
-    return tuple(dict.fromkeys(([ext] if ext in RASTER_LABEL_EXTENSIONS else []) + list(RASTER_LABEL_EXTENSIONS)))
 
 
 def _guess(dirs: _Dirs, folder: str, stem: str, exts: Iterable[str]) -> Optional[str]:
@@ -518,12 +491,12 @@ def _class_dirs(folder: str) -> List[str]:
 def _instances(dirs: _Dirs, class_dirs: List[str], stem: str, image: str) -> Tuple[Tuple[str, str], ...]:
     out = []
     for d in class_dirs:
-        p = _guess(dirs, d, stem, _raster_exts(image))
+        p = _guess(dirs, d, stem, raster_label_extensions(os.path.splitext(image)[1]))
         if p:
             out.append((os.path.basename(d), p))
     return tuple(out)
 
 
-__all__ = ["ESRI_FILES", "IMAGE_EXTENSIONS", "DETECTION_FORMATS", "PIXEL_FORMATS", "SampleRef", "ExportFolder",
+__all__ = ["SampleRef", "ExportFolder",
            "ExportData", "split_folder_list", "open_folders", "open_folder", "merge_folders", "read_map_txt",
            "map_tokens", "folder_key"]

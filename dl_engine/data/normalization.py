@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .band_stats import BandStats
-from .errors import DataError
+from ..errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -161,7 +161,7 @@ def from_band_stats(stats: BandStats) -> Normalization:
     extract = [b for b in range(stats.bands) if stats.num[b] > 0 and hi[b] > lo[b] and scaled_std[b] != 0
                and np.isfinite(scaled_std[b])]
     if not extract:
-        raise DataError("IN_FOLDER", "every band of the chips holds a single value (Max <= Min in the export's "
+        raise InputError("IN_FOLDER", "every band of the chips holds a single value (Max <= Min in the export's "
                                      "band statistics); there is nothing to learn from")
     return Normalization("band_stats", extract, lo, hi, mean, std, scaled_mean, scaled_std)
 
@@ -181,7 +181,7 @@ def band_stats_from_chips(paths: Sequence[str], max_chips: int = MAX_STATS_CHIPS
         chip = BandStats.from_arrays([np.ma.getdata(data)], [~np.ma.getmaskarray(data)])
         stats = chip if stats is None else stats.merged(chip)
     if stats is None:
-        raise DataError("IN_FOLDER", "no chips to compute band statistics from")
+        raise InputError("IN_FOLDER", "no chips to compute band statistics from")
     return stats
 
 

@@ -26,7 +26,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from .classes import ClassMap
-from .errors import DataError
+from ..errors import InputError
 from .folders import ExportData, SampleRef, folder_key
 from .warp import affine_resample, resize_matrix, transform_boxes
 
@@ -121,7 +121,7 @@ def read_image(path: str) -> np.ndarray:
                     image[band][image[band] == np.float32(nodata)] = np.nan
             return image
     except Exception as e:  # RasterioIOError and GDAL's own
-        raise DataError("IN_FOLDER", f"the chip {path} cannot be read: {e}") from None
+        raise InputError("IN_FOLDER", f"the chip {path} cannot be read: {e}") from None
 
 
 def read_label_raster(path: str) -> np.ndarray:
@@ -132,7 +132,7 @@ def read_label_raster(path: str) -> np.ndarray:
         with rasterio.open(path) as src:
             return src.read()
     except Exception as e:
-        raise DataError("IN_FOLDER", f"the label {path} cannot be read: {e}") from None
+        raise InputError("IN_FOLDER", f"the label {path} cannot be read: {e}") from None
 
 
 def read_voc(path: str) -> List[Tuple[str, Optional[Tuple[float, float, float, float]]]]:
@@ -140,7 +140,7 @@ def read_voc(path: str) -> List[Tuple[str, Optional[Tuple[float, float, float, f
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as e:
-        raise DataError("IN_FOLDER", f"the label {path} is not a PASCAL VOC xml file: {e}") from None
+        raise InputError("IN_FOLDER", f"the label {path} is not a PASCAL VOC xml file: {e}") from None
     out = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
@@ -150,7 +150,7 @@ def read_voc(path: str) -> List[Tuple[str, Optional[Tuple[float, float, float, f
             try:
                 box = tuple(float(b.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
             except (TypeError, ValueError):
-                raise DataError("IN_FOLDER", f"the label {path} has an object whose <bndbox> is not four "
+                raise InputError("IN_FOLDER", f"the label {path} has an object whose <bndbox> is not four "
                                              "numbers xmin, ymin, xmax, ymax") from None
         out.append((name, box))
     return out
@@ -164,19 +164,19 @@ def read_kitti(path: str) -> List[Tuple[str, Tuple[float, float, float, float]]]
         with open(path, "r", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise DataError("IN_FOLDER", f"the label {path} cannot be read: {e}") from None
+        raise InputError("IN_FOLDER", f"the label {path} cannot be read: {e}") from None
     for i, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) < 15:
-            raise DataError("IN_FOLDER", f"the KITTI label {path}, line {i}, has {len(fields)} fields; KITTI lines "
+            raise InputError("IN_FOLDER", f"the KITTI label {path}, line {i}, has {len(fields)} fields; KITTI lines "
                                          "have 15 (class, truncated, occluded, alpha, left, top, right, bottom, "
                                          "3 dimensions, 3 location, rotation_y)")
         try:
             box = tuple(float(v) for v in fields[4:8])
         except ValueError:
-            raise DataError("IN_FOLDER", f"the KITTI label {path}, line {i}: fields 5 to 8 must be the numbers "
+            raise InputError("IN_FOLDER", f"the KITTI label {path}, line {i}: fields 5 to 8 must be the numbers "
                                          "left, top, right, bottom") from None
         out.append((fields[0], box))
     return out
@@ -193,12 +193,12 @@ def check_chip_size(data: ExportData, chip_size: Optional[int]) -> Optional[int]
         if size != float(chip_size):
             raise ValueError
     except (TypeError, ValueError):
-        raise DataError("CHIP_SIZE", f"the chip size must be a whole number of pixels, not {chip_size!r}") from None
+        raise InputError("CHIP_SIZE", f"the chip size must be a whole number of pixels, not {chip_size!r}") from None
     if size <= 0:
-        raise DataError("CHIP_SIZE", f"the chip size must be positive, not {size}")
+        raise InputError("CHIP_SIZE", f"the chip size must be positive, not {size}")
     tile = min(data.tile_size_x, data.tile_size_y)
     if size > tile and data.crop_tile_mode != "Variable_Size":
-        raise DataError("CHIP_SIZE", f"the chip size {size} is larger than the exported chips "
+        raise InputError("CHIP_SIZE", f"the chip size {size} is larger than the exported chips "
                                      f"({data.tile_size_x} x {data.tile_size_y} pixels in {data.paths[0]}); use "
                                      f"{tile} or less, or export larger chips")
     return size
@@ -223,10 +223,10 @@ class SampleReader:
             try:
                 resize_to = int(resize_to)
             except (TypeError, ValueError):
-                raise DataError("RESIZE_TO", f"RESIZE_TO must be a whole number of pixels, not {resize_to!r}") \
+                raise InputError("RESIZE_TO", f"RESIZE_TO must be a whole number of pixels, not {resize_to!r}") \
                     from None
             if resize_to <= 0:
-                raise DataError("RESIZE_TO", f"RESIZE_TO must be positive, not {resize_to}")
+                raise InputError("RESIZE_TO", f"RESIZE_TO must be positive, not {resize_to}")
         instance_map = None
         if data.metadata_format == "Panoptic_Segmentation":
             instance_map = ClassMap.for_format(data.instance_classes, "PASCAL_VOC_rectangles")
@@ -268,7 +268,7 @@ class SampleReader:
             return np.zeros((h, w), np.int64)
         label = read_label_raster(path)[0]
         if label.shape != (h, w):
-            raise DataError("IN_FOLDER", f"the label {path} is {label.shape[1]} x {label.shape[0]} pixels, its chip "
+            raise InputError("IN_FOLDER", f"the label {path} is {label.shape[1]} x {label.shape[0]} pixels, its chip "
                                          f"{w} x {h}")
         return self.class_map.encode(label)
 

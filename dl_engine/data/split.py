@@ -13,7 +13,7 @@ import hashlib
 import math
 from typing import List, Sequence, Tuple, TypeVar
 
-from .errors import DataError
+from ..errors import InputError
 
 T = TypeVar("T")
 DEFAULT_SEED = 42  # arcgis.learn's default seed
@@ -33,10 +33,10 @@ def check_percentage(percentage) -> float:
     try:
         p = float(percentage)
     except (TypeError, ValueError):
-        raise DataError("VALIDATION_PERCENTAGE", f"the validation percentage must be a number from 0 to 100, "
+        raise InputError("VALIDATION_PERCENTAGE", f"the validation percentage must be a number from 0 to 100, "
                                                  f"not {percentage!r}") from None
     if not (0.0 <= p <= 100.0) or math.isnan(p):
-        raise DataError("VALIDATION_PERCENTAGE", f"the validation percentage must be from 0 to 100, not {p:g}")
+        raise InputError("VALIDATION_PERCENTAGE", f"the validation percentage must be from 0 to 100, not {p:g}")
     return p
 
 

@@ -19,8 +19,6 @@ from .labels import RasterLabelReader, chip_inside_mask, class_counts
 from .raster_io import GridReader, chip_profile, read_frame, valid_mask, write_chip
 from .stats import BandStats, ExportTotals
 
-FEATURE_KINDS = ("labeled", "imagenet")
-
 
 class Worker:
     """Per-thread dataset handles for the item being exported, and the chip loop."""
@@ -79,7 +77,7 @@ class Worker:
             cls_values, cls_counts = class_counts(label)
 
         kind = plan.label_kind
-        if kind in FEATURE_KINDS:
+        if plan.fmt.feature_chips:
             if frame.feature not in features.ids:
                 return  # the feature this chip is for is not on it (MIN_POLYGON_OVERLAP_RATIO, mask)
             has_labels = True
@@ -96,7 +94,7 @@ class Worker:
         out_t, crs = _georeferencing(frame, item.grid, c.reference_system)
         chip = Chip(plan.staging, ef.chip_stem(index), frame, out_t, crs, c.image_format, plan.info.count,
                     features, label, instances)
-        if c.blacken_around_feature and kind in FEATURE_KINDS:
+        if c.blacken_around_feature and plan.fmt.feature_chips:
             blacken_outside(data, chip)
         rel = image_rel(kind, chip, plan.label_ctx)
         self._write_image(rel, data, plan.info, chip)
@@ -114,7 +112,7 @@ class Worker:
             totals.bands2.add_chip(data2, valid_mask(data2, inside2, plan.info2.nodata, plan.info2.alpha_band))
 
         label_rel = WRITERS[kind](chip, plan.label_ctx, inside) if kind else None
-        if kind in FEATURE_KINDS:
+        if plan.fmt.feature_chips:
             own = features.subset(features.ids == frame.feature)
             totals.features.add_chip(own.values, own.areas)
         elif features is not None:

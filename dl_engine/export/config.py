@@ -6,44 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-# Metadata formats in the order of the arcpy enumeration (INTERFACE.md).
-METADATA_FORMATS = (
-    "KITTI_rectangles",
-    "PASCAL_VOC_rectangles",
-    "Classified_Tiles",
-    "RCNN_Masks",
-    "Labeled_Tiles",
-    "MultiLabeled_Tiles",
-    "Export_Tiles",
-    "CycleGAN",
-    "Imagenet",
-    "Panoptic_Segmentation",
-)
-SUPPORTED_FORMATS = METADATA_FORMATS
-# Formats that need no label data.
-UNLABELLED_FORMATS = ("Export_Tiles", "CycleGAN")
-# Formats with one chip per feature, centred on it.
-FEATURE_CHIP_FORMATS = ("Labeled_Tiles", "Imagenet")
+from ..formats import METADATA_FORMATS  # noqa: F401 (the export's METADATA_FORMAT choices)
+
 IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
 REFERENCE_SYSTEMS = ("MAP_SPACE", "PIXEL_SPACE")
 PROCESSING_MODES = ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY")
 CROP_MODES = ("FIXED_SIZE", "BOUNDING_BOX")
-
-
-class ExportError(ValueError):
-    """Bad input. ``parameter`` is the arcpy-style parameter name it concerns."""
-
-    def __init__(self, parameter: str, message: str):
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-        self.message = message
-
-    def __reduce__(self):  # survives the trip back from a worker process
-        return (ExportError, (self.parameter, self.message))
-
-
-class ExportCanceled(RuntimeError):
-    """The caller asked to stop; nothing of this run was left behind."""
 
 
 @dataclass

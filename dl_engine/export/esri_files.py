@@ -10,14 +10,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..formats import EMD, INDEX_DIGITS, MAP_TXT, STATS_JSON, STATS_TXT  # noqa: F401 (the layout's names)
 from .config import ClassInfo
-
-STATS_JSON = "esri_accumulated_stats.json"
-EMD = "esri_model_definition.emd"
-MAP_TXT = "map.txt"
-STATS_TXT = "stats.txt"
-
-INDEX_DIGITS = 12  # Pro 3.x names chips with 12 digits; arcgis.learn pairs files by stem
 
 WELL_KNOWN_BAND_NAMES_KEY = "WellKnownBandNames (FYI, these band names can be used in ExtractBands)"
 WELL_KNOWN_BAND_NAMES = [

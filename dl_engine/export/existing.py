@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from . import esri_files as ef
-from .config import ClassInfo, ExportError, RasterLabels
+from ..errors import InputError
+from .config import ClassInfo, RasterLabels
 from .raster_io import CHIP_FORMATS
 from .stats import BandStats, ClassPixelStats, ExportTotals, FeatureStats
 
@@ -39,21 +40,21 @@ class ExistingExport:
         for parameter, (theirs, ours) in mine.items():
             if theirs != ours:
                 what = "band count" if parameter == "IN_RASTER" else parameter
-                raise ExportError("START_INDEX", f"cannot append to {self.folder}: its {what} is {theirs}, this "
+                raise InputError("START_INDEX", f"cannot append to {self.folder}: its {what} is {theirs}, this "
                                                  f"run's {ours} ({parameter}); append only to an export of the same "
                                                  "format, tile size and band count, or choose a new folder")
         ext = CHIP_FORMATS[config.image_format][0]
         first = next(iter(self.map_lines.values()), "")
         if first and not first.split()[0].endswith("." + ext):
-            raise ExportError("START_INDEX", f"cannot append {config.image_format} chips to {self.folder}, whose "
+            raise InputError("START_INDEX", f"cannot append {config.image_format} chips to {self.folder}, whose "
                                              f"chips are {first.split()[0].rsplit('.', 1)[-1]}; use the same "
                                              "IMAGE_CHIP_FORMAT")
         if ("InputRastersProps2" in s) != (info2 is not None):
-            raise ExportError("START_INDEX", f"cannot append to {self.folder}: it was exported "
+            raise InputError("START_INDEX", f"cannot append to {self.folder}: it was exported "
                                              f"{'with' if 'InputRastersProps2' in s else 'without'} IN_RASTER2")
         raster_input = isinstance(config.labels, RasterLabels)
         if label_kind and ("ClassPixelStats" in s) != raster_input:
-            raise ExportError("START_INDEX", f"cannot append to {self.folder}: it was exported from "
+            raise InputError("START_INDEX", f"cannot append to {self.folder}: it was exported from "
                                              f"{'a classified raster' if 'ClassPixelStats' in s else 'features'}, "
                                              "this run's IN_CLASS_DATA is not")
 
@@ -82,7 +83,7 @@ def read_existing(folder: str) -> Optional[ExistingExport]:
         with open(path, encoding="utf-8") as f:
             stats = json.load(f)
     except (OSError, ValueError) as exc:
-        raise ExportError("START_INDEX", f"cannot read {path} to append to it ({exc})") from None
+        raise InputError("START_INDEX", f"cannot read {path} to append to it ({exc})") from None
     classes = [ClassInfo(int(c["ClassValue"]), c.get("ClassName"),
                          tuple(c["Color"]) if c.get("Color") and c["Color"][0] >= 0 else None)
                for c in stats.get("Classes", [])]

@@ -19,15 +19,16 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import numpy as np
 import rasterio
 
+from ..errors import Canceled, InputError
+from ..formats import IMAGES, IMAGES2, LABELS, MetadataFormat, get_format
 from . import esri_files as ef
-from .chips import FEATURE_KINDS
-from .config import (CROP_MODES, METADATA_FORMATS, PROCESSING_MODES, REFERENCE_SYSTEMS, UNLABELLED_FORMATS,
-                     ClassInfo, ExportCanceled, ExportConfig, ExportError, ExportResult, RasterLabels, VectorLabels)
+from .config import (CROP_MODES, PROCESSING_MODES, REFERENCE_SYSTEMS, ClassInfo, ExportConfig, ExportResult,
+                     RasterLabels, VectorLabels)
 from .existing import ExistingExport, read_existing
 from .frames import Frame, feature_frame, grid_frames, rotate, rotations
 from .grid import Grid, build_grid, count_tiles
 from .items import raster_items
-from .label_formats import LABEL_KIND, LabelContext
+from .label_formats import LabelContext
 from .pools import chip_pool
 from .labels import VectorLabelIndex, bucket_size_for, label_dtype_for_values, mask_union
 from .raster_io import RasterInfo, check_chip_format, describe, open_raster
@@ -63,7 +64,7 @@ class _Plan:
     info2: Optional[RasterInfo]
     band_names: List[str]
     band_names2: Optional[List[str]]
-    label_kind: Optional[str]
+    fmt: MetadataFormat  # the METADATA_FORMAT's row of dl_engine.formats
     vector: Optional[VectorLabelIndex]
     instances: Optional[VectorLabelIndex]
     raster_labels: Optional[RasterLabels]
@@ -73,6 +74,10 @@ class _Plan:
     start_index: int
     next_index: int
     staging: str
+
+    @property
+    def label_kind(self) -> Optional[str]:
+        return self.fmt.label_kind
     existing: Optional[ExistingExport]
     created_parent: Optional[str]  # the top folder this run created for OUT_FOLDER's parent, if any
 
@@ -94,7 +99,7 @@ def _run(config: ExportConfig, progress, is_canceled, log) -> ExportResult:
     try:
         totals = _cut_chips(plan, progress, is_canceled, log)
         if is_canceled():
-            raise ExportCanceled("export canceled")
+            raise Canceled("export canceled")
         if totals.chips == 0:
             _raise_nothing_exported(plan)
         classes = _finish(plan, totals)
@@ -110,9 +115,9 @@ def _run_cyclegan(c: ExportConfig, progress, is_canceled, log) -> ExportResult:
     """CycleGAN: A/ from IN_RASTER and B/ from IN_RASTER2, each a complete export."""
     _check_values(c)
     if not c.raster2:
-        raise ExportError("IN_RASTER2", "CycleGAN needs a second raster (domain B); give IN_RASTER2")
+        raise InputError("IN_RASTER2", "CycleGAN needs a second raster (domain B); give IN_RASTER2")
     if c.start_index > 0:
-        raise ExportError("START_INDEX", "appending is not available for CycleGAN (two exports, A/ and B/); "
+        raise InputError("START_INDEX", "appending is not available for CycleGAN (two exports, A/ and B/); "
                                          "export into a new folder with START_INDEX 0")
     _check_output(c)
     parent = os.path.dirname(os.path.abspath(c.out_folder))
@@ -126,8 +131,8 @@ def _run_cyclegan(c: ExportConfig, progress, is_canceled, log) -> ExportResult:
             part = replace(c, raster=raster, raster2=None, labels=None, out_folder=os.path.join(staging, name))
             try:
                 parts.append(_run(part, lambda f, k=k: progress((k + f) / 2), is_canceled, log))
-            except ExportError as exc:
-                raise ExportError(param if exc.parameter == "IN_RASTER" else exc.parameter, exc.message) from None
+            except InputError as exc:
+                raise InputError(param if exc.parameter == "IN_RASTER" else exc.parameter, exc.message) from None
         if os.path.isdir(c.out_folder):
             os.rmdir(c.out_folder)
         os.replace(staging, c.out_folder)
@@ -140,41 +145,40 @@ def _run_cyclegan(c: ExportConfig, progress, is_canceled, log) -> ExportResult:
 # ---- checking the request --------------------------------------------------------------------
 
 def _check_values(c: ExportConfig) -> None:
-    if c.metadata_format not in METADATA_FORMATS:
-        raise ExportError("METADATA_FORMAT", f"unknown format {c.metadata_format!r}; use one of {', '.join(METADATA_FORMATS)}")
+    fmt = get_format(c.metadata_format)
     for name, v in (("TILE_SIZE_X", c.tile_size_x), ("TILE_SIZE_Y", c.tile_size_y),
                     ("STRIDE_X", c.stride_x), ("STRIDE_Y", c.stride_y)):
         if not isinstance(v, (int, np.integer)) or v <= 0:
-            raise ExportError(name, f"must be a whole number of pixels greater than 0, got {v}")
+            raise InputError(name, f"must be a whole number of pixels greater than 0, got {v}")
     if c.start_index < 0:
-        raise ExportError("START_INDEX", f"must be 0 or more, got {c.start_index}")
+        raise InputError("START_INDEX", f"must be 0 or more, got {c.start_index}")
     if not 0 <= c.min_polygon_overlap_ratio <= 1:
-        raise ExportError("MIN_POLYGON_OVERLAP_RATIO", f"must lie between 0 and 1, got {c.min_polygon_overlap_ratio}")
+        raise InputError("MIN_POLYGON_OVERLAP_RATIO", f"must lie between 0 and 1, got {c.min_polygon_overlap_ratio}")
     if c.reference_system not in REFERENCE_SYSTEMS:
-        raise ExportError("REFERENCE_SYSTEM", f"use MAP_SPACE or PIXEL_SPACE, got {c.reference_system!r}")
+        raise InputError("REFERENCE_SYSTEM", f"use MAP_SPACE or PIXEL_SPACE, got {c.reference_system!r}")
     if c.processing_mode not in PROCESSING_MODES:
-        raise ExportError("PROCESSING_MODE", f"use one of {', '.join(PROCESSING_MODES)}, got {c.processing_mode!r}")
+        raise InputError("PROCESSING_MODE", f"use one of {', '.join(PROCESSING_MODES)}, got {c.processing_mode!r}")
     if c.crop_mode not in CROP_MODES:
-        raise ExportError("CROP_MODE", f"use FIXED_SIZE or BOUNDING_BOX, got {c.crop_mode!r}")
+        raise InputError("CROP_MODE", f"use FIXED_SIZE or BOUNDING_BOX, got {c.crop_mode!r}")
     if not (c.rotation_angle == 0 or 0 < c.rotation_angle < 360) or math.isnan(c.rotation_angle):
-        raise ExportError("ROTATION_ANGLE", f"must be 0 (no rotated copies) or an angle between 0 and 360 degrees "
+        raise InputError("ROTATION_ANGLE", f"must be 0 (no rotated copies) or an angle between 0 and 360 degrees "
                                             f"(exclusive), got {c.rotation_angle}")
     if c.workers < 0:
-        raise ExportError("PARALLEL_PROCESSING_FACTOR", f"must be 0 (every core) or a number of workers, got {c.workers}")
-    if c.metadata_format in UNLABELLED_FORMATS:
+        raise InputError("PARALLEL_PROCESSING_FACTOR", f"must be 0 (every core) or a number of workers, got {c.workers}")
+    if not fmt.labelled:
         return
     if c.labels is None:
-        raise ExportError("IN_CLASS_DATA", f"{c.metadata_format} needs label data: a polygon, line or point layer, "
+        raise InputError("IN_CLASS_DATA", f"{c.metadata_format} needs label data: a polygon, line or point layer, "
                                            "or a classified raster")
     if isinstance(c.labels, RasterLabels) and c.metadata_format != "Classified_Tiles":
-        raise ExportError("IN_CLASS_DATA", f"{c.metadata_format} needs features (boxes, instances or one chip per "
+        raise InputError("IN_CLASS_DATA", f"{c.metadata_format} needs features (boxes, instances or one chip per "
                                            "feature); a classified raster can be exported as Classified_Tiles. "
                                            "Give a polygon layer instead")
     if isinstance(c.labels, VectorLabels) and not len(c.labels.wkb):
-        raise ExportError("IN_CLASS_DATA", "the label layer has no features (within the raster's extent); "
+        raise InputError("IN_CLASS_DATA", "the label layer has no features (within the raster's extent); "
                                            "give a layer with features on the raster")
     if c.metadata_format == "Panoptic_Segmentation" and (c.instance_labels is None or not len(c.instance_labels.wkb)):
-        raise ExportError("IN_INSTANCE_DATA", "Panoptic_Segmentation needs instance features (e.g. buildings, cars) "
+        raise InputError("IN_INSTANCE_DATA", "Panoptic_Segmentation needs instance features (e.g. buildings, cars) "
                                               "besides the semantic classes of IN_CLASS_DATA; give a layer with features")
 
 
@@ -192,17 +196,17 @@ def _plan(c: ExportConfig, log) -> _Plan:
         with open_raster(path, "IN_RASTER") as src:
             item_info = describe(src, path)
             if (item_info.count, item_info.dtype) != (info.count, info.dtype):
-                raise ExportError("PROCESSING_MODE", f"the items of the mosaic differ: {os.path.basename(path)} has "
+                raise InputError("PROCESSING_MODE", f"the items of the mosaic differ: {os.path.basename(path)} has "
                                                      f"{item_info.count} band(s) of {item_info.dtype}, the first "
                                                      f"{info.count} of {info.dtype}; items must match to share one export")
             try:
                 grids.append(build_grid(src, c.extent, c.cell_size, c.reference_system))
-            except ExportError:
+            except InputError:
                 if len(paths) == 1 or c.extent is None:
                     raise
                 log(f"{os.path.basename(path)} lies outside EXTENT; skipped")
     if not grids:
-        raise ExportError("EXTENT", "no item of the mosaic overlaps the extent")
+        raise InputError("EXTENT", "no item of the mosaic overlaps the extent")
     check_chip_format(c.image_format, info)
     info2 = band_names2 = None
     if c.raster2:
@@ -213,7 +217,8 @@ def _plan(c: ExportConfig, log) -> _Plan:
     if info.alpha_band is not None:
         band_names[info.alpha_band] = "alpha"  # arcgis.learn keeps an RGB+alpha raster as RGB
 
-    kind = LABEL_KIND.get(c.metadata_format)
+    fmt = get_format(c.metadata_format)
+    kind = fmt.label_kind
     vector = instances = raster_labels = None
     label_dtype = "uint8"
     bucket = bucket_size_for(grids[0], c.tile_size_x, c.tile_size_y)
@@ -229,7 +234,7 @@ def _plan(c: ExportConfig, log) -> _Plan:
 
     existing = _check_output(c)
     if existing and existing.next_tile_index > c.start_index:
-        raise ExportError("START_INDEX", f"the export in {c.out_folder} already uses chip numbers below "
+        raise InputError("START_INDEX", f"the export in {c.out_folder} already uses chip numbers below "
                                          f"{existing.next_tile_index}; set START_INDEX to {existing.next_tile_index} "
                                          "or more so that no chip is overwritten")
     if existing:
@@ -238,7 +243,7 @@ def _plan(c: ExportConfig, log) -> _Plan:
     angles = rotations(c.rotation_angle)
     items, start = [], c.start_index
     for path, grid in zip(paths, grids):
-        if kind in FEATURE_KINDS:
+        if fmt.feature_chips:
             sites = vector.features_in(grid.bounds).tolist()
         else:
             sites = count_tiles(grid, c.tile_size_x, c.tile_size_y, c.stride_x, c.stride_y)
@@ -255,7 +260,7 @@ def _plan(c: ExportConfig, log) -> _Plan:
         f"({c.tile_size_x} x {c.tile_size_y}, stride {c.stride_x} x {c.stride_y}"
         f"{f', {len(angles)} rotations' if len(angles) > 1 else ''}), numbered from {c.start_index}")
     ctx = LabelContext(label_dtype, _ClassNames(c.labels), _ClassNames(c.instance_labels))
-    return _Plan(c, items, info, info2, band_names, band_names2, kind, vector, instances, raster_labels, ctx, mask,
+    return _Plan(c, items, info, info2, band_names, band_names2, fmt, vector, instances, raster_labels, ctx, mask,
                  angles, c.start_index, start, _staging_name(parent, c.out_folder), existing, created_parent)
 
 
@@ -286,9 +291,9 @@ def _check_overlap(vector: VectorLabelIndex, grids: List[Grid]) -> None:
     bounds = np.array([g.bounds for g in grids])
     gb = (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
     if tb is None:
-        raise ExportError("IN_CLASS_DATA", "no label feature has a usable geometry (all are empty or invalid)")
+        raise InputError("IN_CLASS_DATA", "no label feature has a usable geometry (all are empty or invalid)")
     if tb[0] > gb[2] or tb[2] < gb[0] or tb[1] > gb[3] or tb[3] < gb[1]:
-        raise ExportError("IN_CLASS_DATA", "the label features do not overlap the raster (within EXTENT): "
+        raise InputError("IN_CLASS_DATA", "the label features do not overlap the raster (within EXTENT): "
                                            "features cover "
                                            f"{tuple(round(v, 3) for v in tb)}, the raster {tuple(round(v, 3) for v in gb)} "
                                            "(raster CRS); give labels on the raster")
@@ -298,15 +303,15 @@ def _check_output(c: ExportConfig) -> Optional[ExistingExport]:
     """None for a new export; the earlier export when appending with START_INDEX."""
     out = c.out_folder
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ExportError("OUT_FOLDER", f"{out} is a file; give a new or empty folder")
+        raise InputError("OUT_FOLDER", f"{out} is a file; give a new or empty folder")
     if not os.path.isdir(out) or not os.listdir(out):
         return None
     if c.start_index <= 0:
-        raise ExportError("OUT_FOLDER", f"{out} is not empty; give a new or empty folder, or set START_INDEX "
+        raise InputError("OUT_FOLDER", f"{out} is not empty; give a new or empty folder, or set START_INDEX "
                                         "above 0 to append to the export already in it")
     existing = read_existing(out)
     if existing is None:
-        raise ExportError("START_INDEX", f"{out} is not empty and holds no export to append to "
+        raise InputError("START_INDEX", f"{out} is not empty and holds no export to append to "
                                          f"(no {ef.STATS_JSON}); give a new or empty folder")
     return existing
 
@@ -315,7 +320,7 @@ def _check_output(c: ExportConfig) -> Optional[ExistingExport]:
 
 def _frames(plan: _Plan, item: Item) -> Iterator[Frame]:
     c = plan.config
-    if plan.label_kind in FEATURE_KINDS:
+    if plan.fmt.feature_chips:
         fixed = c.crop_mode == "FIXED_SIZE"
         base = (feature_frame(item.grid, ordinal, fid, plan.vector.feature_bounds(fid), fixed,
                               c.tile_size_x, c.tile_size_y) for ordinal, fid in enumerate(item.sites))
@@ -340,8 +345,8 @@ def _tasks(plan: _Plan) -> Iterator[Tuple[int, List[Frame]]]:
 
 def _cut_chips(plan: _Plan, progress, is_canceled, log) -> ExportTotals:
     workers = plan.config.workers or os.cpu_count() or 1
-    subfolders = ["images"] + (["images2"] if plan.config.raster2 else [])
-    subfolders += ["labels"] if plan.label_kind not in (None, "imagenet") else []
+    subfolders = [IMAGES] + ([IMAGES2] if plan.config.raster2 else [])
+    subfolders += [LABELS] if plan.label_kind not in (None, "imagenet") else []
     for sub in subfolders:
         os.makedirs(os.path.join(plan.staging, sub), exist_ok=True)
     totals = ExportTotals()
@@ -363,12 +368,12 @@ def _cut_chips(plan: _Plan, progress, is_canceled, log) -> ExportTotals:
                 break
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in finished:
-                n, part = fut.result()  # re-raises a worker's ExportError
+                n, part = fut.result()  # re-raises a worker's InputError
                 totals.merge(part)
                 done += n
             if is_canceled():
                 stop.set()
-                raise ExportCanceled("export canceled")
+                raise Canceled("export canceled")
             progress(min(done / total, 1.0) * 0.98)
     return totals
 
@@ -376,10 +381,10 @@ def _cut_chips(plan: _Plan, progress, is_canceled, log) -> ExportTotals:
 def _raise_nothing_exported(plan: _Plan) -> None:
     where = " inside IN_MASK_POLYGONS" if plan.mask is not None else ""
     if plan.label_kind:
-        raise ExportError("IN_CLASS_DATA", f"no chip{where} holds a label (feature or class pixel) on raster data; "
+        raise InputError("IN_CLASS_DATA", f"no chip{where} holds a label (feature or class pixel) on raster data; "
                                            "check that the labels overlap the raster's valid pixels, or set "
                                            "OUTPUT_NOFEATURE_TILES to export chips without labels")
-    raise ExportError("IN_RASTER", f"no chip{where} holds raster data (every pixel is NoData)")
+    raise InputError("IN_RASTER", f"no chip{where} holds raster data (every pixel is NoData)")
 
 
 # ---- writing the esri files and moving the export into place ---------------------------------

@@ -10,7 +10,8 @@ import shapely.geometry
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 
-from .config import ClassInfo, ExportError
+from ..errors import InputError
+from .config import ClassInfo
 from .raster_io import open_raster
 
 NAME_FIELDS = ("classname", "class_name")
@@ -42,7 +43,7 @@ def read_geojson_labels(path: str, raster: str, class_field: Optional[str],
         try:
             value = int(props[field]) if field else 1
         except (KeyError, TypeError, ValueError):
-            raise ExportError("CLASS_VALUE_FIELD", f"feature property {field!r} is missing or not an integer; "
+            raise InputError("CLASS_VALUE_FIELD", f"feature property {field!r} is missing or not an integer; "
                                                    "give a numeric class field") from None
         geom = shapely.geometry.shape(feat["geometry"])
         geom = shapely.make_valid(geom)

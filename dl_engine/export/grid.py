@@ -10,7 +10,7 @@ from typing import Iterator, Optional, Tuple
 from affine import Affine
 from rasterio.crs import CRS
 
-from .config import ExportError
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def build_grid(src, extent: Optional[Tuple[float, float, float, float]], cell_si
     if pixel_only:
         # Rotated or pixel-only rasters: work on their pixel grid (x = column, y = -row).
         if reference_system == "MAP_SPACE" and not t.is_identity:
-            raise ExportError("IN_RASTER", "the raster's geotransform is rotated; MAP_SPACE needs a north-up raster "
+            raise InputError("IN_RASTER", "the raster's geotransform is rotated; MAP_SPACE needs a north-up raster "
                                            "(warp it first, or use REFERENCE_SYSTEM PIXEL_SPACE)")
         t = Affine(1, 0, 0, 0, -1, 0)
     src_bounds = (t.c, t.f + t.e * src.height, t.c + t.a * src.width, t.f)
@@ -89,17 +89,17 @@ def build_grid(src, extent: Optional[Tuple[float, float, float, float]], cell_si
     if extent is not None:
         exmin, eymin, exmax, eymax = extent
         if exmin >= exmax or eymin >= eymax:
-            raise ExportError("EXTENT", f"the extent {extent} is empty; give xmin < xmax and ymin < ymax in the raster's CRS")
+            raise InputError("EXTENT", f"the extent {extent} is empty; give xmin < xmax and ymin < ymax in the raster's CRS")
         xmin, ymin, xmax, ymax = max(xmin, exmin), max(ymin, eymin), min(xmax, exmax), min(ymax, eymax)
         if xmin >= xmax or ymin >= ymax:
-            raise ExportError("EXTENT", f"the extent {tuple(extent)} does not overlap the raster "
+            raise InputError("EXTENT", f"the extent {tuple(extent)} does not overlap the raster "
                                         f"(raster bounds {tuple(round(v, 6) for v in src_bounds)} in its own CRS)")
     if cell_size is not None:
         if reference_system == "PIXEL_SPACE":
-            raise ExportError("CELL_SIZE", "resampling is not available in PIXEL_SPACE (chips keep the image's own "
+            raise InputError("CELL_SIZE", "resampling is not available in PIXEL_SPACE (chips keep the image's own "
                                            "pixels); leave CELL_SIZE empty or use MAP_SPACE")
         if not (cell_size > 0 and math.isfinite(cell_size)):
-            raise ExportError("CELL_SIZE", f"must be a positive number of map units, got {cell_size}")
+            raise InputError("CELL_SIZE", f"must be a positive number of map units, got {cell_size}")
         width = max(1, math.ceil((xmax - xmin) / cell_size - 1e-9))
         height = max(1, math.ceil((ymax - ymin) / cell_size - 1e-9))
         return Grid(src.crs, Affine(cell_size, 0, xmin, 0, -cell_size, ymax), width, height)

@@ -7,38 +7,17 @@ returns the label path that map.txt lists (or None).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import numpy as np
 from affine import Affine
 
+from ..formats import folder_key
 from . import esri_files as ef
 from .frames import Frame
 from .labels import ChipFeatures, instance_masks, pixel_boxes, rasterize_chip
 from .raster_io import CHIP_FORMATS, LABEL_FORMAT_FOR, chip_profile, write_chip
-
-# What each metadata format's chips are cut around and labelled with.
-LABEL_KIND = {
-    "Classified_Tiles": "classified",
-    "PASCAL_VOC_rectangles": "voc",
-    "KITTI_rectangles": "kitti",
-    "RCNN_Masks": "rcnn",
-    "Labeled_Tiles": "labeled",
-    "MultiLabeled_Tiles": "multilabeled",
-    "Imagenet": "imagenet",
-    "Panoptic_Segmentation": "panoptic",
-}
-# Kinds whose label files are rasters (written next to chips of the same grid).
-RASTER_LABEL_KINDS = ("classified", "rcnn", "panoptic")
-
-
-def folder_name(name: str) -> str:
-    """A class name usable as a folder name (labels/<name>/, images/<name>/)."""
-    cleaned = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip().strip(".")
-    return cleaned or "class"
-
 
 @dataclass
 class Chip:
@@ -118,7 +97,7 @@ def _write_instances(chip: Chip, features: ChipFeatures, folder: str, name_of) -
     for value in np.unique(features.values):
         geoms = features.geometries[features.values == value]
         masks = instance_masks(geoms, f.transform, f.width, f.height)
-        rel = chip.write_raster_label(f"{folder}/{folder_name(name_of(int(value)))}/{chip.stem}.{chip.raster_label_ext}",
+        rel = chip.write_raster_label(f"{folder}/{folder_key(name_of(int(value)))}/{chip.stem}.{chip.raster_label_ext}",
                                       masks)
         first = first or rel
     return first
@@ -177,7 +156,7 @@ def image_rel(kind: Optional[str], chip: Chip, ctx: LabelContext, folder: str = 
     """Where the image chip goes: images/<n>.ext, or images/<class name>/<n>.ext for Imagenet."""
     if kind == "imagenet":
         own = chip.features.values[chip.features.ids == chip.frame.feature]
-        return f"{folder}/{folder_name(ctx.class_name(int(own[0])))}/{chip.stem}.{chip.image_ext}"
+        return f"{folder}/{folder_key(ctx.class_name(int(own[0])))}/{chip.stem}.{chip.image_ext}"
     return f"{folder}/{chip.stem}.{chip.image_ext}"
 
 

@@ -12,7 +12,8 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
 
-from .config import ExportError, RasterLabels, VectorLabels
+from ..errors import InputError
+from .config import RasterLabels, VectorLabels
 from .grid import Grid
 from .raster_io import GridReader, read_frame
 
@@ -48,9 +49,9 @@ class VectorLabelIndex:
         self.wkb[:] = labels.wkb
         self.values = np.asarray(labels.values, dtype=np.int64)
         if len(self.values) != len(self.wkb):
-            raise ExportError("IN_CLASS_DATA", "every feature needs one class value")
+            raise InputError("IN_CLASS_DATA", "every feature needs one class value")
         if len(self.values) and (self.values.min() < 0):
-            raise ExportError("CLASS_VALUE_FIELD", "class values must be integers >= 0 (0 is background); "
+            raise InputError("CLASS_VALUE_FIELD", "class values must be integers >= 0 (0 is background); "
                                                    f"found {int(self.values.min())}")
         self.bounds = np.empty((len(self.wkb), 4))
         for start in range(0, len(self.wkb), 20000):  # decode in batches: memory stays small
@@ -239,7 +240,7 @@ class RasterLabelReader:
         self.reader = GridReader(labels.path, grid, Resampling.nearest, parameter="IN_CLASS_DATA")
         self.band = labels.band - 1
         if not 0 <= self.band < self.reader.count:
-            raise ExportError("IN_CLASS_DATA", f"the classified raster has no band {labels.band}")
+            raise InputError("IN_CLASS_DATA", f"the classified raster has no band {labels.band}")
         src_dtype = np.dtype(self.reader.dtype)
         self.dtype = src_dtype.name if src_dtype.kind == "u" else "uint16"
 
@@ -253,13 +254,13 @@ class RasterLabelReader:
             bad |= np.isnan(band)
         band = np.where(bad, 0, band)
         if band.dtype.kind == "f" and not np.array_equal(band, np.round(band)):
-            raise ExportError("IN_CLASS_DATA", "the raster holds fractional values; a classified raster holds "
+            raise InputError("IN_CLASS_DATA", "the raster holds fractional values; a classified raster holds "
                                                "integer class values (0 = no class)")
         if band.dtype.kind in "if" and band.size and band.min() < 0:
-            raise ExportError("IN_CLASS_DATA", "the classified raster holds negative values; class values are "
+            raise InputError("IN_CLASS_DATA", "the classified raster holds negative values; class values are "
                                                "integers >= 0 (0 = no class); set its NoData value if that is what they are")
         if band.size and band.max() > np.iinfo(self.dtype).max:
-            raise ExportError("IN_CLASS_DATA", f"class values above {np.iinfo(self.dtype).max} are not supported")
+            raise InputError("IN_CLASS_DATA", f"class values above {np.iinfo(self.dtype).max} are not supported")
         return band.astype(self.dtype, copy=False)
 
     def close(self) -> None:
@@ -286,7 +287,7 @@ def mask_union(mask_wkb: Optional[List[bytes]]):
     geoms = shapely.make_valid(geoms[~shapely.is_missing(geoms)])
     union = shapely.union_all(geoms)
     if union.is_empty or union.area == 0:
-        raise ExportError("IN_MASK_POLYGONS", "holds no polygon with an area; give polygons in which chips are to be cut")
+        raise InputError("IN_MASK_POLYGONS", "holds no polygon with an area; give polygons in which chips are to be cut")
     shapely.prepare(union)
     return union
 

@@ -22,7 +22,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from .config import ExportError
+from ..errors import InputError
 from .grid import Grid, is_north_up
 
 # rasterio warns when a transform is (a flip of) the identity: PIXEL_SPACE chip 0, and its
@@ -57,7 +57,7 @@ def open_raster(path: str, parameter: str):
     try:
         return rasterio.open(path)
     except Exception as exc:  # rasterio raises several types; all mean "cannot read"
-        raise ExportError(parameter, f"cannot open {path!r} as a raster ({exc}); give a file GDAL can read") from None
+        raise InputError(parameter, f"cannot open {path!r} as a raster ({exc}); give a file GDAL can read") from None
 
 
 def describe(src, path: str) -> RasterInfo:
@@ -188,11 +188,11 @@ def _write_world_file(path: str, t: Affine) -> None:
 
 def check_chip_format(image_format: str, info: RasterInfo, parameter: str = "IMAGE_CHIP_FORMAT") -> None:
     if image_format not in CHIP_FORMATS:
-        raise ExportError(parameter, f"unknown image format {image_format!r}; use one of {', '.join(CHIP_FORMATS)}")
+        raise InputError(parameter, f"unknown image format {image_format!r}; use one of {', '.join(CHIP_FORMATS)}")
     if image_format in ("PNG", "JPEG"):
         allowed = (1, 3) if image_format == "JPEG" else (1, 2, 3)
         if info.dtype != "uint8" or info.count not in allowed:
-            raise ExportError(parameter, f"{image_format} holds {' or '.join(map(str, allowed))} bands of 8-bit data; "
+            raise InputError(parameter, f"{image_format} holds {' or '.join(map(str, allowed))} bands of 8-bit data; "
                                          f"the raster {os.path.basename(info.path)!r} has {info.count} band(s) of "
                                          f"{info.dtype}. Use TIFF or MRF, which keep any band count and data type")
 

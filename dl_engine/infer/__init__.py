@@ -7,14 +7,14 @@ imported only when a tool runs, so the QGIS side can import the configuration ch
 
 from .config import TOOLS, InferConfig
 
-__all__ = ["TOOLS", "InferConfig", "InferResult", "InferenceCanceled", "run_inference"]
+__all__ = ["TOOLS", "InferConfig", "InferResult", "Canceled", "run_inference"]
 
 
 def __getattr__(name):  # lazy: torch loads with the run, not with the config
     if name in ("InferResult", "run_inference"):
         from . import run
         return getattr(run, name)
-    if name == "InferenceCanceled":
-        from .job import InferenceCanceled
-        return InferenceCanceled
+    if name == "Canceled":
+        from .job import Canceled
+        return Canceled
     raise AttributeError(name)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from ..data.errors import DataError
-from ..train.arguments import parse_arguments
+from ..errors import InputError
+from ..arguments import parse_arguments
 
 PARAMETER = "ARGUMENTS"
 MAX_TILE = 8192  # a larger window would not fit a batch on any device
@@ -51,7 +51,7 @@ def parse_tool_arguments(tool: str, text: Optional[str], chip_size: int) -> Tool
     padding_default = chip_size // 4 if values.get("tile_size") is None else tile // 4
     padding = _int(values, "padding", padding_default if tool != "classify_objects" else 0, 0, MAX_TILE)
     if 2 * padding >= tile:
-        raise DataError(PARAMETER, f"padding {padding} leaves nothing of a {tile} px tile (each tile keeps "
+        raise InputError(PARAMETER, f"padding {padding} leaves nothing of a {tile} px tile (each tile keeps "
                                    f"tile - 2 x padding pixels); give padding below {(tile + 1) // 2}")
     batch = _int(values, "batch_size", 4, 1, 4096)
     out = dict(tile=tile, padding=padding, batch_size=batch)
@@ -62,7 +62,7 @@ def parse_tool_arguments(tool: str, text: Optional[str], chip_size: int) -> Tool
         if name in values:
             v = _number(values[name], name)
             if not 0.0 <= v <= 1.0:
-                raise DataError(PARAMETER, f"{name} {v} is outside 0..1")
+                raise InputError(PARAMETER, f"{name} {v} is outside 0..1")
             out[name] = v
     return ToolArguments(**out)
 
@@ -71,7 +71,7 @@ def _number(value: Any, name: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise DataError(PARAMETER, f"{name} {value!r} is not a number") from None
+        raise InputError(PARAMETER, f"{name} {value!r} is not a number") from None
 
 
 def _int(values: Dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -80,5 +80,5 @@ def _int(values: Dict[str, Any], name: str, default: int, low: int, high: int) -
         return int(default)
     number = _number(value, name)
     if not number.is_integer() or not low <= number <= high:
-        raise DataError(PARAMETER, f"{name} {value!r} is not a whole number from {low} to {high}")
+        raise InputError(PARAMETER, f"{name} {value!r} is not a whole number from {low} to {high}")
     return int(number)

@@ -11,8 +11,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Tuple
 
 from affine import Affine
 
-from ..data.errors import DataError
-from ..export.config import ExportError
+from ..errors import InputError
 from ..export.grid import Grid, build_grid, is_north_up
 
 
@@ -38,12 +37,12 @@ def plan_grid(src, extent: Optional[Sequence[float]], cell_size: Optional[float]
         return InferGrid(t, src.crs, src.width, src.height, (0, 0))
     if not is_north_up(t):
         which = "EXTENT" if extent is not None else "CELL_SIZE"
-        raise DataError(which, "needs a north-up georeferenced raster; this raster's geotransform is rotated or "
+        raise InputError(which, "needs a north-up georeferenced raster; this raster's geotransform is rotated or "
                                "missing (leave EXTENT and CELL_SIZE empty to process it on its own grid)")
     try:
         g: Grid = build_grid(src, tuple(extent) if extent is not None else None, cell_size, "MAP_SPACE")
-    except ExportError as e:
-        raise DataError(e.parameter, e.message) from None
+    except InputError as e:
+        raise InputError(e.parameter, e.message) from None
     offset = _aligned_offset(t, g.transform)
     return InferGrid(g.transform, g.crs, g.width, g.height, offset)
 

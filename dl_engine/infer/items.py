@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Tuple
 
 import shapely.geometry
 
-from ..data.errors import DataError
+from ..errors import InputError
 from ..export.items import raster_items as _item_paths
 from .grid import InferGrid, plan_grid
 from .source import RasterDescription, check_bands, describe, open_raster
@@ -28,7 +28,7 @@ def raster_items(job) -> List[Item]:
             check_bands(desc, job.model)
             try:
                 grid = plan_grid(src, c.extent, c.cell_size)
-            except DataError as e:
+            except InputError as e:
                 if e.parameter == "EXTENT":  # an item outside the extent
                     continue
                 raise

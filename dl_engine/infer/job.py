@@ -10,7 +10,8 @@ from typing import Callable, Dict
 
 import numpy as np
 
-from ..train.events import Events
+from ..errors import Canceled
+from ..events import Events
 from .arguments import ToolArguments
 from .config import InferConfig
 from .grid import InferGrid
@@ -20,10 +21,6 @@ from .source import RasterDescription
 
 # Types torch takes as they are; anything else travels as float32.
 TORCH_TYPES = ("uint8", "int8", "int16", "int32", "float32")
-
-
-class InferenceCanceled(Exception):
-    """``cancel()`` turned true; nothing was written."""
 
 
 @dataclass
@@ -46,7 +43,7 @@ class Job:
 
     def check_cancel(self) -> None:
         if self.cancel():
-            raise InferenceCanceled("no output was written")
+            raise Canceled("no output was written")
 
 
 class Progress:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..data.errors import DataError
+from ..errors import InputError
 from ..data.normalization import Normalization, imagenet
 from ..package.reader import open_package
 
@@ -70,39 +70,39 @@ class LoadedModel:
 
 
 def load_model(path: str, tool: str, parameter: str = PARAMETER) -> LoadedModel:
-    """The model of a .emd/.dlpk, checked to fit ``tool`` (raises DataError naming ``parameter``)."""
+    """The model of a .emd/.dlpk, checked to fit ``tool`` (raises InputError naming ``parameter``)."""
     from ..models.registry import build_from_emd, get_spec
 
     with open_package(path, parameter) as pkg:
         if not pkg.is_ours:
-            raise DataError(parameter, f"{path} was not written by this plugin: its network "
+            raise InputError(parameter, f"{path} was not written by this plugin: its network "
                                        f"({pkg.model_name or pkg.emd.get('ModelConfiguration') or 'unknown'}, "
                                        f"Framework {pkg.emd.get('Framework', '?')}) is arcgis.learn's own, whose "
                                        "weights this plugin cannot rebuild; use a model trained with Train Deep "
                                        "Learning Model in QGIS")
         try:
             spec = get_spec(pkg.model_type or "", parameter)
-        except DataError as e:
-            raise DataError(parameter, f"{path}: {e.message}") from None
+        except InputError as e:
+            raise InputError(parameter, f"{path}: {e.message}") from None
         if spec.kind not in TOOL_KINDS[tool]:
             what, use = KIND_WORDS.get(spec.kind, (f"a {spec.kind} model", "another tool"))
-            raise DataError(parameter, f"{path} is {what} ({spec.keyword}); use {use}")
+            raise InputError(parameter, f"{path} is {what} ({spec.keyword}); use {use}")
         chip = pkg.chip_size
         if not chip or chip < 1:
-            raise DataError(parameter, f"{path} gives no ImageHeight (the model's tile size)")
+            raise InputError(parameter, f"{path} gives no ImageHeight (the model's tile size)")
         classes = _classes(pkg.classes, path, parameter)
         normalization = normalization_from_emd(pkg.emd, parameter)
         num_classes = pkg.engine.get("num_classes") or (len(classes) + (0 if spec.kind == "classification" else 1))
         try:
             module = build_from_emd(pkg.emd, in_channels=normalization.bands_in, num_classes=int(num_classes))
-        except DataError as e:
-            raise DataError(parameter, e.message) from None
+        except InputError as e:
+            raise InputError(parameter, e.message) from None
         state = pkg.load_state_dict()
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as e:
             first = str(e).strip().splitlines()
-            raise DataError(parameter, f"{path}: the weights do not fit the network the emd describes "
+            raise InputError(parameter, f"{path}: the weights do not fit the network the emd describes "
                                        f"({first[1].strip() if len(first) > 1 else first[0]}); the package is "
                                        "damaged or its emd was edited") from None
         module.eval()
@@ -116,12 +116,12 @@ def _classes(raw: List[Dict[str, Any]], path: str, parameter: str) -> List[Class
         try:
             value = int(c["Value"])
         except (KeyError, TypeError, ValueError):
-            raise DataError(parameter, f"{path}: a class in Classes has no integer Value: {c}") from None
+            raise InputError(parameter, f"{path}: a class in Classes has no integer Value: {c}") from None
         color = c.get("Color")
         rgb = tuple(int(v) for v in color[:3]) if isinstance(color, list) and len(color) >= 3 else None
         out.append(ClassInfo(value, str(c.get("Name", value)), rgb if rgb and min(rgb) >= 0 else None))
     if not out:
-        raise DataError(parameter, f"{path} lists no Classes")
+        raise InputError(parameter, f"{path} lists no Classes")
     return out
 
 
@@ -130,12 +130,12 @@ def normalization_from_emd(emd: Dict[str, Any], parameter: str = PARAMETER) -> N
     when present, else ImageNet statistics on 8-bit RGB."""
     bands = emd.get("ExtractBands") or [0, 1, 2]
     if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in bands):
-        raise DataError(parameter, f"ExtractBands {bands} holds band names or negative numbers; this plugin's "
+        raise InputError(parameter, f"ExtractBands {bands} holds band names or negative numbers; this plugin's "
                                    "models give band indices")
     stats = emd.get("NormalizationStats")
     if not isinstance(stats, dict):
         if max(bands) > 2:
-            raise DataError(parameter, f"ExtractBands {bands} without NormalizationStats: an 8-bit RGB model "
+            raise InputError(parameter, f"ExtractBands {bands} without NormalizationStats: an 8-bit RGB model "
                                        "uses bands 0..2")
         return replace(imagenet(), extract_bands=list(bands))
     try:
@@ -143,10 +143,10 @@ def normalization_from_emd(emd: Dict[str, Any], parameter: str = PARAMETER) -> N
             "band_min_values", "band_max_values", "band_mean_values", "band_std_values",
             "scaled_mean_values", "scaled_std_values")}
     except (KeyError, TypeError, ValueError) as e:
-        raise DataError(parameter, f"NormalizationStats is incomplete or not numbers ({e})") from None
+        raise InputError(parameter, f"NormalizationStats is incomplete or not numbers ({e})") from None
     n = len(arrays["band_min_values"])
     if any(len(a) != n for a in arrays.values()) or max(bands) >= n:
-        raise DataError(parameter, f"NormalizationStats lists {n} band(s) but ExtractBands is {bands}")
+        raise InputError(parameter, f"NormalizationStats lists {n} band(s) but ExtractBands is {bands}")
     return Normalization("band_stats", list(bands), arrays["band_min_values"], arrays["band_max_values"],
                          arrays["band_mean_values"], arrays["band_std_values"], arrays["scaled_mean_values"],
                          arrays["scaled_std_values"])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data.normalization import Normalization
-from ..train.device import Runtime
+from ..runtime import Runtime
 from .model import LoadedModel
 
 

@@ -57,7 +57,7 @@ def predict_tile(emd: Union[str, Mapping[str, Any]], pixels: np.ndarray, *, mask
 
 
 def _load(path: str, device: str):
-    from ..train.device import choose_runtime
+    from ..runtime import choose_runtime
     from .model import load_model
     from .predictor import Predictor
     from .writer import class_table

@@ -11,11 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
-from ..data.errors import DataError
-from ..train.events import Events
+from ..errors import InputError
+from ..events import Events
 from .arguments import TOOL_NAMES, parse_tool_arguments
 from .config import TOOLS, InferConfig
-from .job import InferenceCanceled, Job
+from ..errors import Canceled
+from .job import Job
 from .model import load_model
 from .source import check_bands, describe, open_raster
 from .grid import plan_grid
@@ -51,8 +52,8 @@ class InferResult:
 
 def run_inference(config: InferConfig, events: Optional[Events] = None,
                   cancel: Callable[[], bool] = lambda: False) -> InferResult:
-    """Run one inference tool. Raises DataError (bad input, naming the parameter) and
-    InferenceCanceled (``cancel()`` turned true; no output left behind)."""
+    """Run one inference tool. Raises InputError (bad input, naming the parameter) and
+    Canceled (``cancel()`` turned true; no output left behind)."""
     import rasterio
 
     events = events or Events()
@@ -88,17 +89,17 @@ def run_inference(config: InferConfig, events: Optional[Events] = None,
 
 def prepare(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> Job:
     """Every check on the user's input, then the model on its device."""
-    from ..train.device import choose_runtime
+    from ..runtime import choose_runtime
     from .predictor import Predictor
 
     if config.tool not in TOOLS:
-        raise DataError("tool", f"unknown tool {config.tool!r}; one of {', '.join(TOOLS)}")
+        raise InputError("tool", f"unknown tool {config.tool!r}; one of {', '.join(TOOLS)}")
     if not config.out_path:
-        raise DataError(_out_parameter(config.tool), "no output path given")
+        raise InputError(_out_parameter(config.tool), "no output path given")
     if os.path.abspath(config.out_path) == os.path.abspath(config.in_raster):
-        raise DataError(_out_parameter(config.tool), "the output would overwrite the input raster")
+        raise InputError(_out_parameter(config.tool), "the output would overwrite the input raster")
     if config.tool == "classify_objects" and config.in_features and not os.path.isfile(config.in_features):
-        raise DataError("IN_FEATURES", f"{config.in_features} does not exist; give a GeoJSON file of the features")
+        raise InputError("IN_FEATURES", f"{config.in_features} does not exist; give a GeoJSON file of the features")
     model = load_model(config.model, config.tool)
     args = parse_tool_arguments(config.tool, config.arguments, model.chip_size)
     src = open_raster(config.in_raster)
@@ -112,7 +113,7 @@ def prepare(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> 
         events.warning(f"the model was trained on 8-bit RGB imagery; {config.in_raster} holds {desc.dtype}: "
                        "its values are used as they are (0-255 expected)")
     if config.processing_mode not in ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY"):
-        raise DataError("PROCESSING_MODE", f"{config.processing_mode!r}; accepted PROCESS_AS_MOSAICKED_IMAGE, "
+        raise InputError("PROCESSING_MODE", f"{config.processing_mode!r}; accepted PROCESS_AS_MOSAICKED_IMAGE, "
                                            "PROCESS_ITEMS_SEPARATELY")
     runtime = choose_runtime(config.device, config.precision)
     predictor = Predictor(model, runtime)
@@ -126,4 +127,4 @@ def _out_parameter(tool: str) -> str:
             "classify_objects": "OUT_FEATURE_CLASS"}[tool]
 
 
-__all__ = ["InferResult", "InferenceCanceled", "run_inference"]
+__all__ = ["InferResult", "Canceled", "run_inference"]

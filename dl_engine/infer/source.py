@@ -21,7 +21,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ..data.errors import DataError
+from ..errors import InputError
 from .grid import InferGrid
 
 PARAMETER = "IN_RASTER"
@@ -49,7 +49,7 @@ def open_raster(path: str):
     try:
         return rasterio.open(path)
     except Exception as e:  # rasterio raises several types; all mean "cannot read"
-        raise DataError(PARAMETER, f"cannot open {path!r} as a raster ({e}); give a file GDAL can read") from None
+        raise InputError(PARAMETER, f"cannot open {path!r} as a raster ({e}); give a file GDAL can read") from None
 
 
 def describe(src, path: str) -> RasterDescription:
@@ -78,7 +78,7 @@ def check_bands(desc: RasterDescription, model, parameter: str = PARAMETER) -> N
                 f"{list(norm.extract_bands)})")
     else:
         what = f"3-band 8-bit RGB imagery (ExtractBands {list(norm.extract_bands)})"
-    raise DataError(parameter, f"the model was trained on {what}; {desc.path} has {have} band(s){alpha}. "
+    raise InputError(parameter, f"the model was trained on {what}; {desc.path} has {have} band(s){alpha}. "
                                f"Give a raster with the training data's {expected} bands in the same order "
                                "(e.g. a virtual raster of those bands)")
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import shapely
 import shapely.geometry
 
-from ..data.errors import DataError
+from ..errors import InputError
 from .writer import commit, prepare_output
 
 
@@ -77,17 +77,17 @@ def read_features(path: str, parameter: str = "IN_FEATURES") -> Iterator[Tuple[O
         with open(path, encoding="utf-8-sig") as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise DataError(parameter, f"cannot read {path} as GeoJSON: {e}") from None
+        raise InputError(parameter, f"cannot read {path} as GeoJSON: {e}") from None
     if isinstance(data, dict) and data.get("type") == "Feature":
         data = {"features": [data]}
     features = data.get("features") if isinstance(data, dict) else None
     if not isinstance(features, list):
-        raise DataError(parameter, f"{path} is not a GeoJSON FeatureCollection")
+        raise InputError(parameter, f"{path} is not a GeoJSON FeatureCollection")
     for feat in features:
         geom = feat.get("geometry") if isinstance(feat, dict) else None
         props = feat.get("properties") if isinstance(feat, dict) else None
         try:
             shape = shapely.geometry.shape(geom) if geom else None
         except Exception as e:
-            raise DataError(parameter, f"{path}: a feature's geometry cannot be read ({e})") from None
+            raise InputError(parameter, f"{path}: a feature's geometry cannot be read ({e})") from None
         yield (shape if shape is not None and not shape.is_empty else None), dict(props or {})

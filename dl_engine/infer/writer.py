@@ -26,7 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..data.errors import DataError
+from ..errors import InputError
 from .grid import InferGrid
 
 BLOCK = 256
@@ -77,11 +77,11 @@ def prepare_output(out_path: str, parameter: str) -> str:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise DataError(parameter, f"cannot create the folder {folder}: {e.strerror or e}") from None
+        raise InputError(parameter, f"cannot create the folder {folder}: {e.strerror or e}") from None
     if os.path.isdir(out_path):
-        raise DataError(parameter, f"{out_path} is a folder; give a file name")
+        raise InputError(parameter, f"{out_path} is a folder; give a file name")
     if not os.access(folder, os.W_OK):
-        raise DataError(parameter, f"the folder {folder} is not writable")
+        raise InputError(parameter, f"the folder {folder} is not writable")
     return temp_path_for(out_path)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
-from ..data.errors import DataError
+from ..errors import InputError
 
 PARAMETER = "BACKBONE_MODEL"
 TIMM_PREFIX = "timm:"
@@ -107,7 +107,7 @@ def resolve_backbone(backbone: str) -> Tuple[str, str]:
         return KEYWORDS[keyword], KEYWORDS[keyword]
     if text.lower() in KEYWORDS.values():
         return text.lower(), text.lower()
-    raise DataError(PARAMETER, f"unknown backbone {text!r}; accepted: {', '.join(KEYWORDS)} "
+    raise InputError(PARAMETER, f"unknown backbone {text!r}; accepted: {', '.join(KEYWORDS)} "
                                f"or timm:<name> (a timm model that supports features_only)")
 
 
@@ -118,14 +118,14 @@ def _check_timm_name(model: str) -> None:
     if not arch or not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close names: {', '.join(close)}" if close else ""
-        raise DataError(PARAMETER, f"timm has no model {arch!r}{hint}; accepted: "
+        raise InputError(PARAMETER, f"timm has no model {arch!r}{hint}; accepted: "
                                    f"{', '.join(KEYWORDS)} or timm:<name> (see timm.list_models())")
 
 
 def check_scheme(scheme: Optional[str]) -> str:
     value = str(scheme or "RANDOM").strip().upper()
     if value not in SCHEMES:
-        raise DataError("WEIGHT_INIT_SCHEME", f"unknown scheme {scheme!r}; accepted: {', '.join(SCHEMES)}")
+        raise InputError("WEIGHT_INIT_SCHEME", f"unknown scheme {scheme!r}; accepted: {', '.join(SCHEMES)}")
     return value
 
 
@@ -184,13 +184,13 @@ def _create(name: str, timm_name: str, in_channels: int, extra: Dict[str, Any], 
             return timm.create_model(timm_name, **kwargs, **extra), extra
     except (TypeError, AssertionError, ValueError, NotImplementedError) as exc:
         if not extra:
-            raise DataError(PARAMETER, f"{name} cannot be built as a feature extractor "
+            raise InputError(PARAMETER, f"{name} cannot be built as a feature extractor "
                                        f"(features_only): {exc}") from None
         log(f"{name} has no dilated variant (output_stride {extra['output_stride']}): "
             f"it keeps its normal strides")
         return _create(name, timm_name, in_channels, {}, log, state)
     except RuntimeError as exc:
-        raise DataError(PARAMETER, f"{name} cannot be built as a feature extractor "
+        raise InputError(PARAMETER, f"{name} cannot be built as a feature extractor "
                                    f"(features_only): {exc}") from None
 
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ..data.errors import DataError
-from ..train.arguments import argument_bool as _bool  # one rule for boolean ARGUMENTS
+from ..errors import InputError
+from ..arguments import argument_bool as _bool
+from ..formats import TILE, formats_where
 from .registry import BuildContext, BuiltModel, ModelSpec, register
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
-FORMATS = ("Labeled_Tiles", "Imagenet", "MultiLabeled_Tiles")  # one chip per feature / per tile with labels
-MULTI_LABEL_FORMATS = ("MultiLabeled_Tiles",)
+FORMATS = formats_where(family=TILE)  # one chip per feature / per tile with labels
+MULTI_LABEL_FORMATS = formats_where(multi_label=True)
 
 FEATURE_CLASSIFIER_ARGUMENTS: Dict[str, Any] = {
     "class_balancing": False,
@@ -52,16 +53,16 @@ def _fraction(value: Any, name: str, low: float, high: float, closed_high: bool)
     ok = low <= f <= high if closed_high else low <= f < high
     if not ok:
         upper = f"{high}" if closed_high else f"below {high}"
-        raise DataError(PARAMETER, f"{name} {value!r} must be a number from {low} to {upper}")
+        raise InputError(PARAMETER, f"{name} {value!r} must be a number from {low} to {upper}")
     return f
 
 
 def feature_classifier_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
-    """FEATURE_CLASSIFIER's own arguments, checked (DataError("ARGUMENTS", …) when wrong)."""
+    """FEATURE_CLASSIFIER's own arguments, checked (InputError("ARGUMENTS", …) when wrong)."""
     args = {**FEATURE_CLASSIFIER_ARGUMENTS, **(arguments or {})}
     backend = str(args.get("backend") or BACKEND).strip().lower()
     if backend != BACKEND:
-        raise DataError(PARAMETER, f"backend {args.get('backend')!r} is not supported; this plugin trains with "
+        raise InputError(PARAMETER, f"backend {args.get('backend')!r} is not supported; this plugin trains with "
                                    f"PyTorch: leave backend out or give 'backend pytorch'")
     return {"oversample": _bool(args["oversample"], "oversample"), "backend": backend,
             "dropout": _fraction(args["dropout"], "dropout", 0.0, 1.0, closed_high=False),

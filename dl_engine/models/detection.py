@@ -34,14 +34,15 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Sequence
 
-from ..data.errors import DataError
-from ..train.arguments import argument_bool as _bool  # one rule for boolean ARGUMENTS
+from ..errors import InputError
+from ..arguments import argument_bool as _bool
+from ..formats import DETECTION, formats_where
 from .registry import BuildContext, BuiltModel, ModelSpec, register
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
-BOX_FORMATS = ("PASCAL_VOC_rectangles", "KITTI_rectangles")
-INSTANCE_FORMATS = ("RCNN_Masks",)
+BOX_FORMATS = formats_where(family=DETECTION)
+INSTANCE_FORMATS = formats_where(label_kind="rcnn")
 
 SCORE_THRESH = 0.05  # detections returned by predict (the caller thresholds further)
 NMS_THRESH = 0.5  # per-class non-maximum suppression inside a tile
@@ -115,7 +116,7 @@ def _numbers(value: Any, name: str, example: str, integer: bool = False) -> List
     if not out or any(not math.isfinite(v) or v <= 0 for v in out) or \
             (integer and any(v != int(v) for v in out)):
         kind = "positive whole numbers" if integer else "positive numbers"
-        raise DataError(PARAMETER, f"{name} {value!r} is not a list of {kind} such as {example}")
+        raise InputError(PARAMETER, f"{name} {value!r} is not a list of {kind} such as {example}")
     return [int(v) for v in out] if integer else out
 
 
@@ -132,7 +133,7 @@ def _pairs(value: Any, name: str, example: str) -> List[List[float]]:
     except (TypeError, ValueError):
         pairs = []
     if not pairs or any(not (math.isfinite(v) and v > 0) for p in pairs for v in p):
-        raise DataError(PARAMETER, f"{name} {value!r} is not a list of [a, b] pairs of positive numbers such as "
+        raise InputError(PARAMETER, f"{name} {value!r} is not a list of [a, b] pairs of positive numbers such as "
                                    f"{example}")
     return pairs
 
@@ -141,7 +142,7 @@ def ssd_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
     args = {**SSD_ARGUMENTS, **(arguments or {})}
     drop = float(args["drop"])
     if not 0 <= drop < 1:
-        raise DataError(PARAMETER, f"drop {args['drop']!r} must be a dropout probability from 0 to less than 1")
+        raise InputError(PARAMETER, f"drop {args['drop']!r} must be a dropout probability from 0 to less than 1")
     factor = args.get("location_loss_factor")
     if factor is not None:
         try:
@@ -149,7 +150,7 @@ def ssd_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
         except (TypeError, ValueError):
             factor = -1.0
         if not 0 < factor < 1:
-            raise DataError(PARAMETER, f"location_loss_factor {args['location_loss_factor']!r} must be a number "
+            raise InputError(PARAMETER, f"location_loss_factor {args['location_loss_factor']!r} must be a number "
                                        "between 0 and 1 (the box loss's share of the loss), or left out")
     return {"grids": _numbers(args["grids"], "grids", "[4] or [4, 2, 1]", integer=True),
             "zooms": _numbers(args["zooms"], "zooms", "[0.7, 1.0, 1.3]"),
@@ -175,14 +176,14 @@ def rcnn_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
             number = float("nan")
         if name in _FRACTIONS:
             if not 0 <= number <= 1:
-                raise DataError(PARAMETER, f"{name} {value!r} must be a number from 0 to 1")
+                raise InputError(PARAMETER, f"{name} {value!r} must be a number from 0 to 1")
             out[name] = number
         else:
             if not (math.isfinite(number) and number >= 1 and number == int(number)):
-                raise DataError(PARAMETER, f"{name} {value!r} must be a whole number of at least 1")
+                raise InputError(PARAMETER, f"{name} {value!r} must be a whole number of at least 1")
             out[name] = int(number)
     if out["rpn_bg_iou_thresh"] > out["rpn_fg_iou_thresh"] or out["box_bg_iou_thresh"] > out["box_fg_iou_thresh"]:
-        raise DataError(PARAMETER, "the background IoU thresholds (rpn_bg_iou_thresh, box_bg_iou_thresh) must not "
+        raise InputError(PARAMETER, "the background IoU thresholds (rpn_bg_iou_thresh, box_bg_iou_thresh) must not "
                                    "exceed the foreground ones (rpn_fg_iou_thresh, box_fg_iou_thresh)")
     return out
 
@@ -190,7 +191,7 @@ def rcnn_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
 def maskrcnn_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
     args = {**MASKRCNN_ARGUMENTS, **(arguments or {})}
     if _bool(args.get("pointrend", False), "pointrend"):
-        raise DataError(PARAMETER, "pointrend is not supported; leave it false")
+        raise InputError(PARAMETER, "pointrend is not supported; leave it false")
     return rcnn_options(args)
 
 
@@ -202,7 +203,7 @@ def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = N
     else:
         anchors = _pairs(args["anchors"], "anchors", "[[10, 13], [16, 30], …] (9 [width, height] pairs in pixels)")
         if len(anchors) != 9:
-            raise DataError(PARAMETER, f"anchors has {len(anchors)} [width, height] pairs; YOLOv3 takes 9 (3 per "
+            raise InputError(PARAMETER, f"anchors has {len(anchors)} [width, height] pairs; YOLOv3 takes 9 (3 per "
                                        "output level, smallest first)")
     anchors = sorted(anchors, key=lambda p: p[0] * p[1])
     n_bands = args.get("n_bands")
@@ -212,9 +213,9 @@ def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = N
         except (TypeError, ValueError):
             n_bands = -1
         if n_bands < 1:
-            raise DataError(PARAMETER, f"n_bands {args['n_bands']!r} must be a whole number of bands")
+            raise InputError(PARAMETER, f"n_bands {args['n_bands']!r} must be a whole number of bands")
         if in_channels is not None and n_bands != int(in_channels):
-            raise DataError(PARAMETER, f"n_bands is {n_bands}, and the training data has {in_channels} band(s); "
+            raise InputError(PARAMETER, f"n_bands is {n_bands}, and the training data has {in_channels} band(s); "
                                        "leave n_bands out (it follows the data)")
     else:
         n_bands = in_channels
@@ -224,7 +225,7 @@ def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = N
 def _no_focal(ctx: BuildContext, keyword: str) -> None:
     if _bool(ctx.arguments.get("focal_loss", False), "focal_loss"):
         extra = " (RetinaNet always trains with focal loss)" if keyword == "RETINANET" else ""
-        raise DataError(PARAMETER, f"focal_loss applies to SSD, not {keyword}{extra}; leave it out")
+        raise InputError(PARAMETER, f"focal_loss applies to SSD, not {keyword}{extra}; leave it out")
 
 
 # ---- builders ---------------------------------------------------------------------------------

@@ -18,13 +18,14 @@ from __future__ import annotations
 import ast
 from typing import Any, Dict, List
 
-from ..data.errors import DataError
-from ..train.arguments import argument_bool as _bool  # one rule for boolean ARGUMENTS
+from ..errors import InputError
+from ..arguments import argument_bool as _bool
+from ..formats import PIXEL, formats_where
 from .registry import BuildContext, BuiltModel, ModelSpec, register
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
-FORMATS = ("Classified_Tiles", "RCNN_Masks", "Panoptic_Segmentation")  # samples with a class mask
+FORMATS = formats_where(family=PIXEL)  # samples with a class mask
 
 LOSS_ARGUMENTS: Dict[str, Any] = {
     "class_balancing": False,
@@ -43,13 +44,13 @@ def _sizes(value: Any) -> List[int]:
     except (ValueError, SyntaxError, TypeError):
         sizes = []
     if not sizes or any(s < 1 for s in sizes):
-        raise DataError(PARAMETER, f"pyramid_sizes {value!r} is not a list of positive integers such as [1, 2, 3, 6]")
+        raise InputError(PARAMETER, f"pyramid_sizes {value!r} is not a list of positive integers such as [1, 2, 3, 6]")
     return sizes
 
 
 def _no_pointrend(arguments: Dict[str, Any]) -> None:
     if _bool(arguments.get("pointrend", False), "pointrend"):
-        raise DataError(PARAMETER, "pointrend is not supported; leave it false")
+        raise InputError(PARAMETER, "pointrend is not supported; leave it false")
 
 
 def psp_options(arguments: Dict[str, Any]) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..data.errors import DataError
+from ..errors import InputError
 
 
 @dataclass
@@ -87,7 +87,7 @@ def get_spec(keyword: str, parameter: str = "MODEL_TYPE") -> ModelSpec:
     _load_builtin()
     spec = _REGISTRY.get(str(keyword).upper())
     if spec is None:
-        raise DataError(parameter, f"unknown model type {keyword!r}; this version trains "
+        raise InputError(parameter, f"unknown model type {keyword!r}; this version trains "
                                    f"{', '.join(_REGISTRY)}")
     return spec
 
@@ -116,7 +116,7 @@ def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
     no background for classifiers)."""
     spec = spec_for_model_name(str(emd.get("ModelName", "")))
     if spec is None:
-        raise DataError("IN_MODEL_DEFINITION", f"unknown ModelName {emd.get('ModelName')!r}; this version "
+        raise InputError("IN_MODEL_DEFINITION", f"unknown ModelName {emd.get('ModelName')!r}; this version "
                                                f"reads {', '.join(s.model_name for s in _REGISTRY.values())}")
     params = emd.get("ModelParameters") or {}
     if in_channels is None:

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from typing import Any, Dict, List, Optional
 
-from ..data.errors import DataError
+from ..errors import InputError
 
 PARAMETER = "PRETRAINED_MODEL"
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -113,10 +113,10 @@ class ModelPackage:
         """The weights file: ``ModelFile`` relative to the emd."""
         rel = self.emd.get("ModelFile")
         if not isinstance(rel, str) or not rel.strip():
-            raise DataError(self.parameter, f"{self.emd_path} names no ModelFile")
+            raise InputError(self.parameter, f"{self.emd_path} names no ModelFile")
         path = os.path.normpath(os.path.join(self.folder, *re.split(r"[\\/]+", rel.strip())))
         if self._temp_dir is not None and not _inside(path, self._temp_dir):
-            raise DataError(self.parameter, f"{self.path}: ModelFile {rel!r} points outside the package")
+            raise InputError(self.parameter, f"{self.path}: ModelFile {rel!r} points outside the package")
         return path
 
     # ---- weights -------------------------------------------------------------------------------
@@ -129,21 +129,21 @@ class ModelPackage:
 
         path = self.model_file
         if not os.path.isfile(path):
-            raise DataError(self.parameter, f"the weights file {path} named by {self.emd_path} does not exist")
+            raise InputError(self.parameter, f"the weights file {path} named by {self.emd_path} does not exist")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             detail = _unpickler_detail(e)
             if "global" in detail.lower():  # a class or function reference: what runs code when unpickled
-                raise DataError(self.parameter, f"{path} holds Python objects besides weights; it is refused "
+                raise InputError(self.parameter, f"{path} holds Python objects besides weights; it is refused "
                                                 f"because loading them could run code ({detail})") from None
-            raise DataError(self.parameter, f"{path} cannot be read as PyTorch weights: {detail}") from None
+            raise InputError(self.parameter, f"{path} cannot be read as PyTorch weights: {detail}") from None
         except Exception as e:  # a damaged or foreign file: torch raises RuntimeError and others
-            raise DataError(self.parameter, f"{path} cannot be read as PyTorch weights: {_first_line(e)}") from None
+            raise InputError(self.parameter, f"{path} cannot be read as PyTorch weights: {_first_line(e)}") from None
         if isinstance(data, dict) and isinstance(data.get("model"), dict) and "opt" in data:
             data = data["model"]  # fastai's Learner.save(with_opt=True)
         if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-            raise DataError(self.parameter, f"{path} does not hold a state dict (a mapping of names to tensors)")
+            raise InputError(self.parameter, f"{path} does not hold a state dict (a mapping of names to tensors)")
         return data
 
     # ---- life cycle ----------------------------------------------------------------------------
@@ -170,12 +170,12 @@ def open_package(path, parameter: str = PARAMETER) -> ModelPackage:
     """Open a .dlpk (checked, then extracted to a temporary folder) or an .emd."""
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
-        raise DataError(parameter, f"{path} does not exist or is not a file; give a .emd or .dlpk")
+        raise InputError(parameter, f"{path} does not exist or is not a file; give a .emd or .dlpk")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".emd":
         return ModelPackage(path, path, _read_emd(path, parameter), parameter)
     if ext != ".dlpk" and not zipfile.is_zipfile(path):
-        raise DataError(parameter, f"{path} is neither a .emd nor a .dlpk")
+        raise InputError(parameter, f"{path} is neither a .emd nor a .dlpk")
     temp_dir = tempfile.mkdtemp(prefix="dlpk-")
     try:
         emd_name = _extract(path, temp_dir, parameter)
@@ -191,7 +191,7 @@ def open_package(path, parameter: str = PARAMETER) -> ModelPackage:
 def check_members(infos: List[zipfile.ZipInfo], target: str, where: str, parameter: str = PARAMETER) -> str:
     """Refuse unsafe members (see module doc); returns the name of the one root-level .emd."""
     def refuse(why: str):
-        raise DataError(parameter, f"{where} is refused: {why}")
+        raise InputError(parameter, f"{where} is refused: {why}")
 
     seen = set()
     for info in infos:
@@ -237,10 +237,10 @@ def _extract(path: str, target: str, parameter: str) -> str:
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 with zf.open(info) as src, open(dest, "xb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-    except DataError:
+    except InputError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError, NotImplementedError) as e:
-        raise DataError(parameter, f"{path} cannot be extracted as a .dlpk (zip): {_first_line(e)}") from None
+        raise InputError(parameter, f"{path} cannot be extracted as a .dlpk (zip): {_first_line(e)}") from None
     return emd_name
 
 
@@ -260,9 +260,9 @@ def _read_emd(path: str, parameter: str) -> Dict[str, Any]:
         with open(path, "rb") as f:
             emd = json.loads(f.read().decode("utf-8-sig"))
     except (OSError, ValueError) as e:
-        raise DataError(parameter, f"{path} cannot be read as JSON: {_first_line(e)}") from None
+        raise InputError(parameter, f"{path} cannot be read as JSON: {_first_line(e)}") from None
     if not isinstance(emd, dict):
-        raise DataError(parameter, f"{path} does not hold a JSON object")
+        raise InputError(parameter, f"{path} does not hold a JSON object")
     return emd
 
 

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, List, Mapping
 
-from ..data.errors import DataError
+from ..errors import InputError
 from ..models.registry import get_spec
 from . import inference_function, report
 from .emd import build_emd, write_emd
@@ -69,7 +69,7 @@ def write_model_package(record: TrainedModel, state_dict: Mapping, out_folder, l
 def _check_name(name: str) -> str:
     name = str(name or "").strip()
     if not name or name in (".", "..") or any(c in name for c in '/\\:\x00'):
-        raise DataError("OUT_FOLDER", f"{name!r} cannot name the model files; give an output folder with a plain name")
+        raise InputError("OUT_FOLDER", f"{name!r} cannot name the model files; give an output folder with a plain name")
     return name
 
 
@@ -146,7 +146,7 @@ def _move_into(staging: str, out: str, files: List[str]) -> None:
             created += make_dirs(os.path.dirname(dst))
             if os.path.lexists(dst):
                 if os.path.isdir(dst) and not os.path.islink(dst):
-                    raise DataError("OUT_FOLDER", f"{dst} is a folder; the model file of that name cannot be written")
+                    raise InputError("OUT_FOLDER", f"{dst} is a folder; the model file of that name cannot be written")
                 old = os.path.join(backup, *rel.split("/"))
                 os.makedirs(os.path.dirname(old), exist_ok=True)
                 os.replace(dst, old)

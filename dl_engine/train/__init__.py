@@ -5,6 +5,5 @@
 import torch; ``dl_engine.train.run`` does."""
 
 from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
-from .events import Events
 
-__all__ = ["MONITORS", "WEIGHT_INIT_SCHEMES", "TrainConfig", "Events"]
+__all__ = ["MONITORS", "WEIGHT_INIT_SCHEMES", "TrainConfig"]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import ClassMap
-from ..data.errors import DataError
+from ..errors import InputError
 from ..data.samples import _class_of_folder, read_voc
 from ..models.classification import MULTI_LABEL_FORMATS, feature_classifier_options
 from ..package.record import SampleResult
@@ -104,11 +104,11 @@ class ClassificationTask:
         for v in values:
             index = self.class_map.index_of_value(int(v)) if str(v).strip().lstrip("-").isdigit() else None
             if index is None:
-                raise DataError("ARGUMENTS", f"ignore_classes: {v!r} is not a class value of the training data; "
+                raise InputError("ARGUMENTS", f"ignore_classes: {v!r} is not a class value of the training data; "
                                              f"class values: {', '.join(map(str, self.class_map.values))}")
             out.append(index)
         if out and len(set(out)) >= self.num_classes:
-            raise DataError("ARGUMENTS", "ignore_classes leaves no class to learn")
+            raise InputError("ARGUMENTS", "ignore_classes leaves no class to learn")
         return out
 
     # ---- set-up before the loaders (called by the trainer) ---------------------------------

@@ -1,7 +1,7 @@
 """How a caller steers one training run from outside (AutoDL's trials): a wall-clock deadline
 for the training loop, a soft stop, and a per-epoch hook (Optuna's pruning).
 
-Unlike ``cancel`` (which raises TrainingCanceled and writes nothing), each of these ends
+Unlike ``cancel`` (which raises Canceled and writes nothing), each of these ends
 training gracefully: the best epoch so far is kept and the package is written. In-process
 only (it holds callables), so it is not part of TrainConfig."""
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..data.classes import ClassMap
-from ..data.errors import DataError
+from ..errors import InputError
 from ..data.samples import read_kitti, read_voc
 from ..package.record import SampleResult
 from .detection_metrics import APAccumulator, box_iou_np, detection_metrics
@@ -56,15 +56,15 @@ class DetectionTask:
         self.num_classes = class_map.num_classes
         for name, what in (("class_balancing", "class_balancing"), ("mixup", "mixup")):
             if arguments.get(name):
-                raise DataError("ARGUMENTS", f"{what} applies to pixel and object classification models, not to "
+                raise InputError("ARGUMENTS", f"{what} applies to pixel and object classification models, not to "
                                              "object detectors; leave it out")
         if arguments.get("ignore_classes"):
-            raise DataError("ARGUMENTS", "ignore_classes applies to pixel classification models; for a detector, "
+            raise InputError("ARGUMENTS", "ignore_classes applies to pixel classification models; for a detector, "
                                          "export again without the classes to leave out")
 
     def prepare(self, td, model=None, chip_size=None, log=print) -> None:
         """Called by the trainer before training: every VOC/KITTI label file is read once, so
-        a bad one is refused now (a DataError naming it) and not in the middle of an epoch;
+        a bad one is refused now (a InputError naming it) and not in the middle of an epoch;
         logs the objects per class and the chips without objects (trained as negatives)."""
         fmt = td.data.metadata_format
         if fmt not in ("PASCAL_VOC_rectangles", "KITTI_rectangles"):

@@ -17,17 +17,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
+from ..errors import Canceled
 from . import checkpoint as ckpt
 from . import schedule
 from .control import EARLY_STOPPING, PRUNED, STOPPED, TIME_LIMIT, TrainControl
 from .distributed import Dist
-from .events import Events
+from ..events import Events
 from .loader import to_device
 from .metrics import is_better, monitor_key
-
-
-class TrainingCanceled(Exception):
-    """Raised between batches when the caller asks the run to stop."""
 
 
 @dataclass
@@ -255,7 +252,7 @@ class Trainer:
         loss_sum, n = 0.0, 0
         for batch in self.valid_loader:
             if self.cancel():  # local check: shards differ in length, a collective here would hang
-                raise TrainingCanceled()
+                raise Canceled()
             batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
             s, k = self.task.validation_step(self.model, batch, self.runtime, acc)
             loss_sum, n = loss_sum + s, n + k
@@ -267,7 +264,7 @@ class Trainer:
 
     def _check_cancel(self) -> None:
         if self.dist.any(bool(self.cancel()), self.runtime.device):
-            raise TrainingCanceled()
+            raise Canceled()
 
     def _progress(self, epoch: int, fraction: float, message: str) -> None:
         start = self.s.progress_start

@@ -12,7 +12,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .distributed import Dist
-from .events import Events
+from ..events import Events
 from .loader import to_device
 
 START, END = 1e-7, 10.0

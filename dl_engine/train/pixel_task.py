@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import ClassMap
-from ..data.errors import DataError
+from ..errors import InputError
 from ..package.record import SampleResult
 from .loader import to_device
 from .metrics import ConfusionMatrix, pixel_metrics
@@ -46,7 +46,7 @@ class PixelTask:
         for v in values:
             index = self.class_map.index_of_value(int(v)) if str(v).lstrip("-").isdigit() else None
             if index is None:
-                raise DataError("ARGUMENTS", f"ignore_classes: {v!r} is not a class value of the training data; "
+                raise InputError("ARGUMENTS", f"ignore_classes: {v!r} is not a class value of the training data; "
                                              f"class values: {', '.join(map(str, self.class_map.values))}")
             out.append(index)
         return out

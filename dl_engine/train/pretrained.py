@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ..data.errors import DataError
+from ..errors import InputError
 from ..package.reader import open_package
 
 PARAMETER = "PRETRAINED_MODEL"
@@ -19,24 +19,24 @@ def load_pretrained(path: str, model: torch.nn.Module, spec, backbone_name: str,
                     log: Callable[[str], None]) -> None:
     with open_package(path, PARAMETER) as pkg:
         if not pkg.is_ours:
-            raise DataError(PARAMETER, f"{path} was not written by this plugin (its network, "
+            raise InputError(PARAMETER, f"{path} was not written by this plugin (its network, "
                                        f"{pkg.model_name or 'unknown'}, is arcgis.learn's own); give a .dlpk or "
                                        ".emd trained with Train Deep Learning Model in QGIS")
         if pkg.model_type != spec.keyword:
-            raise DataError(PARAMETER, f"{path} is a {pkg.model_type or pkg.model_name} model; MODEL_TYPE is "
+            raise InputError(PARAMETER, f"{path} is a {pkg.model_type or pkg.model_name} model; MODEL_TYPE is "
                                        f"{spec.keyword}: choose MODEL_TYPE {pkg.model_type} or another package")
         if str(pkg.backbone).lower() != str(backbone_name).lower():
-            raise DataError(PARAMETER, f"{path} has the backbone {pkg.backbone}; BACKBONE_MODEL gives "
+            raise InputError(PARAMETER, f"{path} has the backbone {pkg.backbone}; BACKBONE_MODEL gives "
                                        f"{backbone_name}: use BACKBONE_MODEL {pkg.backbone_keyword}")
         bands = td.normalization.bands_in
         if pkg.num_bands != bands:
-            raise DataError(PARAMETER, f"{path} was trained on {pkg.num_bands} band(s); the training data "
+            raise InputError(PARAMETER, f"{path} was trained on {pkg.num_bands} band(s); the training data "
                                        f"has {bands}")
         state = pkg.load_state_dict()
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(usable) < len(own) // 2:
-        raise DataError(PARAMETER, f"{path}: its weights do not fit the network ({len(usable)} of {len(own)} "
+        raise InputError(PARAMETER, f"{path}: its weights do not fit the network ({len(usable)} of {len(own)} "
                                    "tensors match); the package is damaged or of another architecture")
     model.load_state_dict(usable, strict=False)
     skipped = sorted(set(own) - set(usable))

@@ -18,22 +18,24 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data import DataConfig, DataError, prepare_data
+from ..data import DataConfig, prepare_data
+from ..errors import Canceled, InputError
 from ..models.registry import BuildContext, get_spec, model_types
 from . import checkpoint as ckpt
-from .arguments import TRAINER_ARGUMENTS, parse_arguments
+from ..arguments import parse_arguments
+from .arguments import TRAINER_ARGUMENTS
 from .batch_size import choose_batch_size
 from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
 from .control import TrainControl
-from .device import choose_runtime
+from ..runtime import choose_runtime
 from .distributed import Dist, from_environment
-from .events import Events
+from ..events import Events
 from .loader import default_workers, make_loader
 from .lr_finder import find_learning_rate
-from .loop import FitState, LoopSettings, Trainer, TrainingCanceled
+from .loop import FitState, LoopSettings, Trainer
 from .metrics import MONITOR_KEYS
 from .pretrained import load_pretrained
-from .tasks import task_for
+from .families import task_for
 
 LR_FINDER_SHARE = 5.0  # percent of the progress bar the learning-rate finder takes
 SHOW_RESULTS = 4  # validation chips in show_results.png
@@ -55,8 +57,8 @@ class TrainResult:
 def run_training(config: TrainConfig, events: Optional[Events] = None,
                  cancel: Callable[[], bool] = lambda: False,
                  control: Optional[TrainControl] = None) -> Optional[TrainResult]:
-    """Train; returns the result on rank 0 (None on other ranks). Raises DataError on bad
-    input and TrainingCanceled when ``cancel()`` turns true. ``control`` (in-process callers
+    """Train; returns the result on rank 0 (None on other ranks). Raises InputError on bad
+    input and Canceled when ``cancel()`` turns true. ``control`` (in-process callers
     such as AutoDL): a deadline, a soft stop and a per-epoch hook that end training early
     but still write the best epoch's package."""
     dist = from_environment(config.device)
@@ -151,8 +153,8 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
         events.log(f"resuming after epoch {state.epoch} of {config.max_epochs} from {check_path}")
     try:
         state = trainer.fit(state)
-    except TrainingCanceled:
-        raise TrainingCanceled(f"training canceled; the run can be resumed from {check_path} with ARGUMENTS "
+    except Canceled:
+        raise Canceled(f"training canceled; the run can be resumed from {check_path} with ARGUMENTS "
                                f"'resume true'" if os.path.isfile(check_path) else "training canceled") from None
 
     model.load_state_dict(state.best_state)
@@ -176,21 +178,21 @@ def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
     spec = get_spec(config.model_type)
     for name, value in (("MAX_EPOCHS", config.max_epochs), ("BATCH_SIZE", config.batch_size)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise DataError(name, f"{name} must be a whole number of at least 1, not {value!r}")
+            raise InputError(name, f"{name} must be a whole number of at least 1, not {value!r}")
     if config.learning_rate is not None and not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-        raise DataError("LEARNING_RATE", f"the learning rate must be a positive number (e.g. 0.001), or empty to "
+        raise InputError("LEARNING_RATE", f"the learning rate must be a positive number (e.g. 0.001), or empty to "
                                          f"find one; not {config.learning_rate!r}")
     if config.weight_init_scheme not in WEIGHT_INIT_SCHEMES:
-        raise DataError("WEIGHT_INIT_SCHEME", f"{config.weight_init_scheme!r}; accepted: "
+        raise InputError("WEIGHT_INIT_SCHEME", f"{config.weight_init_scheme!r}; accepted: "
                                               f"{', '.join(WEIGHT_INIT_SCHEMES)}")
     args = parse_arguments(config.arguments, {**TRAINER_ARGUMENTS, **spec.arguments}, spec.keyword)
     monitor = str(args.get("monitor") or config.monitor or "VALID_LOSS").upper()
     if monitor not in MONITORS:
-        raise DataError("MONITOR", f"{monitor!r}; accepted: {', '.join(MONITORS)}")
+        raise InputError("MONITOR", f"{monitor!r}; accepted: {', '.join(MONITORS)}")
     task_class = task_for(spec.kind)
     allowed = ["VALID_LOSS"] + [m for m, (k, _) in MONITOR_KEYS.items() if k in task_class.metric_keys]
     if monitor not in allowed:
-        raise DataError("MONITOR", f"{monitor} is not measured for {spec.keyword}; accepted: {', '.join(allowed)}")
+        raise InputError("MONITOR", f"{monitor} is not measured for {spec.keyword}; accepted: {', '.join(allowed)}")
     chip_size = args.get("chip_size") or config.chip_size
     _check_out_folder(config.out_folder)
     td = prepare_data(DataConfig(config.in_folder, config.validation_percentage, chip_size, config.resize_to,
@@ -200,18 +202,18 @@ def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
     fmt = td.data.metadata_format
     if fmt not in spec.formats:
         fits = [k for k in model_types() if fmt in get_spec(k).formats]
-        raise DataError("MODEL_TYPE", f"{spec.keyword} trains on {', '.join(spec.formats)} exports, and "
+        raise InputError("MODEL_TYPE", f"{spec.keyword} trains on {', '.join(spec.formats)} exports, and "
                                       f"{td.data.paths[0]} is {fmt}; "
                                       + (f"model types for {fmt}: {', '.join(fits)}" if fits else
                                          f"no model type of this version trains on {fmt}; export again with "
                                          f"METADATA_FORMAT {spec.formats[0]}"))
     if not td.train:
-        raise DataError("IN_FOLDER", f"{'; '.join(td.data.paths)} has {len(td.data.samples)} usable chip(s): too "
+        raise InputError("IN_FOLDER", f"{'; '.join(td.data.paths)} has {len(td.data.samples)} usable chip(s): too "
                                      "few to train on (export more, or lower VALIDATION_PERCENTAGE)")
     if not td.class_map.classes:
-        raise DataError("IN_FOLDER", "the export has no classes to learn (its emd lists none)")
+        raise InputError("IN_FOLDER", "the export has no classes to learn (its emd lists none)")
     if td.class_map.num_classes < 2:  # a classifier without background has one output
-        raise DataError("IN_FOLDER", f"the export has one class ({td.class_map.classes[0].name}); "
+        raise InputError("IN_FOLDER", f"the export has one class ({td.class_map.classes[0].name}); "
                                      f"{spec.keyword} needs at least two to tell apart")
     size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
     return {"spec": spec, "data": td, "arguments": args, "monitor": monitor, "chip_size": int(size),
@@ -220,15 +222,15 @@ def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
 
 def _check_out_folder(path: str) -> None:
     if not path or not str(path).strip():
-        raise DataError("OUT_FOLDER", "an output folder is required")
+        raise InputError("OUT_FOLDER", "an output folder is required")
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise DataError("OUT_FOLDER", f"{path} is a file; give a folder (it is created when missing)")
+        raise InputError("OUT_FOLDER", f"{path} is a file; give a folder (it is created when missing)")
     parent = path
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.access(parent, os.W_OK):
-        raise DataError("OUT_FOLDER", f"{parent} is not writable")
+        raise InputError("OUT_FOLDER", f"{parent} is not writable")
 
 
 def _freeze(config: TrainConfig, built, pretrained_loaded: bool, events: Events) -> None:
@@ -253,7 +255,7 @@ def _resume_state(args, path: str, fingerprint: str, events: Events):
         events.warning(f"resume: no checkpoint in {os.path.dirname(path)}; training starts from the beginning")
         return None
     if saved.get("fingerprint") != fingerprint:
-        raise DataError("ARGUMENTS", f"resume: the checkpoint in {os.path.dirname(path)} is of another run "
+        raise InputError("ARGUMENTS", f"resume: the checkpoint in {os.path.dirname(path)} is of another run "
                                      "(model, backbone, data, chip size, batch size or epochs differ); use the "
                                      "same parameters, or leave out 'resume true' to start again")
     return saved
@@ -283,7 +285,7 @@ def _tensorboard(config: TrainConfig, out_folder: str, events: Events):
 def _cancel_check(cancel, dist: Dist, runtime):
     def check() -> None:
         if dist.any(bool(cancel()), runtime.device):
-            raise TrainingCanceled()
+            raise Canceled()
     return check
 
 

@@ -15,11 +15,12 @@ from train_helpers import learnable_export
 
 from dl_engine.autodl.config import AutoDLConfig
 from dl_engine.autodl.leaderboard import ranked, rows
-from dl_engine.autodl.run import AutoDLCanceled, run_autodl
+from dl_engine.errors import Canceled
+from dl_engine.autodl.run import run_autodl
 from dl_engine.autodl.trial import FAILED, SKIPPED, TrialRecord, TrialSpec
-from dl_engine.data.errors import DataError
+from dl_engine.errors import InputError
 from dl_engine.package.reader import open_package
-from dl_engine.train.events import Events
+from dl_engine.events import Events
 
 BUDGET_H = 0.008  # 29 s
 GRACE_S = 20  # writing the best package, and a trial's last step on a busy 2-core CI machine
@@ -111,7 +112,7 @@ def test_cancel_keeps_the_best_model_so_far(export, tmp_path):
         if event["event"] == "metric" and event["epoch"] == 2 and state["cancel"] is None:
             state["cancel"] = time.time()
 
-    with pytest.raises(AutoDLCanceled) as info:
+    with pytest.raises(Canceled) as info:
         run_autodl(config(export, out, total_time_limit=0.05), Events(sink=sink),
                    cancel=lambda: state["cancel"] is not None)
     # the running trial stops at its next batch, its best epoch is written: seconds, not the 90 s it had
@@ -128,7 +129,7 @@ def test_cancel_keeps_the_best_model_so_far(export, tmp_path):
 
 def test_cancel_before_any_model_writes_nothing(export, tmp_path):
     out = tmp_path / "n.dlpk"
-    with pytest.raises(AutoDLCanceled, match="nothing was written"):
+    with pytest.raises(Canceled, match="nothing was written"):
         run_autodl(config(export, out), cancel=lambda: True)
     assert os.listdir(tmp_path) == []
 
@@ -172,14 +173,14 @@ def test_detection_export_is_ranked_by_average_precision(tmp_path):
 ])
 def test_bad_input_is_named(export, tmp_path, kw, parameter, words):
     out = tmp_path / "out" / "m.dlpk"
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         run_autodl(config(export, out, **kw))
     assert info.value.parameter == parameter and words in info.value.message
     assert not (tmp_path / "out").exists()
 
 
 def test_out_model_must_be_a_dlpk(export, tmp_path):
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         run_autodl(config(export, tmp_path / "m.zip"))
     assert info.value.parameter == "OUT_MODEL" and ".dlpk" in info.value.message
     assert os.listdir(tmp_path) == []
@@ -187,14 +188,14 @@ def test_out_model_must_be_a_dlpk(export, tmp_path):
 
 def test_unsupported_export_format_is_named(tmp_path):
     data = feature_export(tmp_path / "f")
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         run_autodl(AutoDLConfig(in_data=data, out_model=str(tmp_path / "m.dlpk"), total_time_limit=0.01))
     assert info.value.parameter == "IN_DATA"
     assert "Labeled_Tiles" in info.value.message and "Classified_Tiles" in info.value.message
 
 
 def test_missing_export_is_named(tmp_path):
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         run_autodl(AutoDLConfig(in_data=str(tmp_path / "nothing"), out_model=str(tmp_path / "m.dlpk")))
     assert info.value.parameter == "IN_DATA"
 
@@ -232,7 +233,7 @@ def test_every_trial_failing_is_named_and_leaves_nothing(export, tmp_path, monke
         raise RuntimeError(f"{config.model_type} exploded")
     monkeypatch.setattr(train_run, "run_training", broken)
     out = tmp_path / "new" / "m.dlpk"
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         run_autodl(config(export, out, total_time_limit=0.005))
     assert info.value.parameter == "NETWORKS"
     assert "UNET exploded" in info.value.message and "PSPNET exploded" in info.value.message
@@ -262,7 +263,7 @@ def test_pretrained_model_starts_its_network(export, unet18, tmp_path):
 
 
 def test_pretrained_model_of_another_network_is_named(export, unet18, tmp_path):
-    with pytest.raises(DataError) as info:
+    with pytest.raises(InputError) as info:
         run_autodl(config(export, tmp_path / "p.dlpk", networks=["PSPNetClassifier"], pretrained_model=unet18))
     assert info.value.parameter == "PRETRAINED_MODEL" and "UnetClassifier" in info.value.message
     assert os.listdir(tmp_path) == []

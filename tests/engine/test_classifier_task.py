@@ -9,12 +9,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 from dl_engine.data.classes import ClassDef, ClassMap  # noqa: E402
-from dl_engine.data.errors import DataError  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.models.registry import BuildContext, build_from_emd, get_spec, model_types  # noqa: E402
 from dl_engine.train.classification_task import ClassificationTask  # noqa: E402
-from dl_engine.train.device import choose_runtime  # noqa: E402
+from dl_engine.runtime import choose_runtime  # noqa: E402
 from dl_engine.train.distributed import Dist  # noqa: E402
-from dl_engine.train.tasks import task_for  # noqa: E402
+from dl_engine.train.families import task_for  # noqa: E402
 
 CLASSES = ClassMap.for_format([ClassDef(3, "Roof"), ClassDef(7, "Pool"), ClassDef(9, "Tree")], "Labeled_Tiles")
 _NETS = {}
@@ -105,14 +105,14 @@ def test_build_from_emd_has_no_background_and_loads_strictly():
 
 
 def test_bad_arguments():
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         task(backend="tensorflow")
     assert e.value.parameter == "ARGUMENTS" and "pytorch" in str(e.value)
     for name, value in (("threshold", 1.5), ("dropout", 1.0), ("oversample", "maybe")):
-        with pytest.raises(DataError) as e:
+        with pytest.raises(InputError) as e:
             task(**{name: value})
         assert e.value.parameter == "ARGUMENTS" and name in str(e.value)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         task(ignore_classes=[5])
     assert "5" in str(e.value) and "3, 7, 9" in str(e.value)
 

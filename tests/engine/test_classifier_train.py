@@ -13,10 +13,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 import classifier_helpers as ch  # noqa: E402
-from dl_engine.data import DataConfig, DataError, prepare_data  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
+from dl_engine.data import DataConfig, prepare_data  # noqa: E402
 from dl_engine.models.registry import build_from_emd, get_spec  # noqa: E402
 from dl_engine.package.reader import open_package  # noqa: E402
-from dl_engine.train import Events  # noqa: E402
+from dl_engine.events import Events  # noqa: E402
 from dl_engine.train.run import run_training  # noqa: E402
 
 
@@ -185,7 +186,7 @@ def test_oversample_and_class_balancing_are_applied(tmp_path):
 def test_pixel_and_detection_exports_are_refused(tmp_path, fmt):
     export = ch.feature_export(tmp_path, fmt, cells=3)
     out = tmp_path / "never"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(ch.config(export, out))
     assert e.value.parameter == "MODEL_TYPE"
     assert "FEATURE_CLASSIFIER trains on Labeled_Tiles, Imagenet, MultiLabeled_Tiles" in str(e.value)
@@ -196,7 +197,7 @@ def test_pixel_and_detection_exports_are_refused(tmp_path, fmt):
 def test_labeled_tiles_refused_by_pixel_models(tmp_path):
     export = ch.feature_export(tmp_path, cells=3)
     out = tmp_path / "never"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(ch.config(export, out, model_type="UNET"))
     assert e.value.parameter == "MODEL_TYPE" and "FEATURE_CLASSIFIER" in str(e.value)
     assert not out.exists()
@@ -208,7 +209,7 @@ def test_labeled_tiles_refused_by_pixel_models(tmp_path):
 def test_bad_arguments_are_refused(tmp_path, arguments, words):
     export = ch.feature_export(tmp_path, cells=3)
     out = tmp_path / "never"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(ch.config(export, out, arguments=arguments))
     assert e.value.parameter == "ARGUMENTS" and words in str(e.value)
     assert not out.exists()
@@ -216,7 +217,7 @@ def test_bad_arguments_are_refused(tmp_path, arguments, words):
 
 def test_monitor_of_other_families_is_refused(tmp_path):
     export = ch.feature_export(tmp_path, cells=3)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(ch.config(export, tmp_path / "never", monitor="MIOU"))
     assert e.value.parameter == "MONITOR" and "ACCURACY" in str(e.value) and "F1" in str(e.value)
     assert not (tmp_path / "never").exists()

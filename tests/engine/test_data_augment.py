@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import data_helpers as dh
-from dl_engine.data import DataError, SampleReader, make_augmentation, open_folders, parse_augmentation_parameters
+from dl_engine.errors import InputError
+from dl_engine.data import SampleReader, make_augmentation, open_folders, parse_augmentation_parameters
 from dl_engine.data.augment import Transform, dihedral
 from dl_engine.data.samples import Sample
 
@@ -146,7 +147,7 @@ def test_parameter_syntax():
     ("SOME", None, "AUGMENTATION", ["DEFAULT", "NONE", "CUSTOM"]),
 ])
 def test_bad_augmentation(mode, text, parameter, words):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         make_augmentation(mode, text)
     assert e.value.parameter == parameter
     for w in words:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import data_helpers as dh
-from dl_engine.data import DataConfig, DataError, prepare_data
+from dl_engine.errors import InputError
+from dl_engine.data import DataConfig, prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +44,12 @@ def test_prepare_data(export):
     (dict(augmentation="RANDOM"), "AUGMENTATION"),
 ])
 def test_bad_parameters(export, kw, parameter):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         prepare_data(DataConfig(export, **kw))
     assert e.value.parameter == parameter
 
 
 def test_bad_folder(tmp_path):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         prepare_data(DataConfig(str(tmp_path / "missing")))
     assert e.value.parameter == "IN_FOLDER"

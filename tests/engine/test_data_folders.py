@@ -1,5 +1,5 @@
 """dl_engine.data.folders: export folders written by our engine and by ArcGIS Pro read
-back as training samples; several folders merged; every bad folder a named DataError."""
+back as training samples; several folders merged; every bad folder a named InputError."""
 
 import os
 import pickle
@@ -12,7 +12,8 @@ from pytest import approx
 
 import data_helpers as dh
 import engine_helpers as h
-from dl_engine.data import DataError, DataWarning, open_folders, split_folder_list
+from dl_engine.errors import DataWarning, InputError
+from dl_engine.data import open_folders, split_folder_list
 from dl_engine.data.folders import map_tokens
 
 FORMATS = ["Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles", "Labeled_Tiles",
@@ -185,15 +186,15 @@ def test_folders_of_the_same_name_keep_distinct_keys(tmp_path):
 def test_split_folder_list():
     assert split_folder_list(' "/a/b" ; /c ;') == ["/a/b", "/c"]
     assert split_folder_list(["/a", Path("/b")]) == ["/a", "/b"]
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         split_folder_list(" ; ")
     assert e.value.parameter == "IN_FOLDER"
 
 
 # ---- bad folders -------------------------------------------------------------------------------
 
-def _error(spec) -> DataError:
-    with pytest.raises(DataError) as e:
+def _error(spec) -> InputError:
+    with pytest.raises(InputError) as e:
         open_folders(spec, warn=False)
     assert e.value.parameter == "IN_FOLDER"
     return e.value
@@ -265,5 +266,5 @@ def test_folders_that_disagree(exports, tmp_path):
 
 
 def test_data_error_pickles():
-    e = pickle.loads(pickle.dumps(DataError("IN_FOLDER", "bad")))
+    e = pickle.loads(pickle.dumps(InputError("IN_FOLDER", "bad")))
     assert (e.parameter, e.message, str(e)) == ("IN_FOLDER", "bad", "IN_FOLDER: bad")

@@ -10,7 +10,8 @@ from pytest import approx
 
 import data_helpers as dh
 import engine_helpers as h
-from dl_engine.data import BandStats, DataError, normalization_for, open_folders
+from dl_engine.errors import InputError
+from dl_engine.data import BandStats, normalization_for, open_folders
 from dl_engine.data.normalization import IMAGENET_MEAN, IMAGENET_STD, from_band_stats, is_rgb8
 
 
@@ -123,6 +124,6 @@ def test_zero_mean_band_and_constant_input():
     assert np.isfinite(norm.normalize(np.zeros((2, 2, 2), np.float32))).all()
     s = BandStats.empty(1)
     s.add(0, 10, 5.0, 0.0, 5.0, 5.0)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         from_band_stats(s)
     assert e.value.parameter == "IN_FOLDER"

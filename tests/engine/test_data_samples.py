@@ -8,7 +8,8 @@ import pytest
 
 import data_helpers as dh
 import engine_helpers3 as h3
-from dl_engine.data import DataError, SampleReader, open_folders
+from dl_engine.errors import InputError
+from dl_engine.data import SampleReader, open_folders
 
 FORMATS = ["Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles", "Labeled_Tiles",
            "MultiLabeled_Tiles", "Imagenet", "RCNN_Masks"]
@@ -201,7 +202,7 @@ def test_resize_to(exports):
 @pytest.mark.parametrize("size", [33, 0, -4, "x", 2.5])
 def test_bad_chip_size(exports, size):
     data = open_folders(exports["Classified_Tiles"])
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         SampleReader.for_data(data, chip_size=size)
     assert e.value.parameter == "CHIP_SIZE"
     if size == 33:
@@ -214,7 +215,7 @@ def test_kitti_line_with_too_few_fields(exports, tmp_path):
     data = open_folders(out)
     ref = data.samples[0]
     Path(ref.label).write_bytes(b"  3 0.00 0 0    1.00    2.00   10.00   12.00\r\n")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         SampleReader.for_data(data).read(ref)
     assert e.value.parameter == "IN_FOLDER"
     assert ref.label in e.value.message and "line 1" in e.value.message and "15" in e.value.message
@@ -224,6 +225,6 @@ def test_broken_voc(tmp_path):
     out, _ = dh.pro2_voc_export(tmp_path / "pro2")
     data = open_folders(out, warn=False)
     Path(data.samples[0].label).write_text("<annotation><object>")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         SampleReader.for_data(data).read(data.samples[0])
     assert e.value.parameter == "IN_FOLDER" and data.samples[0].label in e.value.message

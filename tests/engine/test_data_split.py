@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 import data_helpers as dh
-from dl_engine.data import DataError, open_folders, split_samples
+from dl_engine.errors import InputError
+from dl_engine.data import open_folders, split_samples
 from dl_engine.data.split import validation_count
 
 
@@ -51,7 +52,7 @@ def test_small_sets():
 
 @pytest.mark.parametrize("bad", [-1, 100.5, 250, "ten", None, float("nan")])
 def test_bad_percentage(bad):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         split_samples(SAMPLES, bad)
     assert e.value.parameter == "VALIDATION_PERCENTAGE"
 

@@ -11,10 +11,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 import detection_helpers as dh  # noqa: E402
-from dl_engine.data import DataConfig, DataError, prepare_data  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
+from dl_engine.data import DataConfig, prepare_data  # noqa: E402
 from dl_engine.models.registry import BuildContext, build_from_emd, get_spec, model_types  # noqa: E402
 from dl_engine.train import schedule  # noqa: E402
-from dl_engine.train.arguments import TRAINER_ARGUMENTS, parse_arguments  # noqa: E402
+from dl_engine.arguments import parse_arguments
+from dl_engine.train.arguments import TRAINER_ARGUMENTS  # noqa: E402
 from dl_engine.train.detection_metrics import APAccumulator, average_precision, detection_metrics  # noqa: E402
 from dl_engine.train.detection_task import DetectionTask  # noqa: E402
 
@@ -81,10 +83,10 @@ def test_arguments_parsed_and_unknown_ones_listed():
     accepted = {**TRAINER_ARGUMENTS, **spec.arguments}
     args = parse_arguments("grids [4, 2];zooms 1.0, 1.5;ratios [[1, 1], [2, 1]];focal_loss true", accepted, "SSD")
     assert args["grids"] == [4, 2] and args["zooms"] == [1.0, 1.5] and args["focal_loss"] is True
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         parse_arguments("scales [1, 2]", accepted, "SSD")
     assert e.value.parameter == "ARGUMENTS" and "grids" in e.value.message and "zooms" in e.value.message
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         parse_arguments("grids [4]", {**TRAINER_ARGUMENTS, **get_spec("RETINANET").arguments}, "RETINANET")
     assert "scales" in e.value.message and "ratios" in e.value.message
 
@@ -102,7 +104,7 @@ def test_arguments_parsed_and_unknown_ones_listed():
     ("YOLOV3", {"n_bands": 4}, "n_bands"),
 ])
 def test_bad_model_arguments_are_named(keyword, arguments, words):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         build(keyword, arguments)
     assert e.value.parameter == "ARGUMENTS" and words in e.value.message
 

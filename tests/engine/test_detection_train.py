@@ -17,9 +17,11 @@ pytest.importorskip("torchvision")
 
 import data_helpers  # noqa: E402
 import detection_helpers as dh  # noqa: E402
-from dl_engine.data import DataConfig, DataError, prepare_data  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
+from dl_engine.data import DataConfig, prepare_data  # noqa: E402
 from dl_engine.models.registry import build_from_emd, get_spec  # noqa: E402
-from dl_engine.train import Events, TrainConfig  # noqa: E402
+from dl_engine.events import Events
+from dl_engine.train import TrainConfig  # noqa: E402
 from dl_engine.train.run import run_training  # noqa: E402
 
 # Fewer proposals and sampled RoIs than torchvision's defaults: CPU-sized tests.
@@ -155,7 +157,7 @@ def test_pro2_voc_export_trains(tmp_path):
 
 @pytest.mark.parametrize("keyword", ["SSD", "RETINANET", "FASTERRCNN", "YOLOV3"])
 def test_box_detectors_refuse_rcnn_masks(keyword, exports, tmp_path):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(exports["RCNN_Masks"], tmp_path / "out", model_type=keyword))
     assert e.value.parameter == "MODEL_TYPE"
     assert "RCNN_Masks" in e.value.message and "MASKRCNN" in e.value.message
@@ -164,7 +166,7 @@ def test_box_detectors_refuse_rcnn_masks(keyword, exports, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["PASCAL_VOC_rectangles", "KITTI_rectangles"])
 def test_maskrcnn_refuses_box_exports(fmt, exports, tmp_path):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(exports[fmt], tmp_path / "out", model_type="MASKRCNN"))
     assert e.value.parameter == "MODEL_TYPE"
     assert "RCNN_Masks" in e.value.message and fmt in e.value.message and "FASTERRCNN" in e.value.message
@@ -178,7 +180,7 @@ def test_kitti_line_with_too_few_fields_is_named(exports, tmp_path):
     bad = next(p for p in labels if p.read_text().strip())
     lines = bad.read_text().splitlines()
     bad.write_text("\r\n".join([" ".join(lines[0].split()[:8])] + lines[1:]) + "\r\n")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(str(folder), tmp_path / "out", model_type="YOLOV3"))
     assert e.value.parameter == "IN_FOLDER"
     assert bad.name in e.value.message and "line 1" in e.value.message and "15" in e.value.message
@@ -195,7 +197,7 @@ def test_kitti_line_with_too_few_fields_is_named(exports, tmp_path):
 ])
 def test_bad_detector_input_is_named_and_writes_nothing(keyword, change, parameter, words, exports, tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(exports["PASCAL_VOC_rectangles"], out, model_type=keyword, **change))
     assert e.value.parameter == parameter and words in e.value.message
     assert not out.exists()

@@ -7,7 +7,8 @@ import shapely
 
 import engine_helpers as h
 from engine_helpers import SIZE, T0, TILE, ClassInfo, RasterLabels
-from dl_engine.export import ExportCanceled, ExportError, run_export
+from dl_engine.errors import Canceled, InputError
+from dl_engine.export import run_export
 from engine_helpers import band_values, check_band_stats
 
 
@@ -95,7 +96,7 @@ def test_append_classified_raster_merges_pixel_stats(tmp_path, rgb, raster_b):
 def _refused(out, tmp_path, raster, **kw):
     before = h.snapshot(out)
     parent_before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         h.export(raster, out, **kw)
     assert h.snapshot(out) == before, "the earlier export was changed"
     assert sorted(p.name for p in tmp_path.iterdir()) == parent_before
@@ -147,7 +148,7 @@ def test_cancel_while_appending_leaves_earlier_export_intact(tmp_path, first, ra
     calls = []
     cfg = h.config(raster_b, out, metadata_format="PASCAL_VOC_rectangles", labels=_labels_b(), start_index=25,
                    output_nofeature_tiles=True)
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(cfg, progress=lambda f: calls.append(f), is_canceled=lambda: bool(calls))
     assert h.snapshot(out) == before
     assert not h.staging_left(out) and not h.staging_left(tmp_path)

@@ -1,4 +1,4 @@
-"""Bad input ends in an ExportError naming the parameter, with nothing left
+"""Bad input ends in an InputError naming the parameter, with nothing left
 behind; cancel stops quickly and leaves nothing; workers give identical output."""
 
 import time
@@ -10,7 +10,8 @@ from affine import Affine
 
 import engine_helpers as h
 from engine_helpers import SIZE, T0, TILE, RasterLabels
-from dl_engine.export import ExportCanceled, ExportError, run_export
+from dl_engine.errors import Canceled, InputError
+from dl_engine.export import run_export
 
 
 def _far_away():
@@ -114,7 +115,7 @@ def test_bad_input_names_parameter_and_leaves_nothing(tmp_path, inputs, change, 
     parent.mkdir()
     out = parent / "out"
     cfg = _request(inputs, out, change)
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         run_export(cfg)
     assert ei.value.parameter == parameter, str(ei.value)
     if text:
@@ -129,7 +130,7 @@ def test_existing_output_folder(tmp_path, inputs, start_index):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     before = h.snapshot(out)
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         run_export(h.config(inputs["rgb"], out, metadata_format="Export_Tiles", start_index=start_index))
     assert ei.value.parameter == ("OUT_FOLDER" if start_index == 0 else "START_INDEX")
     assert h.snapshot(out) == before
@@ -139,7 +140,7 @@ def test_existing_output_folder(tmp_path, inputs, start_index):
 def test_output_folder_that_is_a_file(tmp_path, inputs):
     out = tmp_path / "out"
     out.write_text("a file")
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         run_export(h.config(inputs["rgb"], out, metadata_format="Export_Tiles"))
     assert ei.value.parameter == "OUT_FOLDER"
     assert out.read_text() == "a file"
@@ -159,7 +160,7 @@ def test_failed_export_into_new_parent_folder_leaves_nothing(tmp_path, inputs):
     out = tmp_path / "new" / "deeper" / "out"
     cfg = _request(inputs, out, dict(raster="nodata", labels=lambda: h.vector_labels(
         [h.pix_box(70.2, 70.3, 120.4, 120.6)], [1])))
-    with pytest.raises(ExportError):
+    with pytest.raises(InputError):
         run_export(cfg)
     assert not (tmp_path / "new").exists(), sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
                                                    if "inputs" not in p.parts)
@@ -168,7 +169,7 @@ def test_failed_export_into_new_parent_folder_leaves_nothing(tmp_path, inputs):
 def test_mask_without_any_whole_chip(tmp_path, inputs):
     out = tmp_path / "out"
     mask = h.pix_box(10, 10, 40, 40)  # smaller than a chip
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         run_export(h.config(inputs["rgb"], out, metadata_format="Export_Tiles", mask_wkb=[shapely.to_wkb(mask)]))
     assert "IN_MASK_POLYGONS" in str(ei.value)
     assert not out.exists() and not h.staging_left(tmp_path)
@@ -192,7 +193,7 @@ def test_cancel_stops_quickly_and_leaves_nothing(tmp_path, big_raster):
 
     cfg = h.config(big_raster, out, metadata_format="Classified_Tiles",
                    labels=h.vector_labels([h.pix_box(10.3, 10.2, 1500.6, 1500.7)], [1]))
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(cfg, progress=progress, is_canceled=lambda: bool(first_progress))
     assert first_progress
     assert time.monotonic() - first_progress[0] < 2.0
@@ -202,7 +203,7 @@ def test_cancel_stops_quickly_and_leaves_nothing(tmp_path, big_raster):
 
 def test_cancel_before_start(tmp_path, inputs):
     out = tmp_path / "out"
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(h.config(inputs["rgb"], out, metadata_format="Export_Tiles"), is_canceled=lambda: True)
     assert not out.exists() and not h.staging_left(tmp_path)
 

@@ -9,7 +9,8 @@ from affine import Affine
 import engine_helpers as h
 import engine_helpers3 as h3
 from engine_helpers import STARTS, T0, TILE, ClassInfo
-from dl_engine.export import ExportCanceled, ExportError, run_export
+from dl_engine.errors import Canceled, InputError
+from dl_engine.export import run_export
 
 ESRI_FILES = {"map.txt", "stats.txt", "esri_accumulated_stats.json", "esri_model_definition.emd"}
 
@@ -443,7 +444,7 @@ def test_cyclegan_without_raster2(tmp_path, pair):
     (ra, _, _), _ = pair
     parent = tmp_path / "exports"
     parent.mkdir()
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         h.export(ra, parent / "out", metadata_format="CycleGAN")
     assert ei.value.parameter == "IN_RASTER2"
     assert list(parent.iterdir()) == []
@@ -455,7 +456,7 @@ def test_cyclegan_bad_raster2_leaves_nothing(tmp_path, pair):
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
     out = tmp_path / "new" / "out"
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         h.export(ra, out, metadata_format="CycleGAN", raster2=str(bad))
     assert ei.value.parameter == "IN_RASTER2"
     assert not (tmp_path / "new").exists()
@@ -465,7 +466,7 @@ def test_cyclegan_cancel_leaves_nothing(tmp_path, pair):
     (ra, _, _), (rb, _, _) = pair
     calls = []
     out = tmp_path / "exports" / "out"
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(h.config(ra, out, metadata_format="CycleGAN", raster2=rb), progress=calls.append,
                    is_canceled=lambda: any(f >= 0.5 for f in calls))  # while B is cut
     assert not (tmp_path / "exports").exists()
@@ -521,7 +522,7 @@ def test_panoptic_without_instances(tmp_path, rgb, shapes, instances):
     geoms, values = shapes
     parent = tmp_path / "exports"
     parent.mkdir()
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         h.export(raster, parent / "out", metadata_format="Panoptic_Segmentation",
                  labels=h.vector_labels(geoms, values),
                  instance_labels=None if instances is None else h.vector_labels([], []))
@@ -565,7 +566,7 @@ def test_cancel_leaves_nothing(tmp_path, rgb, fmt):
         extra["instance_labels"] = h.vector_labels(geoms[:2], [9, 9])
     calls = []
     out = tmp_path / "new" / "out"
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(h.config(raster, out, metadata_format=fmt, labels=labels, workers=1, **extra),
                    progress=calls.append, is_canceled=lambda: bool(calls))
     assert calls
@@ -580,7 +581,7 @@ def test_labels_only_on_nodata_leave_nothing(tmp_path, nodata_raster, fmt):
     labels = h.vector_labels([h.pix_box(80.2, 80.3, 110.4, 110.6)], [1])  # on the NoData block 64..128
     extra = {"instance_labels": labels} if fmt == "Panoptic_Segmentation" else {}
     out = tmp_path / "new" / "out"
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         h.export(raster, out, metadata_format=fmt, labels=labels, tile_size_x=32, tile_size_y=32,
                  stride_x=32, stride_y=32, **extra)
     assert ei.value.parameter == "IN_CLASS_DATA"
@@ -595,7 +596,7 @@ def test_canceled_rcnn_append_leaves_the_earlier_export_as_it_was(tmp_path, rgb)
     before = h.snapshot(out)
     calls = []
     more = h.vector_labels([h.pix_box(20.2, 150.3, 60.7, 180.4)], [6], [ClassInfo(6, "Boat")])
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(h.config(raster, out, metadata_format="RCNN_Masks", labels=more, start_index=r1.next_tile_index),
                    progress=calls.append, is_canceled=lambda: bool(calls))
     assert h.snapshot(out) == before

@@ -8,7 +8,7 @@ from affine import Affine
 import engine_helpers as h
 import engine_helpers3 as h3
 from engine_helpers import T0, TILE
-from dl_engine.export import ExportError
+from dl_engine.errors import InputError
 
 # Item A: 100 x 128 at the mosaic's origin; item B: 120 x 90 at mosaic column 100, row 20.
 A_W, A_H = 100, 128
@@ -128,7 +128,7 @@ def test_items_that_differ_are_refused(tmp_path):
     vrt = h3.write_vrt(d / "m.vrt", [("a.tif", 0, 0, 64, 64), ("b.tif", 64, 0, 64, 64)], 128, 64, 1, T0, h.CRS_UTM)
     parent = tmp_path / "exports"
     parent.mkdir()
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         h.export(vrt, parent / "out", metadata_format="Export_Tiles", processing_mode="PROCESS_ITEMS_SEPARATELY")
     assert ei.value.parameter == "PROCESSING_MODE"
     assert list(parent.iterdir()) == []

@@ -11,7 +11,8 @@ import pytest
 import shapely
 
 import engine_helpers as h
-from dl_engine.export import ExportCanceled, ExportError, run_export
+from dl_engine.errors import Canceled, InputError
+from dl_engine.export import run_export
 from dl_engine.export import pools
 
 # 32-px tiles with stride 16 on the 300 x 300 test raster: 18 x 18 = 324 chip positions,
@@ -59,7 +60,7 @@ def test_cancel_stops_worker_processes_and_leaves_nothing(rgb, rects, tmp_path):
         return len(calls) > 2
 
     t0 = time.perf_counter()
-    with pytest.raises(ExportCanceled):
+    with pytest.raises(Canceled):
         run_export(h.config(rgb[0], parent / "out", metadata_format="Classified_Tiles", labels=_labels(rects),
                             workers=2, output_nofeature_tiles=True, **SMALL_TILES), is_canceled=canceled)
     assert time.perf_counter() - calls[-1] < 2.0
@@ -75,7 +76,7 @@ def test_error_inside_a_worker_process_names_the_parameter(rgb, tmp_path):
     from dl_engine.export import RasterLabels
     parent = tmp_path / "exports"
     parent.mkdir()
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         run_export(h.config(rgb[0], parent / "out", metadata_format="Classified_Tiles",
                             labels=RasterLabels(label_path), workers=2, **SMALL_TILES))
     assert ei.value.parameter == "IN_CLASS_DATA"

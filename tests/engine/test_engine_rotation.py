@@ -11,7 +11,8 @@ from affine import Affine
 import engine_helpers as h
 import engine_helpers3 as h3
 from engine_helpers import T0, TILE
-from dl_engine.export import ExportError, run_export
+from dl_engine.errors import InputError
+from dl_engine.export import run_export
 
 N = 192  # a 3 x 3 grid of 64 px tiles: site 4 is the interior tile (64, 64)
 SITES = [(c, r) for r in (0, 64, 128) for c in (0, 64, 128)]
@@ -219,7 +220,7 @@ def test_bad_rotation_angle(tmp_path, small, angle):
     raster, _ = small
     parent = tmp_path / "exports"
     parent.mkdir()
-    with pytest.raises(ExportError) as ei:
+    with pytest.raises(InputError) as ei:
         run_export(h.config(raster, parent / "out", metadata_format="Export_Tiles", rotation_angle=angle))
     assert ei.value.parameter == "ROTATION_ANGLE"
     assert list(parent.iterdir()) == []

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import engine_helpers as h  # noqa: E402
 import infer_helpers as ih  # noqa: E402
-from dl_engine.data import DataError  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.infer import run_inference  # noqa: E402
 
 # (col, row, side) in pixels: with tile 32 / padding 8 the kept tile centres are 16 px apart,
@@ -101,15 +101,15 @@ def test_instance_outlines(tmp_path):
 
 def test_a_pixel_model_is_refused_with_the_tool_to_use(data, tmp_path):
     model = ih.fake_package(tmp_path / "m", "FAKEPIXELS", CLASSES)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("detect_objects", data[1], model, tmp_path / "o.geojson"))
     assert e.value.parameter == "IN_MODEL_DEFINITION"
     assert "pixel classification model" in e.value.message and "Classify Pixels Using Deep Learning" in e.value.message
     detector = ih.fake_package(tmp_path / "d", "FAKEDETECTOR", CLASSES)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("classify_pixels", data[1], detector, tmp_path / "o.tif"))
     assert "object detection model" in e.value.message and "Detect Objects Using Deep Learning" in e.value.message
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("detect_objects", data[1], detector, tmp_path / "o.geojson",
                                 arguments="predict_background true"))
     assert e.value.parameter == "ARGUMENTS"

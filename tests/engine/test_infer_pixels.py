@@ -14,9 +14,10 @@ torch = pytest.importorskip("torch")
 
 import engine_helpers as h  # noqa: E402
 import infer_helpers as ih  # noqa: E402
-from dl_engine.data import DataError  # noqa: E402
-from dl_engine.infer import InferenceCanceled, run_inference  # noqa: E402
-from dl_engine.train import Events  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
+from dl_engine.errors import Canceled  # noqa: E402
+from dl_engine.infer import run_inference  # noqa: E402
+from dl_engine.events import Events  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def classified_path(model, scene, tmp_path, extent):
 ])
 def test_bad_arguments_are_named(model, scene, tmp_path, arguments, words):
     out = tmp_path / "out.tif"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("classify_pixels", scene[0], model.out_model_file, out, arguments=arguments))
     assert e.value.parameter == "ARGUMENTS" and words in e.value.message
     assert not os.listdir(tmp_path)
@@ -174,7 +175,7 @@ def test_bad_arguments_are_named(model, scene, tmp_path, arguments, words):
 
 def test_band_count_that_does_not_fit_is_refused(model, tmp_path):
     path = h.write_raster(tmp_path / "five.tif", h.random_image(5, 64, 64))
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("classify_pixels", path, model.out_model_file, tmp_path / "o.tif"))
     assert e.value.parameter == "IN_RASTER"
     assert "3-band 8-bit RGB" in e.value.message and "has 5 band(s)" in e.value.message
@@ -203,7 +204,7 @@ def test_cancel_leaves_no_output(model, scene, tmp_path):
 
     def cancel():  # after the second progress event
         return sum(1 for e in seen if e["event"] == "progress") >= 2
-    with pytest.raises(InferenceCanceled):
+    with pytest.raises(Canceled):
         run_inference(ih.config("classify_pixels", scene[0], model.out_model_file, out),
                       Events(sink=seen.append), cancel)
     assert os.listdir(tmp_path) == []
@@ -212,7 +213,7 @@ def test_cancel_leaves_no_output(model, scene, tmp_path):
 def test_other_devices_are_named(model, scene, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("classify_pixels", scene[0], model.out_model_file, tmp_path / "o.tif", device="cuda"))
     assert e.value.parameter == "DEVICE"
 
@@ -251,6 +252,6 @@ def test_multispectral_model_normalises_with_its_emd_statistics(tmp_path):
     # (3000 / 4000 - 0.25) / 0.1 = 5 > 1 inside the square; (1000 / 4000 - 0.25) / 0.1 = 0 outside
     assert (pred[22:38, 32:48] == 1).all() and (pred[60:, :] == 0).all()
     three = h.write_raster(tmp_path / "three.tif", data[:3])
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config("classify_pixels", three, model, tmp_path / "x.tif"))
     assert e.value.parameter == "IN_RASTER" and "4-band imagery" in e.value.message

@@ -1,4 +1,4 @@
-"""Models the inference tools must refuse, each as a DataError naming IN_MODEL_DEFINITION
+"""Models the inference tools must refuse, each as a InputError naming IN_MODEL_DEFINITION
 with nothing written: hostile packages (zip-slip, pickled code), arcgis.learn's own networks,
 missing or broken weights. And the normalisation rebuilt from the emd is training's."""
 
@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import infer_helpers as ih  # noqa: E402
-from dl_engine.data import DataError  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.infer import run_inference  # noqa: E402
 
 CLASSES = [(1, "a", (1, 2, 3)), (2, "b", (4, 5, 6))]
@@ -35,7 +35,7 @@ def raster(tmp_path):
 
 def refused(raster, model, tmp_path, tool="detect_objects"):
     out = tmp_path / "out" / "o.geojson"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_inference(ih.config(tool, raster, model, out))
     assert e.value.parameter == "IN_MODEL_DEFINITION"
     assert not out.exists()

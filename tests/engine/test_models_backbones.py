@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from dl_engine.data.errors import DataError  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.models import backbones as bb  # noqa: E402
 
 
@@ -91,7 +91,7 @@ def test_resolve_backbone(given, resolved):
 
 
 def test_unknown_keyword_lists_the_accepted_values():
-    with pytest.raises(DataError) as err:
+    with pytest.raises(InputError) as err:
         bb.resolve_backbone("RESNET35")
     assert err.value.parameter == "BACKBONE_MODEL"
     assert "RESNET34" in err.value.message and "DENSENET121" in err.value.message
@@ -99,20 +99,20 @@ def test_unknown_keyword_lists_the_accepted_values():
 
 
 def test_unknown_timm_name_suggests_close_ones():
-    with pytest.raises(DataError) as err:
+    with pytest.raises(InputError) as err:
         bb.resolve_backbone("timm:resnet_18")
     assert err.value.parameter == "BACKBONE_MODEL"
     assert "resnet18" in err.value.message
 
 
 def test_timm_model_without_features_only_is_a_data_error():
-    with pytest.raises(DataError) as err:  # timm: "features_only not implemented for ConvMixer"
+    with pytest.raises(InputError) as err:  # timm: "features_only not implemented for ConvMixer"
         bb.create_encoder("timm:convmixer_768_32", 3, pretrained=False, log=lambda m: None)
     assert err.value.parameter == "BACKBONE_MODEL" and "features_only" in err.value.message
 
 
 def test_unknown_weight_init_scheme():
-    with pytest.raises(DataError) as err:
+    with pytest.raises(InputError) as err:
         bb.create_encoder("RESNET18", 4, pretrained=False, weight_init_scheme="RED")
     assert err.value.parameter == "WEIGHT_INIT_SCHEME"
     assert "RED_BAND" in err.value.message and "ALL_RANDOM" in err.value.message

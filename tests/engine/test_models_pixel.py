@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from dl_engine.data.errors import DataError  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.models import pixel  # noqa: E402
 from dl_engine.models.registry import BuildContext, build_from_emd, get_spec, spec_for_model_name  # noqa: E402
 
@@ -67,14 +67,14 @@ def test_psp_arguments():
     assert pixel.psp_options({})["use_unet"] is True
     assert pixel.psp_options({"use_net": False})["use_unet"] is False  # the spelling
     assert pixel.psp_options({"use_unet": False, "use_net": None})["use_unet"] is False
-    with pytest.raises(DataError) as err:
+    with pytest.raises(InputError) as err:
         pixel.psp_options({"pyramid_sizes": [0, 2]})
     assert err.value.parameter == "ARGUMENTS"
 
 
 @pytest.mark.parametrize("model_type", ["PSPNET", "DEEPLAB"])
 def test_pointrend_is_refused(model_type):
-    with pytest.raises(DataError) as err:
+    with pytest.raises(InputError) as err:
         build(model_type, pointrend=True)
     assert err.value.parameter == "ARGUMENTS" and "pointrend" in err.value.message
 
@@ -183,7 +183,7 @@ def test_build_from_emd_round_trip(model_type, backbone, arguments):
 
 
 def test_build_from_emd_unknown_model():
-    with pytest.raises(DataError):
+    with pytest.raises(InputError):
         build_from_emd({"ModelName": "NoSuchModel", "ModelParameters": {"backbone": "resnet18"}})
 
 

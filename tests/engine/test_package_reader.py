@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dl_engine.data import DataError
+from dl_engine.errors import InputError
 from dl_engine.package import open_package, write_model_package
 from test_package_helpers import exports, fake_spec, make_record, state_dict  # noqa: F401
 
@@ -89,7 +89,7 @@ def test_zip_slip_is_refused(tmp_path, name):
     pkg.mkdir()
     path = _zip(pkg / "bad.dlpk", {"m.pth": _weights(tmp_path / "w.pth"), name: b"evil"})
     before = _temp_dirs()
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         open_package(path)
     assert e.value.parameter == "PRETRAINED_MODEL" and "refused" in e.value.message
     assert _temp_dirs() == before and not (tmp_path / "x").exists() and sorted(os.listdir(pkg)) == ["bad.dlpk"]
@@ -99,7 +99,7 @@ def test_symlink_member_is_refused(tmp_path):
     link = zipfile.ZipInfo("link")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     path = _zip(tmp_path / "bad.dlpk", {"link": (link, b"/etc/passwd")})
-    with pytest.raises(DataError, match="symbolic link"):
+    with pytest.raises(InputError, match="symbolic link"):
         open_package(path, parameter="IN_MODEL_DEFINITION")
 
 
@@ -107,7 +107,7 @@ def test_symlink_member_is_refused(tmp_path):
 def test_not_exactly_one_root_emd(tmp_path, extra, emd):
     path = _zip(tmp_path / "bad.dlpk", dict(extra), emd=emd)
     before = _temp_dirs()
-    with pytest.raises(DataError, match="exactly one .emd") as e:
+    with pytest.raises(InputError, match="exactly one .emd") as e:
         open_package(path, parameter="IN_MODEL_DEFINITION")
     assert e.value.parameter == "IN_MODEL_DEFINITION" and _temp_dirs() == before
 
@@ -118,14 +118,14 @@ def test_pickled_payload_is_refused_not_run(tmp_path):
     assert not marker.exists()
     path = _zip(tmp_path / "evil.dlpk", {"m.pth": weights})
     with open_package(path) as pkg:
-        with pytest.raises(DataError, match="Python objects") as e:
+        with pytest.raises(InputError, match="Python objects") as e:
             pkg.load_state_dict()
         assert e.value.parameter == "PRETRAINED_MODEL"
     assert not marker.exists()
     # The same through an .emd on disk.
     (tmp_path / "m.emd").write_text(json.dumps(EMD))
     (tmp_path / "m.pth").write_bytes(weights)
-    with pytest.raises(DataError, match="Python objects"):
+    with pytest.raises(InputError, match="Python objects"):
         open_package(tmp_path / "m.emd").load_state_dict()
     assert not marker.exists()
     # The payload is live: an unguarded load would have run it.
@@ -147,28 +147,28 @@ def test_python_files_of_a_package_are_never_run(tmp_path):
 def test_model_file_outside_the_package_is_refused(tmp_path):
     (tmp_path / "secret.pth").write_bytes(_weights(tmp_path / "w.pth"))
     path = _zip(tmp_path / "pkgs.dlpk", {}, emd={**EMD, "ModelFile": "../secret.pth"})
-    with open_package(path) as pkg, pytest.raises(DataError, match="outside the package"):
+    with open_package(path) as pkg, pytest.raises(InputError, match="outside the package"):
         pkg.load_state_dict()
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         open_package(tmp_path / "none.dlpk")
     (tmp_path / "x.dlpk").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="cannot be extracted"):
+    with pytest.raises(InputError, match="cannot be extracted"):
         open_package(tmp_path / "x.dlpk")
     (tmp_path / "x.emd").write_text("[1, 2]")
-    with pytest.raises(DataError, match="JSON object"):
+    with pytest.raises(InputError, match="JSON object"):
         open_package(tmp_path / "x.emd")
     (tmp_path / "y.emd").write_text(json.dumps({**EMD, "ModelFile": "missing.pth"}))
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         open_package(tmp_path / "y.emd").load_state_dict()
     (tmp_path / "z.emd").write_text(json.dumps({**EMD, "ModelFile": "z.pth"}))
     (tmp_path / "z.pth").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="cannot be read as PyTorch weights"):
+    with pytest.raises(InputError, match="cannot be read as PyTorch weights"):
         open_package(tmp_path / "z.emd").load_state_dict()
     _weights(tmp_path / "z.pth", {"a": 1})  # plain data, not tensors
-    with pytest.raises(DataError, match="state dict"):
+    with pytest.raises(InputError, match="state dict"):
         open_package(tmp_path / "z.emd").load_state_dict()
 
 

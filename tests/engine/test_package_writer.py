@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dl_engine.data import DataError
+from dl_engine.errors import InputError
 from dl_engine.package import inference_function, report, write_model_package, writer
 from test_package_helpers import exports, fake_spec, listing, make_record, state_dict  # noqa: F401
 
@@ -156,7 +156,7 @@ def test_failure_in_a_new_folder_leaves_nothing(exports, fake_spec, tmp_path):
 
 
 def test_bad_name_is_refused(exports, fake_spec, tmp_path):
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         write_model_package(make_record(exports["rgb"], name="../up"), state_dict(), tmp_path / "m")
     assert e.value.parameter == "OUT_FOLDER" and not (tmp_path / "m").exists()
 

@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import train_helpers as th  # noqa: E402
-from dl_engine.train import Events, TrainConfig  # noqa: E402
+from dl_engine.events import Events
+from dl_engine.train import TrainConfig  # noqa: E402
 from dl_engine.train.batch_size import MIN_STEPS, choose_batch_size, limit_for_data  # noqa: E402
 from dl_engine.train.control import PRUNED, STOPPED, TIME_LIMIT, TrainControl  # noqa: E402
 from dl_engine.train.run import run_training  # noqa: E402

@@ -81,7 +81,7 @@ def test_arcgis_pro_style_export_trains(exports, tmp_path):
 def test_two_folders_train_as_one(exports, tmp_path):
     a, b, _ = exports
     seen = []
-    from dl_engine.train import Events
+    from dl_engine.events import Events
     result = run_training(config(f"{a};{b}", tmp_path / "both", max_epochs=2), Events(sink=seen.append))
     chips = [e["message"] for e in seen if e["event"] == "log" and "training and" in e["message"]][0]
     n_a = len(Path(a, "map.txt").read_text().splitlines())

@@ -12,9 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import train_helpers as th  # noqa: E402
-from dl_engine.data import DataError  # noqa: E402
-from dl_engine.train import Events, TrainConfig  # noqa: E402
-from dl_engine.train.loop import TrainingCanceled  # noqa: E402
+from dl_engine.errors import InputError  # noqa: E402
+from dl_engine.events import Events
+from dl_engine.train import TrainConfig  # noqa: E402
+from dl_engine.errors import Canceled  # noqa: E402
 from dl_engine.train.run import run_training  # noqa: E402
 
 
@@ -106,7 +107,7 @@ def test_learning_rate_finder_and_early_stopping(export, tmp_path):
 ])
 def test_bad_input_is_named_and_writes_nothing(export, tmp_path, change, parameter, words):
     out = tmp_path / "out"
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(export, out, **change))
     assert e.value.parameter == parameter
     assert words in e.value.message
@@ -115,7 +116,7 @@ def test_bad_input_is_named_and_writes_nothing(export, tmp_path, change, paramet
 
 def test_folder_that_is_not_an_export(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(str(tmp_path / "empty"), tmp_path / "out"))
     assert e.value.parameter == "IN_FOLDER"
     assert not (tmp_path / "out").exists()
@@ -125,7 +126,7 @@ def test_format_the_model_cannot_train_on(tmp_path):
     import data_helpers as dh
     raster, _ = dh.raster(tmp_path)
     voc = dh.export(raster, tmp_path / "voc", "PASCAL_VOC_rectangles")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(voc, tmp_path / "out"))
     assert e.value.parameter == "MODEL_TYPE"
     assert "Classified_Tiles" in e.value.message and "PASCAL_VOC_rectangles" in e.value.message
@@ -140,7 +141,7 @@ def test_cancel_keeps_a_resumable_checkpoint_and_resume_finishes(export, tmp_pat
     def cancel():  # asked to stop during the third epoch
         state["epochs"] = sum(1 for e in seen if e["event"] == "metric")
         return state["epochs"] >= 2
-    with pytest.raises(TrainingCanceled) as e:
+    with pytest.raises(Canceled) as e:
         run_training(config(export, out, max_epochs=4, stop_training=False), events, cancel)
     assert "resume true" in str(e.value)
     check = out / "checkpoint" / "last.pt"
@@ -158,9 +159,9 @@ def test_cancel_keeps_a_resumable_checkpoint_and_resume_finishes(export, tmp_pat
 
 def test_resume_refuses_a_checkpoint_of_another_run(export, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(TrainingCanceled):
+    with pytest.raises(Canceled):
         run_training(config(export, out, max_epochs=3), cancel=lambda: os.path.exists(out / "checkpoint"))
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(export, out, max_epochs=3, batch_size=4, arguments="resume true"))
     assert e.value.parameter == "ARGUMENTS" and "another run" in e.value.message
 
@@ -173,7 +174,7 @@ def test_fine_tune_from_a_package_and_refuse_another_backbone(export, tmp_path):
     assert any("fine-tuning from" in e.get("message", "") for e in seen)
     # starting from the trained weights, the first epoch is already good
     assert second.history[0]["miou"] > first.history[0]["miou"]
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(export, tmp_path / "c", backbone="RESNET34", pretrained_model=first.emd))
     assert e.value.parameter == "PRETRAINED_MODEL" and "resnet18" in e.value.message
     assert not (tmp_path / "c").exists()
@@ -194,6 +195,6 @@ def test_data_error_in_a_loader_worker_keeps_its_parameter(export, tmp_path):
     shutil.copytree(export, broken)
     for chip in sorted((broken / "images").glob("*.tif"))[1::3]:  # not the first: read when opening
         chip.write_bytes(b"not a tiff")
-    with pytest.raises(DataError) as e:
+    with pytest.raises(InputError) as e:
         run_training(config(str(broken), tmp_path / "out", num_workers=1, max_epochs=1))
     assert e.value.parameter == "IN_FOLDER" and "cannot be read" in e.value.message

@@ -1,4 +1,4 @@
-"""The worker runner (processing_provider/worker.py) with a fake worker script:
+"""The engine process runner (processing_provider/engine_process.py) with a fake worker script:
 events forwarded to the feedback, errors named, crashes summarised, cancel within 2 s."""
 
 import importlib.util
@@ -11,6 +11,7 @@ import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from dlt_helpers import DATA
+from dl_engine.errors import Canceled
 
 FAKE = str(DATA / "fake_worker.py")
 
@@ -33,9 +34,9 @@ class RecordingFeedback(QgsProcessingFeedback):
 
 @pytest.fixture
 def runner():
-    from deep_learning_tools.processing_provider import worker
+    from deep_learning_tools.processing_provider import engine_process
 
-    return worker
+    return engine_process
 
 
 def run_fake(runner, mode, feedback, out=None, **kwargs):
@@ -119,7 +120,7 @@ def test_cancel_stops_the_worker_within_two_seconds(runner, tmp_path, mode):
     does not block the cancel check."""
     feedback = RecordingFeedback()
     watcher = cancel_when_started(feedback, tmp_path)
-    with pytest.raises(runner.WorkerCanceled) as raised:
+    with pytest.raises(Canceled) as raised:
         run_fake(runner, mode, feedback, tmp_path)
     elapsed = time.monotonic() - feedback.canceled_at
     watcher.join()

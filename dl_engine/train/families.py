@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..data.errors import DataError
+from ..errors import InputError
 
 # ModelSpec.kind -> "module:class" in this package
 TASKS = {
@@ -19,6 +19,6 @@ TASKS = {
 def task_for(kind: str):
     where = TASKS.get(kind)
     if where is None:
-        raise DataError("MODEL_TYPE", f"model kind {kind!r} has no trainer in this version")
+        raise InputError("MODEL_TYPE", f"model kind {kind!r} has no trainer in this version")
     module, name = where.split(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)

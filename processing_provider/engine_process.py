@@ -3,7 +3,7 @@
 Why a process (ARCHITECTURE.md, "Long work"): a crash or CUDA error cannot take QGIS down,
 DataLoader workers never re-launch the QGIS binary, and the same command runs under torchrun.
 
-The worker prints one JSON event per line on stdout (``dl_engine/train/events.py``); stderr
+The worker prints one JSON event per line on stdout (``dl_engine/events.py``: names, fields, exit codes); stderr
 is free text. ``run_worker`` forwards events to a feedback object, stops the worker when the
 feedback is canceled (SIGTERM, then kill after ``stop_timeout``) and returns the ``result``
 event's fields. Only plain Python and ``QgsProcessingException`` are used here, so the same
@@ -29,20 +29,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from qgis.core import QgsProcessingException
 
+from dl_engine import events as ev  # standard library only
+from dl_engine.errors import Canceled
+
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON_ENV_VAR = "DLT_PYTHON"
 PYTHON_SETTING = "deep_learning_tools/python"  # QgsSettings key (a plugin setting, later a dialog)
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_CANCELED = 0, 2, 130
 STDERR_TAIL_LINES = 40
-
-
-class WorkerCanceled(Exception):
-    """The run was canceled (by the feedback, or the worker reported ``canceled``).
-
-    Deliberately not a QgsProcessingException subclass: QGIS reports any other exception
-    class raised from processAlgorithm (subclasses included) as a Python traceback, so an
-    algorithm re-raises this as ``QgsProcessingException(str(canceled))``."""
 
 
 # ---- which Python, with which path -------------------------------------------------------------
@@ -245,7 +239,8 @@ def run_worker(
     """Run ``<python> <command_args…>`` and return the fields of its ``result`` event.
 
     Raises ``QgsProcessingException`` ("PARAMETER: message") for an ``error`` event,
-    ``WorkerCanceled`` when canceled and ``QgsProcessingException`` with the end of stderr
+    ``dl_engine.errors.Canceled`` when canceled (an algorithm re-raises it as
+    ``QgsProcessingException``: QGIS shows a traceback for any other exception class) and ``QgsProcessingException`` with the end of stderr
     when the worker crashes.
     """
     python = python or worker_python()
@@ -302,7 +297,7 @@ def run_worker(
                 _push(feedback, "pushConsoleInfo", line)  # a library printing to stdout
             return
         kind = event.get("event")
-        if kind == "progress":
+        if kind == ev.PROGRESS:
             if feedback is not None:
                 try:
                     feedback.setProgress(max(0.0, min(100.0, float(event.get("percent", 0.0)))))
@@ -310,16 +305,16 @@ def run_worker(
                     pass
                 if event.get("message") and hasattr(feedback, "setProgressText"):
                     feedback.setProgressText(str(event["message"]))
-        elif kind == "log":
+        elif kind == ev.LOG:
             level = str(event.get("level", "info")).lower()
             _push(feedback, "pushWarning" if level.startswith("warn") else "pushInfo", str(event.get("message", "")))
-        elif kind == "metric":
+        elif kind == ev.METRIC:
             _push(feedback, "pushInfo", format_metric(event))
-        elif kind == "result":
+        elif kind == ev.RESULT:
             result = {k: v for k, v in event.items() if k != "event"}
-        elif kind == "error":
+        elif kind == ev.ERROR:
             error = event
-        elif kind == "canceled":
+        elif kind == ev.CANCELED:
             canceled_message = str(event.get("message", ""))
         else:
             _push(feedback, "pushDebugInfo", line)
@@ -366,13 +361,13 @@ def run_worker(
             _stop(process, stop_timeout)
 
     code = process.returncode
-    if canceled_by_us or code == EXIT_CANCELED or (canceled_message and result is None):
+    if canceled_by_us or code == ev.EXIT_CANCELED or (canceled_message and result is None):
         message = f"{what} canceled"
         if canceled_message.lower().startswith(message.lower()):  # the worker's own words say it all
             message = message + canceled_message[len(message):]
         elif canceled_message:
             message += f": {canceled_message}"
-        raise WorkerCanceled(message)
+        raise Canceled(message)
     if error is not None:
         parameter = str(error.get("parameter") or "").strip()
         message = str(error.get("message") or "failed").strip()
@@ -380,9 +375,9 @@ def run_worker(
             raise QgsProcessingException(f"{parameter}: {message}")
         hint = missing_module_message(python, [message, *stderr_tail], what)
         raise QgsProcessingException(hint or message)
-    if code == EXIT_OK and result is not None:
+    if code == ev.EXIT_OK and result is not None:
         return result
-    if code == EXIT_OK:
+    if code == ev.EXIT_OK:
         raise QgsProcessingException(f"{what} finished without reporting its outputs")
     raise QgsProcessingException(crash_message(python, code, list(stderr_tail), what))
 

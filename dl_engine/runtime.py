@@ -1,4 +1,5 @@
-"""Where training runs and in which precision (DEVICE; precision setting)."""
+"""Where a run computes and in which precision: DEVICE (named by ``dl_engine.devices``) turned into
+a torch device, with autocast and the CUDA settings. Training and inference both use it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Optional
 
 import torch
 
-from ..data.errors import DataError
+from .devices import parse_device
+from .errors import InputError
 
 
 @dataclass
@@ -45,30 +47,40 @@ def cpu_supports_bf16() -> bool:
 
 
 def choose_device(text: str = "auto", local_rank: Optional[int] = None) -> torch.device:
-    text = (text or "auto").strip().lower()
-    if text == "auto":
+    request = parse_device(text)
+    kind = request.kind
+    if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank or 0)
+        if _mps_available():
+            return torch.device("mps")
         return torch.device("cpu")
-    if text == "cpu":
+    if kind == "cpu":
         return torch.device("cpu")
-    if text.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DataError("DEVICE", f"{text!r}: no CUDA GPU is available to torch on this machine; "
-                                      "use auto or cpu")
-        index = local_rank if local_rank is not None else (int(text.split(":")[1]) if ":" in text else 0)
-        if index >= torch.cuda.device_count():
-            raise DataError("DEVICE", f"{text!r}: this machine has {torch.cuda.device_count()} GPU(s) "
-                                      f"(cuda:0…cuda:{torch.cuda.device_count() - 1})")
-        return torch.device("cuda", index)
-    raise DataError("DEVICE", f"{text!r} is not a device; accepted: auto, cpu, cuda, cuda:N")
+    if kind == "mps":
+        if not _mps_available():
+            raise InputError("DEVICE", "'mps': Apple's GPU is not available to torch on this machine; use auto or cpu")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise InputError("DEVICE", f"{request.text!r}: no CUDA GPU is available to torch on this machine; "
+                                   "use auto or cpu")
+    index = local_rank if local_rank is not None else (request.index or 0)
+    if index >= torch.cuda.device_count():
+        raise InputError("DEVICE", f"{request.text!r}: this machine has {torch.cuda.device_count()} GPU(s) "
+                                   f"(cuda:0…cuda:{torch.cuda.device_count() - 1})")
+    return torch.device("cuda", index)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def choose_runtime(device_text: str = "auto", precision: str = "auto", local_rank: Optional[int] = None) -> Runtime:
     device = choose_device(device_text, local_rank)
     precision = (precision or "auto").lower()
     if precision not in ("auto", "bf16", "fp16", "fp32"):
-        raise DataError("precision", f"{precision!r}: accepted auto, bf16, fp16, fp32")
+        raise InputError("precision", f"{precision!r}: accepted auto, bf16, fp16, fp32")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         bf16 = torch.cuda.is_bf16_supported()
@@ -79,6 +91,9 @@ def choose_runtime(device_text: str = "auto", precision: str = "auto", local_ran
         torch.backends.cudnn.allow_tf32 = True
         name = torch.cuda.get_device_name(device)
         return Runtime(device, dtype, True, f"{device} ({name}), {_name(dtype)}")
+    if device.type == "mps":  # autocast on Apple's GPU only when asked for
+        dtype = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+        return Runtime(device, dtype, False, f"mps (Apple GPU), {_name(dtype)}")
     dtype = {"auto": torch.bfloat16 if cpu_supports_bf16() else None, "bf16": torch.bfloat16,
              "fp16": None, "fp32": None}[precision]
     threads = torch.get_num_threads()

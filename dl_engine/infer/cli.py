@@ -7,7 +7,7 @@ Exit codes: 0 done, 2 bad input (an ``error`` event naming the parameter), 130 c
 
 from __future__ import annotations
 
-from ..worker_process import add_config_flags, config_from_args as _config_from_args, leave, run_job
+from ..worker import add_config_flags, config_from_args as _config_from_args, leave, run_job
 from .config import TOOLS, InferConfig
 
 def add_parser(sub) -> None:
@@ -29,5 +29,4 @@ def run(a) -> int:
         from .run import run_inference
         run_inference(config_from_args(a), events, cancel=cancel)
 
-    from .job import InferenceCanceled
-    return leave(run_job(job, (InferenceCanceled,), "inference"))
+    return leave(run_job(job, "inference"))

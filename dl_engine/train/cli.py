@@ -7,7 +7,7 @@ Exit codes: 0 done, 2 bad input (an ``error`` event), 130 canceled, 1 crash."""
 
 from __future__ import annotations
 
-from ..worker_process import add_config_flags, config_from_args as _config_from_args, leave, run_job
+from ..worker import add_config_flags, config_from_args as _config_from_args, leave, run_job
 from .config import TrainConfig
 
 
@@ -28,5 +28,4 @@ def run(a) -> int:
         from .run import run_training
         run_training(config_from_args(a), events, cancel)
 
-    from .loop import TrainingCanceled
-    return leave(run_job(job, (TrainingCanceled,), "training"))
+    return leave(run_job(job, "training"))

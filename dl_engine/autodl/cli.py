@@ -8,7 +8,7 @@ Exit codes: 0 done, 2 bad input (an ``error`` event), 130 canceled, 1 crash."""
 
 from __future__ import annotations
 
-from ..worker_process import add_config_flags, config_from_args as _config_from_args, leave, run_job
+from ..worker import add_config_flags, config_from_args as _config_from_args, leave, run_job
 from .config import AutoDLConfig
 
 
@@ -31,10 +31,8 @@ def config_from_args(a) -> AutoDLConfig:
 
 
 def run(a) -> int:
-    from .run import AutoDLCanceled
-
     def job(events, cancel) -> None:
         from .run import run_autodl
         run_autodl(config_from_args(a), events, cancel)
 
-    return leave(run_job(job, (AutoDLCanceled,), "AutoDL"))
+    return leave(run_job(job, "AutoDL"))

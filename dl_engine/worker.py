@@ -1,10 +1,7 @@
-"""What the training and inference workers (``python -m dl_engine train|infer``) share:
-events as JSON lines on stdout (library prints go to stderr so the stream stays
-parseable), SIGTERM/SIGINT as a cancel flag, the exit codes, and config files with flags
-that override them.
-
-Exit codes: 0 done, 2 bad input (an ``error`` event naming the parameter), 130 canceled,
-1 crash (its traceback on stderr and an ``error`` event)."""
+"""The worker side of an engine process (``python -m dl_engine train|infer|autodl``): events
+as JSON lines on stdout (library prints go to stderr so the stream stays parseable),
+SIGTERM/SIGINT as a cancel flag, the exit codes of ``dl_engine.events``, and config files
+with flags that override them. The QGIS side's runner is processing_provider/engine_process.py."""
 
 from __future__ import annotations
 
@@ -14,11 +11,19 @@ import signal
 import sys
 import traceback
 from dataclasses import fields
-from typing import Callable, Dict, Optional, Sequence, Tuple, Type
+from typing import Callable, Dict, Optional, Sequence
+
+from . import events as ev
+from .arguments import argument_bool
+from .errors import Canceled, InputError
 
 
-def as_bool(text: str) -> bool:
-    return str(text).lower() in ("1", "true", "yes", "y", "t")
+def _flag_bool(text: str) -> bool:
+    """``--freeze true``: the one boolean rule; anything else is argparse's usage error."""
+    try:
+        return argument_bool(text, "flag")
+    except InputError:
+        raise ValueError(text) from None
 
 
 def add_config_flags(parser, cls, ints: Sequence[str] = (), floats: Sequence[str] = (),
@@ -34,7 +39,7 @@ def add_config_flags(parser, cls, ints: Sequence[str] = (), floats: Sequence[str
         if special and f.name in special:
             parser.add_argument(flag, **{"default": None, **special[f.name]})
         elif isinstance(f.default, bool):
-            parser.add_argument(flag, type=as_bool, default=None, metavar="true|false")
+            parser.add_argument(flag, type=_flag_bool, default=None, metavar="true|false")
         elif isinstance(f.default, int) or f.name in ints:
             parser.add_argument(flag, type=int, default=None)
         elif isinstance(f.default, float) or f.name in floats:
@@ -59,15 +64,12 @@ def config_from_args(cls, a, required: Sequence[str]):
     return cls.from_json(json.dumps(raw))
 
 
-def run_job(job: Callable[[object, Callable[[], bool]], None], canceled: Tuple[Type[BaseException], ...],
-            what: str) -> int:
-    """Run ``job(events, cancel)`` as a worker; returns the exit code."""
-    from .data.errors import DataError
-    from .train.events import Events
-
+def run_job(job: Callable[[object, Callable[[], bool]], None], what: str) -> int:
+    """Run ``job(events, cancel)`` as a worker; returns the exit code. Installs the signal
+    handlers and swaps stdout: call it only from a worker's entry point."""
     out = sys.stdout
     sys.stdout = sys.stderr  # library prints must not break the event stream
-    events = Events.json_lines(out)
+    events = ev.Events.json_lines(out)
     stop = {"flag": False}
 
     def on_signal(signum, frame):
@@ -77,17 +79,17 @@ def run_job(job: Callable[[object, Callable[[], bool]], None], canceled: Tuple[T
     signal.signal(signal.SIGINT, on_signal)
     try:
         job(events, lambda: stop["flag"])
-        return 0
-    except DataError as e:
-        events.emit("error", parameter=e.parameter, message=e.message)
-        return 2
-    except canceled as e:
-        events.emit("canceled", message=str(e) or f"{what} canceled")
-        return 130
+        return ev.EXIT_OK
+    except InputError as e:
+        events.error(e.parameter, e.message)
+        return ev.EXIT_BAD_INPUT
+    except Canceled as e:
+        events.canceled(str(e) or f"{what} canceled")
+        return ev.EXIT_CANCELED
     except Exception as e:  # a crash: the traceback is for the log, the event for the user
         traceback.print_exc()
-        events.emit("error", parameter="", message=f"the {what} worker failed: {type(e).__name__}: {e}")
-        return 1
+        events.error("", f"the {what} worker failed: {type(e).__name__}: {e}")
+        return ev.EXIT_CRASH
     finally:
         sys.stdout = out
 
