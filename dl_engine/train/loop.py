@@ -22,7 +22,7 @@ from . import checkpoint as ckpt
 from . import schedule
 from .control import EARLY_STOPPING, PRUNED, STOPPED, TIME_LIMIT, TrainControl
 from .distributed import Dist
-from ..events import Events
+from ..events import Events, plain
 from .loader import to_device
 from .metrics import is_better, monitor_key
 
@@ -273,4 +273,4 @@ class Trainer:
 
 
 def _json(value) -> str:
-    return json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    return json.dumps(value, default=plain)

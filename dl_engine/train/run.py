@@ -29,7 +29,7 @@ from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
 from .control import TrainControl
 from ..runtime import choose_runtime
 from .distributed import Dist, from_environment
-from ..events import Events
+from ..events import Events, plain
 from .loader import default_workers, make_loader
 from .lr_finder import find_learning_rate
 from .loop import FitState, LoopSettings, Trainer
@@ -339,4 +339,4 @@ def _display(normalization, image: np.ndarray) -> np.ndarray:
 
 
 def _plain_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
-    return json.loads(json.dumps(metrics, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+    return json.loads(json.dumps(metrics, default=plain))
