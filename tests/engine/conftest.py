@@ -12,7 +12,7 @@ for p in (str(REPO), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-pytest.register_assert_rewrite("engine_helpers")
+pytest.register_assert_rewrite("engine_helpers", "export_format_helpers")
 import engine_helpers as h  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import data_helpers as dh
-import engine_helpers3 as h3
+import export_format_helpers as fh
 from dl_engine.errors import InputError
 from dl_engine.data import SampleReader, open_folders
 
@@ -49,7 +49,7 @@ def test_classified_tiles(exports):
 
 def _boxes_of_chip(ref, rects):
     """Expected boxes: the rectangles inside the chip, in chip pixels (from the chip's georeferencing)."""
-    _, t = h3.read(ref.image)
+    _, t = fh.read(ref.image)
     out = []
     for r, v in rects:
         box = dh.h.box_in_chip(dh.h.pix_box(*r), t, dh.TILE, dh.TILE)
@@ -86,7 +86,7 @@ def test_multilabeled_tiles(exports):
     data, reader = _reader(exports["MultiLabeled_Tiles"])
     for ref in data.samples:
         s = reader.read(ref)
-        names = h3.xml_objects(ref.label)[0][0].split(",")
+        names = fh.xml_objects(ref.label)[0][0].split(",")
         expected = np.zeros(2, np.float32)
         for n in names:
             expected[{"Oak": 0, "Pine": 1}[n]] = 1

@@ -6,7 +6,7 @@ import pytest
 from affine import Affine
 
 import engine_helpers as h
-import engine_helpers3 as h3
+import export_format_helpers as fh
 from engine_helpers import T0, TILE
 from dl_engine.errors import InputError
 
@@ -26,7 +26,7 @@ def mosaic(tmp_path):
     d.mkdir()
     h.write_raster(d / "a.tif", a, TA)
     h.write_raster(d / "b.tif", b, TB)
-    vrt = h3.write_vrt(d / "mosaic.vrt", [("a.tif", 0, 0, A_W, A_H), ("b.tif", B_COL, B_ROW, B_W, B_H)],
+    vrt = fh.write_vrt(d / "mosaic.vrt", [("a.tif", 0, 0, A_W, A_H), ("b.tif", B_COL, B_ROW, B_W, B_H)],
                        M_W, M_H, 3, T0, h.CRS_UTM)
     whole = np.zeros((3, M_H, M_W), dtype="uint8")
     whole[:, :A_H, :A_W] = a
@@ -42,7 +42,7 @@ def _tiles(w, hh):
 
 def test_vrt_reads_as_expected(mosaic):
     vrt, _, _, whole = mosaic
-    data, t = h3.read(vrt)
+    data, t = fh.read(vrt)
     assert t == T0
     np.testing.assert_array_equal(data, whole)
 
@@ -53,19 +53,19 @@ def test_items_separately(tmp_path, mosaic):
     res = h.export(vrt, out, metadata_format="Export_Tiles", processing_mode="PROCESS_ITEMS_SEPARATELY")
     tiles_a, tiles_b = _tiles(A_W, A_H), _tiles(B_W, B_H)
     n_a, n_b = len(tiles_a), len(tiles_b)
-    entries = {int(e.stem): e for e in h3.map_entries(out)}
+    entries = {int(e.stem): e for e in fh.map_entries(out)}
     # One folder, numbers continuous: B's chips follow A's.
     assert sorted(entries) == list(range(n_a + n_b))
     assert sorted(p.name for p in (out / "images").glob("*.tif")) == [f"{i:012d}.tif" for i in range(n_a + n_b)]
     assert res.next_tile_index == n_a + n_b == h.stats_json(out)["NextTileIndex"] == h.stats_json(out)["NumTiles"]
     for n, e in entries.items():
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         data, grid_t, (col, row) = (a, TA, tiles_a[n]) if n < n_a else (b, TB, tiles_b[n - n_a])
         # On its own item's grid: whole pixels of that file, padded past its own edge (not the mosaic's).
         assert h.offset_of(t, grid_t) == (col, row), f"chip {n}"
-        np.testing.assert_array_equal(img, h3.padded_window(data, col, row, TILE, TILE), err_msg=f"chip {n}")
+        np.testing.assert_array_equal(img, fh.padded_window(data, col, row, TILE, TILE), err_msg=f"chip {n}")
     # B's first chip starts at B's own corner, which is not on the mosaic's 64 px tile grid.
-    _, t = h3.read(entries[n_a].image)
+    _, t = fh.read(entries[n_a].image)
     assert (t.c, t.f) == (TB.c, TB.f)
 
 
@@ -74,13 +74,13 @@ def test_mosaicked_is_one_image(tmp_path, mosaic):
     out = tmp_path / "out"
     h.export(vrt, out, metadata_format="Export_Tiles")  # PROCESS_AS_MOSAICKED_IMAGE is the default
     tiles = _tiles(M_W, M_H)
-    entries = {int(e.stem): e for e in h3.map_entries(out)}
+    entries = {int(e.stem): e for e in fh.map_entries(out)}
     assert sorted(entries) == list(range(len(tiles)))
     for n, e in entries.items():
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         col, row = tiles[n]
         assert h.offset_of(t, T0) == (col, row)
-        np.testing.assert_array_equal(img, h3.padded_window(whole, col, row, TILE, TILE), err_msg=f"chip {n}")
+        np.testing.assert_array_equal(img, fh.padded_window(whole, col, row, TILE, TILE), err_msg=f"chip {n}")
 
 
 def test_items_separately_with_labels(tmp_path, mosaic):
@@ -91,10 +91,10 @@ def test_items_separately_with_labels(tmp_path, mosaic):
     h.export(vrt, out, metadata_format="PASCAL_VOC_rectangles", labels=h.vector_labels([on_a, on_b], [1, 2]),
              processing_mode="PROCESS_ITEMS_SEPARATELY")
     n_a = len(_tiles(A_W, A_H))
-    entries = {int(e.stem): e for e in h3.map_entries(out)}
+    entries = {int(e.stem): e for e in fh.map_entries(out)}
     assert sorted(entries) == [0, n_a, n_a + 1]
     for n, e in entries.items():
-        _, t = h3.read(e.image)
+        _, t = fh.read(e.image)
         h.offset_of(t, TA if n < n_a else TB)
         geom, value = (on_a, 1) if n < n_a else (on_b, 2)
         objs = h.voc_objects(e.label)
@@ -111,13 +111,13 @@ def test_items_separately_rcnn_masks(tmp_path, mosaic):
     h.export(vrt, out, metadata_format="RCNN_Masks", labels=h.vector_labels(geoms, [1, 1]),
              processing_mode="PROCESS_ITEMS_SEPARATELY")
     n_a = len(_tiles(A_W, A_H))
-    entries = {int(e.stem): e for e in h3.map_entries(out)}
+    entries = {int(e.stem): e for e in fh.map_entries(out)}
     assert sorted(entries) == [1, n_a]
     for n, e in entries.items():
-        _, t = h3.read(e.image)
+        _, t = fh.read(e.image)
         geom = geoms[0] if n < n_a else geoms[1]
-        masks, _ = h3.read(e.label)
-        h3.instance_ids_check(masks, [h3.centre_mask(geom, t, TILE, TILE)], f"chip {n}")
+        masks, _ = fh.read(e.label)
+        fh.instance_ids_check(masks, [fh.centre_mask(geom, t, TILE, TILE)], f"chip {n}")
 
 
 def test_items_that_differ_are_refused(tmp_path):
@@ -125,7 +125,7 @@ def test_items_that_differ_are_refused(tmp_path):
     d.mkdir()
     h.write_raster(d / "a.tif", h.random_image(3, height=64, width=64, seed=1), TA)
     h.write_raster(d / "b.tif", h.random_image(1, height=64, width=64, seed=2), T0 * Affine.translation(64, 0))
-    vrt = h3.write_vrt(d / "m.vrt", [("a.tif", 0, 0, 64, 64), ("b.tif", 64, 0, 64, 64)], 128, 64, 1, T0, h.CRS_UTM)
+    vrt = fh.write_vrt(d / "m.vrt", [("a.tif", 0, 0, 64, 64), ("b.tif", 64, 0, 64, 64)], 128, 64, 1, T0, h.CRS_UTM)
     parent = tmp_path / "exports"
     parent.mkdir()
     with pytest.raises(InputError) as ei:

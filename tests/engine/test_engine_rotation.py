@@ -9,14 +9,14 @@ import shapely
 from affine import Affine
 
 import engine_helpers as h
-import engine_helpers3 as h3
+import export_format_helpers as fh
 from engine_helpers import T0, TILE
 from dl_engine.errors import InputError
 from dl_engine.export import run_export
 
 N = 192  # a 3 x 3 grid of 64 px tiles: site 4 is the interior tile (64, 64)
 SITES = [(c, r) for r in (0, 64, 128) for c in (0, 64, 128)]
-BOX = h3.raster_box(T0, N, N)
+BOX = fh.raster_box(T0, N, N)
 
 # Non-overlapping features (pixel coordinates), none with an edge on a pixel centre.
 SHAPES = [
@@ -50,15 +50,15 @@ def _check_georeferencing(t: Affine, centre, degrees, where):
 
 
 def _by_index(out):
-    return {int(e.stem): e for e in h3.map_entries(out)}
+    return {int(e.stem): e for e in fh.map_entries(out)}
 
 
 def _check_labels(entries, where=""):
     for n, e in entries.items():
-        label, lt = h3.read(e.label)
-        _, t = h3.read(e.image)
+        label, lt = fh.read(e.label)
+        _, t = fh.read(e.image)
         assert lt == t
-        expected = h3.centre_class_raster(GEOMS, VALUES, t, TILE, TILE)
+        expected = fh.centre_class_raster(GEOMS, VALUES, t, TILE, TILE)
         mism = int((label[0] != expected).sum())
         assert mism == 0, f"{where}chip {n}: {mism} label pixels differ from the rotated rasterization"
 
@@ -73,20 +73,20 @@ def test_rotation_90(tmp_path, small):
     assert res.next_tile_index == 36 and h.stats_json(out)["NextTileIndex"] == 36
     for n, e in entries.items():
         site, turn = divmod(n, 4)
-        _, t = h3.read(e.image)
+        _, t = fh.read(e.image)
         _check_georeferencing(t, _site_centre(site), 90 * turn, f"chip {n}")
         # The world file carries the rotation terms too.
         assert h.world_file_lines(e.image.with_suffix(".tfw")) == h.expected_world_file(t)
         if turn == 0:
             assert h.offset_of(t, T0) == SITES[site]
     # The interior tile: each copy is the unrotated chip turned by k quarter turns (image and label).
-    img0, _ = h3.read(entries[16].image)
-    lbl0, _ = h3.read(entries[16].label)
+    img0, _ = fh.read(entries[16].image)
+    lbl0, _ = fh.read(entries[16].label)
     np.testing.assert_array_equal(img0, data[:, 64:128, 64:128])
     assert len(np.unique(lbl0)) == 3  # background, class 1 and class 2
     for k in (1, 2, 3):
-        img, _ = h3.read(entries[16 + k].image)
-        lbl, _ = h3.read(entries[16 + k].label)
+        img, _ = fh.read(entries[16 + k].image)
+        lbl, _ = fh.read(entries[16 + k].label)
         np.testing.assert_array_equal(img, np.rot90(img0, -k, axes=(1, 2)), err_msg=f"image turn {k}")
         np.testing.assert_array_equal(lbl, np.rot90(lbl0, -k, axes=(1, 2)), err_msg=f"label turn {k}")
     _check_labels(entries)
@@ -101,13 +101,13 @@ def test_rotation_30_full_chips_and_labels(tmp_path, small):
     assert sorted(entries) == list(range(9 * 12))
     for n, e in entries.items():
         site, turn = divmod(n, 12)
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         assert img.shape == (3, TILE, TILE)
         _check_georeferencing(t, _site_centre(site), 30 * turn, f"chip {n}")
         if site == 4:
             # Full-size and no blank corners: the rotated frame of the interior tile lies on the raster.
             assert (img != 0).all(), f"chip {n} has blank pixels"
-    img0, _ = h3.read(entries[48].image)
+    img0, _ = fh.read(entries[48].image)
     np.testing.assert_array_equal(img0, data[:, 64:128, 64:128])
     _check_labels(entries)
 
@@ -124,8 +124,8 @@ def test_rotated_image_is_the_raster_resampled(tmp_path):
     entries = _by_index(out)
     assert sorted(entries) == list(range(9 * 8))
     for turn in range(8):
-        img, t = h3.read(entries[4 * 8 + turn].image)
-        xs, ys = h3.pixel_centres(t, TILE, TILE)
+        img, t = fh.read(entries[4 * 8 + turn].image)
+        xs, ys = fh.pixel_centres(t, TILE, TILE)
         sc, sr = ~T0 * (xs, ys)
         expected = 2.0 * (sc - 0.5) + 3.0 * (sr - 0.5) + 10.0
         err = np.abs(img[0] - expected)
@@ -138,7 +138,7 @@ def _expected_objects(t, geoms, values, w=TILE, hh=TILE, box=BOX):
     objs = []
     chip = shapely.box(0, 0, w, hh)
     for g, v in zip(geoms, values):
-        part = h3.to_chip_pixels(g.intersection(box), t).intersection(chip)
+        part = fh.to_chip_pixels(g.intersection(box), t).intersection(chip)
         if part.area > 0:
             objs.append((str(v), part.bounds))
     return sorted(objs)
@@ -164,8 +164,8 @@ def test_rotated_voc_boxes(tmp_path, small):
     assert set(entries) == expected
     rotated_boxes = 0
     for n, e in entries.items():
-        _, t = h3.read(e.image)
-        got = sorted(h3.xml_objects(e.label))
+        _, t = fh.read(e.image)
+        got = sorted(fh.xml_objects(e.label))
         exp = _expected_objects(t, rects, values)
         assert [g[0] for g in got] == [x[0] for x in exp], f"chip {n}"
         for (_, gb), (_, eb) in zip(got, exp):
@@ -183,17 +183,17 @@ def test_rotated_labeled_tiles_stay_centred(tmp_path, small):
     assert sorted(entries) == list(range(len(GEOMS) * 4))
     for n, e in entries.items():
         i, turn = divmod(n, 4)
-        _, t = h3.read(e.image)
+        _, t = fh.read(e.image)
         minx, miny, maxx, maxy = GEOMS[i].bounds
         px, py = ~t * ((minx + maxx) / 2, (miny + maxy) / 2)
         assert abs(px - TILE / 2) <= 1 and abs(py - TILE / 2) <= 1, f"chip {n}"
-        (name, box), = h3.xml_objects(e.label)
+        (name, box), = fh.xml_objects(e.label)
         assert name == str(VALUES[i])
         assert box == pytest.approx(_expected_box(GEOMS[i], t), abs=0.006)
 
 
 def _expected_box(g, t):
-    return h3.to_chip_pixels(g.intersection(BOX), t).intersection(shapely.box(0, 0, TILE, TILE)).bounds
+    return fh.to_chip_pixels(g.intersection(BOX), t).intersection(shapely.box(0, 0, TILE, TILE)).bounds
 
 
 def test_rotated_rcnn_masks(tmp_path, small):
@@ -206,12 +206,12 @@ def test_rotated_rcnn_masks(tmp_path, small):
     entries = _by_index(out)
     assert {n // 8 for n in entries} == set(range(9))
     for n, e in entries.items():
-        _, t = h3.read(e.image)
+        _, t = fh.read(e.image)
         _check_georeferencing(t, _site_centre(n // 8), 45 * (n % 8), f"chip {n}")
-        region = h3.chip_polygon(t, TILE, TILE).intersection(BOX)
-        masks, lt = h3.read(e.label)
+        region = fh.chip_polygon(t, TILE, TILE).intersection(BOX)
+        masks, lt = fh.read(e.label)
         assert lt == t
-        h3.instance_ids_check(masks, [h3.centre_mask(g.intersection(region), t, TILE, TILE) for g in geoms
+        fh.instance_ids_check(masks, [fh.centre_mask(g.intersection(region), t, TILE, TILE) for g in geoms
                                       if g.intersection(region).area > 0], f"chip {n}")
 
 

@@ -119,12 +119,12 @@ def test_a_pixel_model_is_refused_with_the_tool_to_use(data, tmp_path):
 
 
 def test_mosaic_items_processed_separately(tmp_path):
-    import engine_helpers3 as h3
+    import export_format_helpers as fh
     from affine import Affine
     squares_a, squares_b = [(14, 14, 6), (60, 40, 10)], [(20, 70, 8), (50, 10, 13)]  # in each item's pixels
     ih.squares_raster(tmp_path, squares_a, size=100, name="a.tif")
     ih.squares_raster(tmp_path, squares_b, size=100, name="b.tif", transform=h.T0 * Affine.translation(100, 0))
-    vrt = h3.write_vrt(tmp_path / "mosaic.vrt", [("a.tif", 0, 0, 100, 100), ("b.tif", 100, 0, 100, 100)], 200, 100, 3,
+    vrt = fh.write_vrt(tmp_path / "mosaic.vrt", [("a.tif", 0, 0, 100, 100), ("b.tif", 100, 0, 100, 100)], 200, 100, 3,
                        h.T0, h.CRS_UTM)
     model = ih.fake_package(tmp_path / "m", "FAKEDETECTOR", CLASSES)
     expected = expected_boxes(squares_a + [(c + 100, r, s) for c, r, s in squares_b])

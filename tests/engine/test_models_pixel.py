@@ -2,6 +2,14 @@
 shapes for any band count and input size, bf16/channels_last, learning, DDP readiness and
 rebuilding the exact network from the emd."""
 
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,6 +19,7 @@ from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.models import pixel  # noqa: E402
 from dl_engine.models.registry import BuildContext, build_from_emd, get_spec, spec_for_model_name  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[2]
 MODELS = ["UNET", "PSPNET", "DEEPLAB"]
 _CACHE = {}
 
@@ -65,7 +74,7 @@ def test_psp_arguments():
     spec = get_spec("PSPNET")
     assert spec.arguments["pyramid_sizes"] == [1, 2, 3, 6] and spec.arguments["use_unet"] is True
     assert pixel.psp_options({})["use_unet"] is True
-    assert pixel.psp_options({"use_net": False})["use_unet"] is False  # the issue's spelling
+    assert pixel.psp_options({"use_net": False})["use_unet"] is False  # the alias INTERFACE.md lists
     assert pixel.psp_options({"use_unet": False, "use_net": None})["use_unet"] is False
     with pytest.raises(InputError) as err:
         pixel.psp_options({"pyramid_sizes": [0, 2]})
@@ -128,17 +137,80 @@ def test_learns_and_uses_every_parameter(model_type, arguments):
     net(torch.randn(1, 3, 64, 64)).sum().backward()  # batch of one
 
 
-def test_distributed_data_parallel(tmp_path):
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
+# One rank of test_distributed_data_parallel: python -c DDP_RANK RANK STORE OUT
+DDP_RANK = r'''
+import json, sys
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from dl_engine.models.registry import BuildContext, get_spec
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=2)
+torch.manual_seed(rank)  # each rank starts from other weights: DDP must start them from rank 0's
+spec = get_spec("DEEPLAB")
+ctx = BuildContext(backbone="RESNET18", in_channels=4, num_classes=3, chip_size=64,
+                   arguments=dict(spec.arguments), pretrained=False, log=lambda m: None)
+net = spec.build(ctx).module.train()
+before = {k: v.detach().clone() for k, v in net.named_parameters()}
+ddp = DistributedDataParallel(net)  # no find_unused_parameters: every parameter must get a gradient
+opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+losses, missing = [], set()
+for step in range(2):
+    data = torch.Generator().manual_seed(100 * rank + step)  # each rank its own batch
+    x = torch.randn(2, 4, 64, 64, generator=data)
+    y = torch.randint(0, 3, (2, 64, 64), generator=data)
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(ddp(x), y)
+    loss.backward()
+    missing |= {k for k, p in net.named_parameters() if p.grad is None}
+    opt.step()
+    losses.append(loss.item())
+torch.save({"before": before, "after": {k: v.detach() for k, v in net.named_parameters()}},
+           f"{out}/rank{rank}.pt")
+with open(f"{out}/rank{rank}.json", "w") as f:
+    json.dump({"losses": losses, "missing": sorted(missing)}, f)
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.trains
+def test_distributed_data_parallel(tmp_path):
+    """Two CPU ranks (gloo) train DEEPLAB under DistributedDataParallel on different batches: the
+    run ends, every parameter gets a gradient, the losses are finite, training moved the weights
+    and both ranks end with the same weights (rank 1 started from other ones)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    logs = [tmp_path / f"rank{rank}.err" for rank in (0, 1)]
+    deadline = time.monotonic() + 300
+    ranks = []
     try:
-        ddp = DistributedDataParallel(build("DEEPLAB", bands=4, classes=3).module)
-        for _ in range(2):
-            ddp(torch.randn(2, 4, 64, 64)).mean().backward()
+        for rank in (0, 1):
+            with open(logs[rank], "w") as err:
+                ranks.append(subprocess.Popen([sys.executable, "-c", DDP_RANK, str(rank), str(tmp_path / "store"),
+                                               str(tmp_path)], env=env, stdout=subprocess.DEVNULL, stderr=err))
+        # until both end, one fails (the other would wait for it) or time is up
+        while (any(p.poll() is None for p in ranks) and not any(p.poll() for p in ranks)
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
     finally:
-        dist.destroy_process_group()
+        for p in ranks:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for rank, p in enumerate(ranks):
+        assert p.returncode == 0, f"rank {rank} ended with {p.returncode}: {logs[rank].read_text()[-3000:]}"
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    weights = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for rank, report in enumerate(reports):
+        assert report["missing"] == [], f"rank {rank}: parameters without a gradient"
+        assert len(report["losses"]) == 2 and all(math.isfinite(v) for v in report["losses"]), report
+    assert reports[0]["losses"] != reports[1]["losses"]  # the ranks saw different batches
+    names = list(weights[0]["after"])
+    assert names and names == list(weights[1]["after"])
+    assert not all(torch.equal(weights[0]["before"][k], weights[1]["before"][k]) for k in names)
+    assert not all(torch.equal(weights[0]["before"][k], weights[0]["after"][k]) for k in names), "nothing trained"
+    for k in names:
+        torch.testing.assert_close(weights[0]["after"][k], weights[1]["after"][k], rtol=0, atol=1e-6, msg=k)
 
 
 @pytest.mark.parametrize("backbone, model_type", [

@@ -1,4 +1,5 @@
-"""The formats and options of issue 3 through ``processing.run`` on the real samples.
+"""The instance, per-feature tile and image-pair formats and their options through
+``processing.run`` on the real samples.
 
 RCNN_Masks, Labeled_Tiles, MultiLabeled_Tiles, Imagenet, CycleGAN and
 Panoptic_Segmentation; ROTATION_ANGLE, CROP_MODE, BLACKEN_AROUND_FEATURE and

@@ -74,7 +74,7 @@ def test_qgis_process_run_exports(qgis_process_env, data_dir, tmp_path):
 
 
 def test_qgis_process_run_panoptic_with_instances(qgis_process_env, data_dir, tmp_path):
-    """A format of issue 3 headless, with IN_INSTANCE_DATA / INSTANCE_CLASS_VALUE_FIELD on the command line."""
+    """Panoptic_Segmentation headless, with IN_INSTANCE_DATA / INSTANCE_CLASS_VALUE_FIELD on the command line."""
     out = tmp_path / "panoptic"
     trees = data_dir / "trees_osbs" / "trees.gpkg"
     result = qgis_process(

@@ -1,5 +1,5 @@
-"""The metadata formats of issue 3 read back as a user (or arcgis.learn) would:
-RCNN_Masks, Labeled_Tiles (CROP_MODE, BLACKEN_AROUND_FEATURE), MultiLabeled_Tiles,
+"""The instance, per-feature tile and image-pair metadata formats read back as a user (or
+arcgis.learn) would: RCNN_Masks, Labeled_Tiles (CROP_MODE, BLACKEN_AROUND_FEATURE), MultiLabeled_Tiles,
 Imagenet, CycleGAN and Panoptic_Segmentation; their errors, cancel and append."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from affine import Affine
 
 import engine_helpers as h
-import engine_helpers3 as h3
+import export_format_helpers as fh
 from engine_helpers import STARTS, T0, TILE, ClassInfo
 from dl_engine.errors import Canceled, InputError
 from dl_engine.export import run_export
@@ -54,12 +54,12 @@ def _rcnn_labels():
 
 def _check_rcnn(out, geoms, values, folder_of, grid_box, label_ext="tif", labels_dir="labels"):
     """Every chip of an RCNN_Masks-like export against the features; returns {stem: {class: bands}}."""
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert entries
     seen = {}
     for e in entries:
-        _, t = h3.read(e.image)
-        region = h3.chip_polygon(t, TILE, TILE).intersection(grid_box)
+        _, t = fh.read(e.image)
+        region = fh.chip_polygon(t, TILE, TILE).intersection(grid_box)
         present = _present(geoms, region)
         classes = sorted({values[i] for i in present})
         # One file per class present, in labels/<class name>/, named like the image.
@@ -68,11 +68,11 @@ def _check_rcnn(out, geoms, values, folder_of, grid_box, label_ext="tif", labels
         seen[e.stem] = {}
         for v in classes:
             path = out / labels_dir / folder_of[v] / f"{e.stem}.{label_ext}"
-            masks, lt = h3.read(path)
+            masks, lt = fh.read(path)
             assert lt == t, f"{path} is not georeferenced like its image"
-            expected = [h3.centre_mask(geoms[i].intersection(region), t, TILE, TILE) for i in present
+            expected = [fh.centre_mask(geoms[i].intersection(region), t, TILE, TILE) for i in present
                         if values[i] == v]
-            seen[e.stem][v] = h3.instance_ids_check(masks, expected, str(path.relative_to(out)))
+            seen[e.stem][v] = fh.instance_ids_check(masks, expected, str(path.relative_to(out)))
     return entries, seen
 
 
@@ -81,21 +81,21 @@ def test_rcnn_masks_instances(tmp_path, rgb):
     geoms, values, labels = _rcnn_labels()
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="RCNN_Masks", labels=labels)
-    entries, seen = _check_rcnn(out, geoms, values, FOLDER, h3.raster_box())
+    entries, seen = _check_rcnn(out, geoms, values, FOLDER, fh.raster_box())
     # A chip for every tile that holds a feature, and no other.
     expected = set()
     for row in STARTS:
         for col in STARTS:
-            region = h.pix_box(col, row, col + TILE, row + TILE).intersection(h3.raster_box())
+            region = h.pix_box(col, row, col + TILE, row + TILE).intersection(fh.raster_box())
             if _present(geoms, region):
                 expected.add(STARTS.index(row) * len(STARTS) + STARTS.index(col))
     assert {int(e.stem) for e in entries} == expected
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["2", "Building", "Tree"]
     # The image chips are the raster's pixels.
     for e in entries:
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         col, row = h.offset_of(t, T0)
-        np.testing.assert_array_equal(img, h3.padded_window(data, col, row, TILE, TILE))
+        np.testing.assert_array_equal(img, fh.padded_window(data, col, row, TILE, TILE))
     # Overlapping instances of one class are kept apart: different bands, both complete.
     assert len(set(seen["000000000000"][1])) == 2, "A and B overlap; they must lie in different bands"
     chip_128 = f"{2 * 5 + 2:012d}"
@@ -114,7 +114,7 @@ def test_rcnn_masks_map_txt_names_a_label_file(tmp_path, rgb):
     for fmt, img_ext, lbl_ext in (("TIFF", "tif", "tif"), ("PNG", "png", "png")):
         out = tmp_path / fmt
         h.export(raster, out, metadata_format="RCNN_Masks", labels=labels, image_format=fmt)
-        for e in h3.map_entries(out):
+        for e in fh.map_entries(out):
             assert len(e.tokens) == 2, e.tokens
             assert e.tokens[0] == f"images\\{e.stem}.{img_ext}"
             parts = e.tokens[-1].split("\\")
@@ -122,7 +122,7 @@ def test_rcnn_masks_map_txt_names_a_label_file(tmp_path, rgb):
             assert parts[2] == f"{e.stem}.{lbl_ext}"
             assert e.label.is_file()
         if fmt == "PNG":
-            _check_rcnn(out, geoms, values, FOLDER, h3.raster_box(), label_ext="png")
+            _check_rcnn(out, geoms, values, FOLDER, fh.raster_box(), label_ext="png")
 
 
 def test_rcnn_masks_overlap_inside_one_chip_kept_whole(tmp_path, rgb):
@@ -132,10 +132,10 @@ def test_rcnn_masks_overlap_inside_one_chip_kept_whole(tmp_path, rgb):
              h.pix_poly([(75.4, 100.3), (125.2, 72.1), (124.6, 124.2)])]
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="RCNN_Masks", labels=h.vector_labels(geoms, [4, 4, 4]))
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert [e.stem for e in entries] == [f"{6:012d}"]  # chip (64, 64) only
-    masks, t = h3.read(out / "labels" / "4" / f"{6:012d}.tif")
-    bands = h3.instance_ids_check(masks, [h3.centre_mask(g, t, TILE, TILE) for g in geoms], "chip 6")
+    masks, t = fh.read(out / "labels" / "4" / f"{6:012d}.tif")
+    bands = fh.instance_ids_check(masks, [fh.centre_mask(g, t, TILE, TILE) for g in geoms], "chip 6")
     assert len(set(bands)) == 3
     # Each instance is complete: the overlap is in both.
     a = (masks == 1).any(0)
@@ -148,7 +148,7 @@ def test_rcnn_masks_append_merges_class_folders(tmp_path, rgb):
     geoms, values, labels = _rcnn_labels()
     out = tmp_path / "out"
     r1 = h.export(raster, out, metadata_format="RCNN_Masks", labels=labels)
-    before = h3.files_under(out)
+    before = fh.files_under(out)
     lines1 = h.map_lines(out)
     raster_b = h.write_raster(tmp_path / "b.tif", h.random_image(3, seed=5))
     geoms_b = [h.pix_box(20.2, 150.3, 60.7, 180.4), h.pix_box(200.3, 20.2, 240.6, 50.1),
@@ -156,14 +156,14 @@ def test_rcnn_masks_append_merges_class_folders(tmp_path, rgb):
     values_b = [1, 5, 5]
     labels_b = h.vector_labels(geoms_b, values_b, [ClassInfo(1, "Building"), ClassInfo(5, "Car")])
     r2 = h.export(raster_b, out, metadata_format="RCNN_Masks", labels=labels_b, start_index=r1.next_tile_index)
-    after = h3.files_under(out)
+    after = fh.files_under(out)
     for name, data in before.items():
         if name not in ESRI_FILES:
             assert after[name] == data, f"{name} of the first export changed"
     lines = h.map_lines(out)
     assert lines[:len(lines1)] == lines1
     assert len(lines) == r1.num_tiles + r2.num_tiles
-    new = [e for e in h3.map_entries(out) if int(e.stem) >= r1.next_tile_index]
+    new = [e for e in fh.map_entries(out) if int(e.stem) >= r1.next_tile_index]
     assert len(new) == r2.num_tiles
     # The second run's chips go into the same class folders; Car is added.
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["2", "Building", "Car", "Tree"]
@@ -174,11 +174,11 @@ def test_rcnn_masks_append_merges_class_folders(tmp_path, rgb):
     # The new chips hold the second raster's features.
     folder = {1: "Building", 5: "Car"}
     for e in new:
-        _, t = h3.read(e.image)
-        present = _present(geoms_b, h3.chip_polygon(t, TILE, TILE))
+        _, t = fh.read(e.image)
+        present = _present(geoms_b, fh.chip_polygon(t, TILE, TILE))
         for v in sorted({values_b[i] for i in present}):
-            masks, _ = h3.read(out / "labels" / folder[v] / f"{e.stem}.tif")
-            h3.instance_ids_check(masks, [h3.centre_mask(geoms_b[i], t, TILE, TILE) for i in present
+            masks, _ = fh.read(out / "labels" / folder[v] / f"{e.stem}.tif")
+            fh.instance_ids_check(masks, [fh.centre_mask(geoms_b[i], t, TILE, TILE) for i in present
                                           if values_b[i] == v], e.stem)
     s = h.stats_json(out)
     assert s["NumTiles"] == r1.num_tiles + r2.num_tiles
@@ -195,11 +195,18 @@ def test_rcnn_masks_feature_grazing_a_chip_adds_no_instance(tmp_path, rgb):
     geoms = [h.pix_box(30.2, 10.3, 64.3, 40.6)]
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="RCNN_Masks", labels=h.vector_labels(geoms, [1]))
-    for e in h3.map_entries(out):
-        _, t = h3.read(e.image)
-        for path in sorted((out / "labels").glob(f"*/{e.stem}.tif")):
-            masks, _ = h3.read(path)
-            h3.instance_ids_check(masks, [h3.centre_mask(geoms[0], t, TILE, TILE)], str(path.relative_to(out)))
+    instances = {}
+    for e in fh.map_entries(out):
+        _, t = fh.read(e.image)
+        paths = sorted((out / "labels").glob(f"*/{e.stem}.tif"))
+        assert [p.relative_to(out).parts[:2] for p in paths] == [("labels", "1")], f"chip {e.stem}: {paths}"
+        masks, _ = fh.read(paths[0])
+        expected = fh.centre_mask(geoms[0], t, TILE, TILE)
+        fh.instance_ids_check(masks, [expected], str(paths[0].relative_to(out)))
+        instances[h.offset_of(t, T0)] = int(expected.any())
+    # The feature's chip holds its one instance; the grazed chip (64, 0) is written (the feature
+    # touches it) but holds no instance, and no other chip is written.
+    assert instances == {(0, 0): 1, (64, 0): 0}
 
 
 # ---- Labeled_Tiles ----------------------------------------------------------------------------
@@ -214,7 +221,7 @@ def _match_features(entries, geoms, tx=TILE, ty=TILE):
     """Map each chip to the feature whose bounding-box centre is at its centre (±1 px)."""
     owner = {}
     for e in entries:
-        _, t = h3.read(e.image)
+        _, t = fh.read(e.image)
         hits = []
         for i, g in enumerate(geoms):
             minx, miny, maxx, maxy = g.bounds
@@ -232,16 +239,16 @@ def test_labeled_tiles_fixed_size(tmp_path, rgb):
     geoms, values = _feature_set()
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="Labeled_Tiles", labels=h.vector_labels(geoms, values))
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert len(entries) == len(geoms)
     owner = _match_features(entries, geoms)
     for e in entries:
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         assert img.shape == (3, TILE, TILE)
         col, row = h.offset_of(t, T0)  # on whole source pixels
-        np.testing.assert_array_equal(img, h3.padded_window(data, col, row, TILE, TILE))
+        np.testing.assert_array_equal(img, fh.padded_window(data, col, row, TILE, TILE))
         assert e.label == out / "labels" / f"{e.stem}.xml"
-        objs = h3.xml_objects(e.label)
+        objs = fh.xml_objects(e.label)
         i = owner[e.stem]
         assert len(objs) == 1, f"{e.label.name}: {len(objs)} objects"
         name, box = objs[0]
@@ -249,8 +256,8 @@ def test_labeled_tiles_fixed_size(tmp_path, rgb):
         assert box == pytest.approx(h.box_in_chip(geoms[i], t, TILE, TILE), abs=0.006)
     # The first feature's chip also shows the small one next to it; still one object.
     first = next(s for s, i in owner.items() if i == 0)
-    _, t = h3.read(out / "images" / f"{first}.tif")
-    assert geoms[-1].intersection(h3.chip_polygon(t, TILE, TILE)).area > 0
+    _, t = fh.read(out / "images" / f"{first}.tif")
+    assert geoms[-1].intersection(fh.chip_polygon(t, TILE, TILE)).area > 0
     emd = h.emd(out)
     assert emd["MetaDataMode"] == "Labeled_Tiles"
     assert emd["CropTileMode"] == "Fixed_Size" and emd["BlackenAroundFeature"] is False
@@ -265,11 +272,11 @@ def test_labeled_tiles_bounding_box(tmp_path, rgb):
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="Labeled_Tiles", labels=h.vector_labels(geoms, values),
              crop_mode="BOUNDING_BOX")
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert len(entries) == len(geoms)
     matched = set()
     for e in entries:
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         col, row = h.offset_of(t, T0)
         w, hh = img.shape[2], img.shape[1]
         # The chip is the bounding box of one feature, widened to whole pixels.
@@ -285,7 +292,7 @@ def test_labeled_tiles_bounding_box(tmp_path, rgb):
         i = hits[0]
         matched.add(i)
         np.testing.assert_array_equal(img, data[:, row:row + hh, col:col + w])
-        objs = h3.xml_objects(e.label)
+        objs = fh.xml_objects(e.label)
         assert len(objs) == 1 and objs[0][0] == str(values[i])
         assert objs[0][1] == pytest.approx(h.box_in_chip(geoms[i], t, w, hh), abs=0.006)
         assert f"<width>{w}</width>" in e.label.read_text() and f"<height>{hh}</height>" in e.label.read_text()
@@ -302,22 +309,22 @@ def test_labeled_tiles_blacken_around_feature(tmp_path, rgb, shapes, crop_mode):
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="Labeled_Tiles", labels=h.vector_labels(geoms, values),
              blacken_around_feature=True, crop_mode=crop_mode)
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert len(entries) == len(geoms)
     owners = set()
     for e in entries:
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         col, row = h.offset_of(t, T0)
         w, hh = img.shape[2], img.shape[1]
-        src = h3.padded_window(data, col, row, w, hh)
+        src = fh.padded_window(data, col, row, w, hh)
         # The chip's feature: the one named in its label whose box matches.
-        (name, box), = h3.xml_objects(e.label)
+        (name, box), = fh.xml_objects(e.label)
         cands = [i for i, g in enumerate(geoms) if str(values[i]) == name and
                  np.allclose(box, h.box_in_chip(g, t, w, hh), atol=0.006)]
         assert len(cands) == 1
         i = cands[0]
         owners.add(i)
-        inside = h3.centre_mask(geoms[i], t, w, hh)
+        inside = fh.centre_mask(geoms[i], t, w, hh)
         assert inside.any()
         assert (img[:, ~inside] == 0).all(), f"chip {e.stem}: pixels outside the feature are not black"
         np.testing.assert_array_equal(img[:, inside], src[:, inside])
@@ -335,21 +342,21 @@ def test_multilabeled_tiles_names_every_class(tmp_path, rgb):
     out = tmp_path / "out"
     h.export(raster, out, metadata_format="MultiLabeled_Tiles",
              labels=h.vector_labels(geoms, values, [ClassInfo(1, "Tree"), ClassInfo(2, "Road")]))
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     expected = {}
     for row in STARTS:
         for col in STARTS:
-            region = h.pix_box(col, row, col + TILE, row + TILE).intersection(h3.raster_box())
+            region = h.pix_box(col, row, col + TILE, row + TILE).intersection(fh.raster_box())
             present = _present(geoms, region)
             if present:
                 expected[STARTS.index(row) * 5 + STARTS.index(col)] = {values[i] for i in present}
     assert {int(e.stem) for e in entries} == set(expected)
     multi = 0
     for e in entries:
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         assert img.shape == (3, TILE, TILE)
         h.offset_of(t, T0)  # grid chips
-        objs = h3.xml_objects(e.label)
+        objs = fh.xml_objects(e.label)
         assert len(objs) == 1, f"{e.label.name}: {len(objs)} objects"
         got = objs[0][0].split(",")
         assert len(got) == len(set(got)), got
@@ -370,7 +377,7 @@ def test_imagenet_class_folders(tmp_path, rgb):
              labels=h.vector_labels(geoms, values, [ClassInfo(1, "Tree"), ClassInfo(2, "Road")]))
     assert not (out / "labels").exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(ESRI_FILES | {"images"})
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert all(len(e.tokens) == 1 for e in entries)
     assert len(entries) == len(geoms)
     owner = _match_features(entries, geoms)
@@ -379,9 +386,9 @@ def test_imagenet_class_folders(tmp_path, rgb):
         assert len(parts) == 3 and parts[0] == "images"
         assert parts[1] == names[values[owner[e.stem]]]
         assert e.image.is_file()
-        img, t = h3.read(e.image)
+        img, t = fh.read(e.image)
         col, row = h.offset_of(t, T0)
-        np.testing.assert_array_equal(img, h3.padded_window(data, col, row, TILE, TILE))
+        np.testing.assert_array_equal(img, fh.padded_window(data, col, row, TILE, TILE))
     on_disk = sorted(p.relative_to(out / "images").as_posix() for p in (out / "images").rglob("*.tif"))
     assert on_disk == sorted("/".join(e.tokens[0].split("\\")[1:]) for e in entries)
     assert sorted(p.name for p in (out / "images").iterdir()) == ["3", "Road", "Tree"]
@@ -400,7 +407,7 @@ def test_imagenet_append_keeps_earlier_chips(tmp_path, rgb):
     assert lines[:len(lines1)] == lines1, "map.txt lost the earlier export's chips"
     assert len(lines) == r1.num_tiles + r2.num_tiles
     assert h.stats_json(out)["NumTiles"] == r1.num_tiles + r2.num_tiles
-    for e in h3.map_entries(out):
+    for e in fh.map_entries(out):
         assert e.image.is_file()
 
 
@@ -426,15 +433,15 @@ def test_cyclegan_two_complete_exports(tmp_path, pair):
         s = h.stats_json(d)
         assert s["MetaDataMode"] == "CycleGAN" and h.emd(d)["MetaDataMode"] == "CycleGAN"
         assert s["NumBands"] == data.shape[0]
-        entries = h3.map_entries(d)
+        entries = fh.map_entries(d)
         nx = len(range(0, data.shape[2], TILE))
         ny = len(range(0, data.shape[1], TILE))
         assert len(entries) == nx * ny == s["NumTiles"], name
         for e in entries:
             assert len(e.tokens) == 1
-            img, ct = h3.read(e.image)
+            img, ct = fh.read(e.image)
             col, row = h.offset_of(ct, t)
-            np.testing.assert_array_equal(img, h3.padded_window(data, col, row, TILE, TILE))
+            np.testing.assert_array_equal(img, fh.padded_window(data, col, row, TILE, TILE))
         assert not (d / "labels").exists() and not (d / "images2").exists()
     assert res.num_tiles == 4 + 6
     assert not h.staging_left(tmp_path)
@@ -484,25 +491,25 @@ def test_panoptic_segmentation(tmp_path, rgb, shapes):
     h.export(raster, out, metadata_format="Panoptic_Segmentation",
              labels=h.vector_labels(sem_geoms, sem_values, [ClassInfo(1, "Grass"), ClassInfo(2, "Water")]),
              instance_labels=h.vector_labels(inst, inst_values, [ClassInfo(7, "Building", (255, 0, 0))]))
-    entries = h3.map_entries(out)
+    entries = fh.map_entries(out)
     assert entries
     folder = {7: "Building", 8: "8"}
-    box = h3.raster_box()
+    box = fh.raster_box()
     for e in entries:
-        _, t = h3.read(e.image)
-        region = h3.chip_polygon(t, TILE, TILE).intersection(box)
+        _, t = fh.read(e.image)
+        region = fh.chip_polygon(t, TILE, TILE).intersection(box)
         assert e.label == out / "labels" / f"{e.stem}.tif"
-        sem, lt = h3.read(e.label)
+        sem, lt = fh.read(e.label)
         assert lt == t and sem.shape[0] == 1
-        np.testing.assert_array_equal(sem[0], h3.centre_class_raster(
+        np.testing.assert_array_equal(sem[0], fh.centre_class_raster(
             [g.intersection(region) for g in sem_geoms], sem_values, t, TILE, TILE), err_msg=e.stem)
         present = _present(inst, region)
         found = sorted(d.name for d in (out / "labels2").iterdir() if (d / f"{e.stem}.tif").is_file())
         assert found == sorted({folder[inst_values[i]] for i in present}), e.stem
         for v in {inst_values[i] for i in present}:
-            masks, it = h3.read(out / "labels2" / folder[v] / f"{e.stem}.tif")
+            masks, it = fh.read(out / "labels2" / folder[v] / f"{e.stem}.tif")
             assert it == t
-            h3.instance_ids_check(masks, [h3.centre_mask(inst[i].intersection(region), t, TILE, TILE)
+            fh.instance_ids_check(masks, [fh.centre_mask(inst[i].intersection(region), t, TILE, TILE)
                                           for i in present if inst_values[i] == v], e.stem)
         # A chip is there because it holds a semantic feature or an instance.
         assert present or _present(sem_geoms, region)
@@ -542,8 +549,8 @@ def test_overlap_pixel_has_one_class_in_every_chip(tmp_path, rgb, fmt):
     out = tmp_path / "out"
     h.export(raster, out, metadata_format=fmt, labels=labels, stride_x=32, stride_y=32, **extra)
     seen = {}  # source pixel -> {class: chips}
-    for e in h3.map_entries(out):
-        label, t = h3.read(e.label)
+    for e in fh.map_entries(out):
+        label, t = fh.read(e.label)
         col, row = h.offset_of(t, T0)
         for r, c in np.argwhere(label[0] > 0):
             seen.setdefault((row + r, col + c), {}).setdefault(int(label[0][r, c]), []).append(e.stem)

@@ -1,4 +1,4 @@
-"""Helpers for the issue-3 engine tests (RCNN_Masks, Labeled_Tiles, MultiLabeled_Tiles,
+"""Helpers for the export format tests (RCNN_Masks, Labeled_Tiles, MultiLabeled_Tiles,
 Imagenet, CycleGAN, Panoptic_Segmentation, ROTATION_ANGLE, PROCESS_ITEMS_SEPARATELY).
 
 Everything here reads an export back the way a user would and computes what it
