@@ -79,8 +79,7 @@ def build_export(out: str, raster: str, footprints: str) -> tuple:
     wkb, values, classes = read_geojson_labels(footprints, raster, None, 0.0)
     result = run_export(ExportConfig(raster=raster, out_folder=folder, metadata_format="Classified_Tiles",
                                      labels=VectorLabels(wkb, values, classes), tile_size_x=TILE, tile_size_y=TILE,
-                                     stride_x=STRIDE, stride_y=STRIDE),
-                        log=lambda m: None)
+                                     stride_x=STRIDE, stride_y=STRIDE))
     seconds = time.perf_counter() - t0
     with open(stamp_path, "w") as f:
         json.dump({**stamp, "chips": result.num_tiles}, f, indent=2)

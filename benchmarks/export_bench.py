@@ -497,6 +497,7 @@ def measure_copy_bound(size_key: str, rows: int, cols: int, out: str) -> dict:
 def measure_ours(size_key: str, rows: int, cols: int, out: str, fmt: str, workers: int, nofeature: bool) -> dict:
     t_imp = time.perf_counter()
     import dl_engine
+    from dl_engine.events import LOG, PROGRESS, Events
     from dl_engine.export import ExportConfig, VectorLabels, run_export
 
     import_s = time.perf_counter() - t_imp
@@ -516,17 +517,14 @@ def measure_ours(size_key: str, rows: int, cols: int, out: str, fmt: str, worker
     logs: List[str] = []
     last_progress = [0.0]
 
-    def log(msg, *a, **k):
-        logs.append(str(msg))
-
-    def progress(p, *a, **k):
-        try:
-            last_progress[0] = float(p)
-        except (TypeError, ValueError):
-            pass
+    def sink(event):
+        if event["event"] == LOG:
+            logs.append(str(event["message"]))
+        elif event["event"] == PROGRESS:
+            last_progress[0] = float(event["percent"])
 
     t0 = time.perf_counter()
-    res = run_export(cfg, progress=progress, is_canceled=lambda: False, log=log)
+    res = run_export(cfg, Events(sink=sink))
     secs = time.perf_counter() - t0
     images = os.path.join(out, "images")
     image_files = len([f for f in os.listdir(images) if f.lower().endswith((".tif", ".tiff"))]) if os.path.isdir(images) else None
@@ -539,7 +537,7 @@ def measure_ours(size_key: str, rows: int, cols: int, out: str, fmt: str, worker
         "engine_file": dl_engine.__file__,
         "import_seconds": import_s,
         "load_labels_seconds": load_s,
-        "last_progress": last_progress[0],
+        "last_progress_percent": last_progress[0],
         "log_tail": logs[-8:],
     }
 

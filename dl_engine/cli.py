@@ -10,6 +10,7 @@ import sys
 from typing import List, Optional
 
 from .errors import Canceled, InputError
+from .events import LOG, Events
 from .export import IMAGE_FORMATS, METADATA_FORMATS, REFERENCE_SYSTEMS, ExportConfig, RasterLabels, VectorLabels
 
 
@@ -35,6 +36,12 @@ def _export_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=0)
 
 
+def _log_to_stderr(event: dict) -> None:
+    """The export's log lines go to stderr; stdout holds only its result (one JSON line)."""
+    if event["event"] == LOG:
+        print(event["message"], file=sys.stderr)
+
+
 def _run_export(a) -> int:
     from .export import run_export  # rasterio loads only for an export
     from .export.geojson_labels import read_geojson_labels
@@ -52,7 +59,7 @@ def _run_export(a) -> int:
         start_index=a.start_index, min_polygon_overlap_ratio=a.min_polygon_overlap_ratio,
         reference_system=a.reference_system, raster2=a.raster2, extent=tuple(a.extent) if a.extent else None,
         cell_size=a.cell_size, workers=a.workers)
-    result = run_export(config, log=lambda m: print(m, file=sys.stderr))
+    result = run_export(config, Events(sink=_log_to_stderr))
     print(json.dumps({"out_folder": result.out_folder, "num_tiles": result.num_tiles,
                       "next_tile_index": result.next_tile_index}))
     return 0

@@ -3,14 +3,14 @@
 - ``DeepLearningAlgorithm``: base class (names, groups, help, createInstance).
 - Enumerations whose option labels start with the arcpy keyword
   (``keyword_enum`` / ``parameter_as_keyword``), as INTERFACE.md requires.
-- ``EngineFeedback``: the bridge from the engine's callbacks (progress fraction,
-  log line, is-canceled) to a ``QgsProcessingFeedback``.
+- ``run_guarded``: an engine run's bad input, cancel or fault as a QgsProcessingException.
+  (Engine events reach a feedback through ``engine_process.feed_event``.)
 """
 
 import traceback
 from typing import List, Sequence, Tuple
 
-from dl_engine.errors import Canceled
+from dl_engine.errors import Canceled, InputError
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -74,34 +74,16 @@ def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParame
     return parameter
 
 
-class EngineFeedback:
-    """Callbacks for the engine (``progress``, ``log``, ``is_canceled``).
-
-    Plain callables, so ``dl_engine`` never sees a Qt object.
-    """
-
-    def __init__(self, feedback):
-        self.feedback = feedback
-
-    def progress(self, fraction: float) -> None:
-        if self.feedback is not None:
-            self.feedback.setProgress(max(0.0, min(100.0, 100.0 * float(fraction))))
-
-    def log(self, message: str) -> None:
-        if self.feedback is not None:
-            self.feedback.pushInfo(str(message))
-
-    def is_canceled(self) -> bool:
-        return self.feedback is not None and self.feedback.isCanceled()
-
-
 def run_guarded(job, feedback, what: str):
-    """``job()`` (an engine run in a worker) → the algorithm's outputs. A cancel and any fault on
-    our side become a QgsProcessingException with a message (QGIS shows a traceback for any
-    other exception); the traceback of a fault goes to the log only."""
+    """``job()`` (an engine run, in a worker or in-process) → the algorithm's outputs. Bad input
+    ("PARAMETER: message"), a cancel and any fault on our side become a QgsProcessingException
+    with a message (QGIS shows a traceback for any other exception); the traceback of a fault
+    goes to the log only."""
 
     try:
         return job()
+    except InputError as bad:
+        raise QgsProcessingException(f"{bad.parameter}: {bad.message}" if bad.parameter else bad.message) from None
     except Canceled as canceled:
         raise QgsProcessingException(str(canceled)) from None
     except QgsProcessingException:

@@ -4,7 +4,7 @@ Why a process (ARCHITECTURE.md, "Long work"): a crash or CUDA error cannot take 
 DataLoader workers never re-launch the QGIS binary, and the same command runs under torchrun.
 
 The worker prints one JSON event per line on stdout (``dl_engine/events.py``: names, fields, exit codes); stderr
-is free text. ``run_worker`` forwards events to a feedback object, stops the worker when the
+is free text. ``run_worker`` forwards events to a feedback object (``feed_event``), stops the worker when the
 feedback is canceled (SIGTERM, then kill after ``stop_timeout``) and returns the ``result``
 event's fields. Only plain Python and ``QgsProcessingException`` are used here, so the same
 runner serves Processing algorithms and ``plugin/tasks.py``.
@@ -158,6 +158,31 @@ def format_metric(event: Dict[str, Any]) -> str:
     return line
 
 
+def feed_event(feedback, event: Dict[str, Any]) -> None:
+    """Show one engine event (``dl_engine.events``) on a feedback object: progress (a percent)
+    and its text, log lines, epoch metrics; other events go to the debug log. The ``result``,
+    ``error`` and ``canceled`` events say how a run ended: its caller reads those (a worker's
+    in ``run_worker``; an in-process run returns or raises). Used for worker processes and for
+    the export, which runs in QGIS's process."""
+    if feedback is None:
+        return
+    kind = event.get("event")
+    if kind == ev.PROGRESS:
+        try:
+            feedback.setProgress(max(0.0, min(100.0, float(event.get("percent", 0.0)))))
+        except (TypeError, ValueError):
+            pass
+        if event.get("message") and hasattr(feedback, "setProgressText"):
+            feedback.setProgressText(str(event["message"]))
+    elif kind == ev.LOG:
+        level = str(event.get("level", "info")).lower()
+        _push(feedback, "pushWarning" if level.startswith("warn") else "pushInfo", str(event.get("message", "")))
+    elif kind == ev.METRIC:
+        _push(feedback, "pushInfo", format_metric(event))
+    elif kind not in (ev.RESULT, ev.ERROR, ev.CANCELED):
+        _push(feedback, "pushDebugInfo", json.dumps(event, default=ev.plain))
+
+
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
@@ -297,27 +322,14 @@ def run_worker(
                 _push(feedback, "pushConsoleInfo", line)  # a library printing to stdout
             return
         kind = event.get("event")
-        if kind == ev.PROGRESS:
-            if feedback is not None:
-                try:
-                    feedback.setProgress(max(0.0, min(100.0, float(event.get("percent", 0.0)))))
-                except (TypeError, ValueError):
-                    pass
-                if event.get("message") and hasattr(feedback, "setProgressText"):
-                    feedback.setProgressText(str(event["message"]))
-        elif kind == ev.LOG:
-            level = str(event.get("level", "info")).lower()
-            _push(feedback, "pushWarning" if level.startswith("warn") else "pushInfo", str(event.get("message", "")))
-        elif kind == ev.METRIC:
-            _push(feedback, "pushInfo", format_metric(event))
-        elif kind == ev.RESULT:
+        if kind == ev.RESULT:
             result = {k: v for k, v in event.items() if k != "event"}
         elif kind == ev.ERROR:
             error = event
         elif kind == ev.CANCELED:
             canceled_message = str(event.get("message", ""))
         else:
-            _push(feedback, "pushDebugInfo", line)
+            feed_event(feedback, event)
 
     try:
         while True:

@@ -1,11 +1,10 @@
 """deeplearningtools:exporttrainingdatafordeeplearning — Export Training Data For Deep Learning.
 
 Thin: resolves QGIS layers and parameters into a ``dl_engine.export.ExportConfig``
-(see ``layer_inputs``) and runs ``dl_engine.export.run_export`` with a feedback
-bridge. Rules about tile sizes, formats, folders, extents live in the engine.
+(see ``layer_inputs``) and runs ``dl_engine.export.run_export`` in QGIS's process,
+its events shown on the feedback (``engine_process.feed_event``) as a worker's are.
+Rules about tile sizes, formats, folders, extents live in the engine.
 """
-
-import traceback
 
 from qgis.core import (
     QgsProcessing,
@@ -24,7 +23,10 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from .base import DeepLearningAlgorithm, EngineFeedback, KeywordEnum, advanced
+from dl_engine.events import Events  # standard library only
+
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
+from .engine_process import feed_event
 
 CANCELED_MESSAGE = "Export canceled: nothing was written"
 
@@ -389,7 +391,6 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         try:
             from dl_engine.export import run_export
-            from dl_engine.errors import Canceled, InputError
         except ImportError as error:
             raise QgsProcessingException(
                 f"The export engine cannot be loaded ({error}). The plugin needs the Python packages "
@@ -400,16 +401,6 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         config = self.build_config(parameters, context, feedback)
         if feedback.isCanceled():
             raise QgsProcessingException(CANCELED_MESSAGE)
-        bridge = EngineFeedback(feedback)
-        try:
-            result = run_export(config, progress=bridge.progress, is_canceled=bridge.is_canceled, log=bridge.log)
-        except InputError as error:
-            raise QgsProcessingException(str(error)) from error
-        except Canceled as error:
-            raise QgsProcessingException(CANCELED_MESSAGE) from error
-        except QgsProcessingException:
-            raise
-        except Exception as error:  # engine fault: a message, the traceback only in the log
-            feedback.pushDebugInfo(traceback.format_exc())
-            raise QgsProcessingException(f"Export failed: {type(error).__name__}: {error}") from error
+        events = Events(sink=lambda event: feed_event(feedback, event))
+        result = run_guarded(lambda: run_export(config, events, feedback.isCanceled), feedback, "Export")
         return {"OUT_FOLDER": result.out_folder, "NUM_TILES": result.num_tiles}

@@ -27,10 +27,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from dl_engine.export.config import ClassInfo, RasterLabels, VectorLabels
-
-CLASS_VALUE_FIELD_NAMES = ("classvalue", "value")
-CLASS_NAME_FIELD_NAMES = ("classname", "class_name")
+from dl_engine.export.config import (CLASS_NAME_FIELD_NAMES, CLASS_VALUE_FIELD_NAMES, ClassInfo, RasterLabels,
+                                     VectorLabels)
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The chip loop of one worker thread: read a frame, decide whether it becomes a
-chip, write the image (and images2) chip and its labels, accumulate statistics."""
+"""The chip loop of one pool thread or process (``ChipCutter``): read a frame, decide
+whether it becomes a chip, write the image (and images2) chip and its labels, accumulate
+statistics."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from .raster_io import GridReader, chip_profile, read_frame, valid_mask, write_c
 from .stats import BandStats, ExportTotals
 
 
-class Worker:
-    """Per-thread dataset handles for the item being exported, and the chip loop."""
+class ChipCutter:
+    """The chip loop of one pool thread or process, with its own dataset handles for the
+    item being exported."""
 
     def __init__(self, plan):
         self.plan = plan

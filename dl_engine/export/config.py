@@ -12,6 +12,11 @@ IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
 REFERENCE_SYSTEMS = ("MAP_SPACE", "PIXEL_SPACE")
 PROCESSING_MODES = ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY")
 CROP_MODES = ("FIXED_SIZE", "BOUNDING_BOX")
+# Label fields found by name (any case) when CLASS_VALUE_FIELD is empty, first match wins:
+# the integer class value (none found: every feature is class 1) and the class name. The
+# QGIS side (layer_inputs) and the command line (geojson_labels) both read these.
+CLASS_VALUE_FIELD_NAMES = ("classvalue", "value")
+CLASS_NAME_FIELD_NAMES = ("classname", "class_name")
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 import rasterio
 
 from ..errors import Canceled, InputError
+from ..events import Events
 from ..formats import IMAGES, IMAGES2, LABELS, MetadataFormat, get_format
 from . import esri_files as ef
 from .config import (CROP_MODES, PROCESSING_MODES, REFERENCE_SYSTEMS, ClassInfo, ExportConfig, ExportResult,
@@ -31,13 +32,15 @@ from .items import raster_items
 from .label_formats import LabelContext
 from .pools import chip_pool
 from .labels import VectorLabelIndex, bucket_size_for, label_dtype_for_values, mask_union
-from .raster_io import RasterInfo, check_chip_format, describe, open_raster
+from ..raster_info import RasterInfo, describe, open_raster, quiet_georeferencing, read_info
+from .raster_io import check_chip_format
 from .stats import ExportTotals
 
 FRAMES_PER_TASK = 8
 # GDAL's block cache defaults to 5 % of RAM; a row of source blocks (re-read by the next
 # row of overlapping tiles) needs far less, and this keeps memory flat as rasters grow.
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
+CANCELED_MESSAGE = "Export canceled: nothing was written"
 
 
 @dataclass
@@ -82,36 +85,44 @@ class _Plan:
     created_parent: Optional[str]  # the top folder this run created for OUT_FOLDER's parent, if any
 
 
-def run_export(config: ExportConfig, progress: Optional[Callable[[float], None]] = None,
-               is_canceled: Optional[Callable[[], bool]] = None,
-               log: Optional[Callable[[str], None]] = None) -> ExportResult:
-    log = log or (lambda msg: None)
-    progress = progress or (lambda f: None)
-    is_canceled = is_canceled or (lambda: False)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+def run_export(config: ExportConfig, events: Optional[Events] = None,
+               cancel: Optional[Callable[[], bool]] = None) -> ExportResult:
+    """Run one export, as run_training and run_inference run theirs: ``events`` gets progress
+    (a percent, 0-100), log lines and a ``result`` event at the end; ``cancel()`` is asked
+    between chips. Raises InputError (bad input, naming the parameter) and Canceled (nothing
+    is left behind; an export appended to stays as it was)."""
+    events = events or Events()
+    cancel = cancel or (lambda: False)
+    with quiet_georeferencing(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         if config.metadata_format == "CycleGAN":
-            return _run_cyclegan(config, progress, is_canceled, log)
-        return _run(config, progress, is_canceled, log)
+            result = _run_cyclegan(config, events.progress, cancel, events.log)
+        else:
+            result = _run(config, events.progress, cancel, events.log)
+    events.result(out_folder=result.out_folder, num_tiles=result.num_tiles,
+                  next_tile_index=result.next_tile_index)
+    return result
 
 
-def _run(config: ExportConfig, progress, is_canceled, log) -> ExportResult:
+# Inside the run, ``progress(percent)``, ``cancel()`` and ``log(text)`` are plain callables.
+
+def _run(config: ExportConfig, progress, cancel, log) -> ExportResult:
     plan = _plan(config, log)
     try:
-        totals = _cut_chips(plan, progress, is_canceled, log)
-        if is_canceled():
-            raise Canceled("export canceled")
+        totals = _cut_chips(plan, progress, cancel, log)
+        if cancel():
+            raise Canceled(CANCELED_MESSAGE)
         if totals.chips == 0:
             _raise_nothing_exported(plan)
         classes = _finish(plan, totals)
     except BaseException:
         shutil.rmtree(plan.created_parent or plan.staging, ignore_errors=True)
         raise
-    progress(1.0)
+    progress(100.0)
     log(f"{totals.chips} chips written to {config.out_folder}")
     return ExportResult(config.out_folder, totals.chips, plan.next_index, classes)
 
 
-def _run_cyclegan(c: ExportConfig, progress, is_canceled, log) -> ExportResult:
+def _run_cyclegan(c: ExportConfig, progress, cancel, log) -> ExportResult:
     """CycleGAN: A/ from IN_RASTER and B/ from IN_RASTER2, each a complete export."""
     _check_values(c)
     if not c.raster2:
@@ -130,7 +141,7 @@ def _run_cyclegan(c: ExportConfig, progress, is_canceled, log) -> ExportResult:
             log(f"CycleGAN domain {name}: {raster}")
             part = replace(c, raster=raster, raster2=None, labels=None, out_folder=os.path.join(staging, name))
             try:
-                parts.append(_run(part, lambda f, k=k: progress((k + f) / 2), is_canceled, log))
+                parts.append(_run(part, lambda p, k=k: progress((100 * k + p) / 2), cancel, log))
             except InputError as exc:
                 raise InputError(param if exc.parameter == "IN_RASTER" else exc.parameter, exc.message) from None
         if os.path.isdir(c.out_folder):
@@ -182,15 +193,10 @@ def _check_values(c: ExportConfig) -> None:
                                               "besides the semantic classes of IN_CLASS_DATA; give a layer with features")
 
 
-def _describe(path: str, parameter: str) -> RasterInfo:
-    with open_raster(path, parameter) as src:
-        return describe(src, path)
-
-
 def _plan(c: ExportConfig, log) -> _Plan:
     _check_values(c)
     paths = raster_items(c.raster, c.processing_mode == "PROCESS_ITEMS_SEPARATELY", log)
-    info = _describe(paths[0], "IN_RASTER")
+    info = read_info(paths[0], "IN_RASTER")
     grids = []
     for path in paths:
         with open_raster(path, "IN_RASTER") as src:
@@ -210,12 +216,12 @@ def _plan(c: ExportConfig, log) -> _Plan:
     check_chip_format(c.image_format, info)
     info2 = band_names2 = None
     if c.raster2:
-        info2 = _describe(c.raster2, "IN_RASTER2")
+        info2 = read_info(c.raster2, "IN_RASTER2")
         check_chip_format(c.image_format, info2)
         band_names2 = list(info2.descriptions)
     band_names = list(c.band_names) if c.band_names else list(info.descriptions)
     if info.alpha_band is not None:
-        band_names[info.alpha_band] = "alpha"  # arcgis.learn keeps an RGB+alpha raster as RGB
+        band_names[info.alpha_band - 1] = "alpha"  # arcgis.learn keeps an RGB+alpha raster as RGB
 
     fmt = get_format(c.metadata_format)
     kind = fmt.label_kind
@@ -343,7 +349,7 @@ def _tasks(plan: _Plan) -> Iterator[Tuple[int, List[Frame]]]:
             yield i, batch
 
 
-def _cut_chips(plan: _Plan, progress, is_canceled, log) -> ExportTotals:
+def _cut_chips(plan: _Plan, progress, cancel, log) -> ExportTotals:
     workers = plan.config.workers or os.cpu_count() or 1
     subfolders = [IMAGES] + ([IMAGES2] if plan.config.raster2 else [])
     subfolders += [LABELS] if plan.label_kind not in (None, "imagenet") else []
@@ -371,10 +377,10 @@ def _cut_chips(plan: _Plan, progress, is_canceled, log) -> ExportTotals:
                 n, part = fut.result()  # re-raises a worker's InputError
                 totals.merge(part)
                 done += n
-            if is_canceled():
+            if cancel():
                 stop.set()
-                raise Canceled("export canceled")
-            progress(min(done / total, 1.0) * 0.98)
+                raise Canceled(CANCELED_MESSAGE)
+            progress(min(done / total, 1.0) * 98)
     return totals
 
 

@@ -11,11 +11,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 
 from ..errors import InputError
-from .config import ClassInfo
-from .raster_io import open_raster
-
-NAME_FIELDS = ("classname", "class_name")
-VALUE_FIELDS = ("classvalue", "value")
+from ..raster_info import open_raster
+from .config import CLASS_NAME_FIELD_NAMES, CLASS_VALUE_FIELD_NAMES, ClassInfo
 
 
 def _find(props: dict, wanted) -> Optional[str]:
@@ -33,8 +30,8 @@ def read_geojson_labels(path: str, raster: str, class_field: Optional[str],
     with open_raster(raster, "IN_RASTER") as src:
         dst_crs = src.crs
     props0 = features[0].get("properties", {}) if features else {}
-    field = class_field or _find(props0, VALUE_FIELDS)
-    name_field = _find(props0, NAME_FIELDS)
+    field = class_field or _find(props0, CLASS_VALUE_FIELD_NAMES)
+    name_field = _find(props0, CLASS_NAME_FIELD_NAMES)
     wkb, values, names = [], [], {}
     for feat in features:
         if not feat.get("geometry"):

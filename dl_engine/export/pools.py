@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import importlib.machinery
 import multiprocessing
-import os
 import sys
 import threading
+import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import rasterio
 import shapely
+from rasterio.errors import NotGeoreferencedWarning
 
-from .chips import Worker
+from .chips import ChipCutter
 from ..interpreter import installation_python
 from .stats import ExportTotals
 
@@ -34,28 +35,30 @@ def worker_python() -> Optional[str]:
     return installation_python()
 
 
-# ---- one worker per process -------------------------------------------------------------------
+# ---- one chip cutter per process ---------------------------------------------------------------
 
-_process_worker: Optional[Worker] = None
+_process_cutter: Optional[ChipCutter] = None
 _process_stop = None
 
 
 def _init_process(plan, stop) -> None:
-    global _process_worker, _process_stop
+    global _process_cutter, _process_stop
     if plan.mask is not None:
         shapely.prepare(plan.mask)  # preparation does not survive pickling
-    env = rasterio.Env(GDAL_CACHEMAX=PROCESS_GDAL_CACHE_BYTES)
-    env.__enter__()  # for the life of the process
-    _process_worker = Worker(plan)
+    # For the life of the pool process, which is ours alone: GDAL's cache, and the warning
+    # run_export silences in its own process (raster_info.quiet_georeferencing).
+    rasterio.Env(GDAL_CACHEMAX=PROCESS_GDAL_CACHE_BYTES).__enter__()
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+    _process_cutter = ChipCutter(plan)
     _process_stop = stop
 
 
 def _ping() -> bool:
-    return _process_worker is not None
+    return _process_cutter is not None
 
 
 def _process_task(item_index: int, frames: List) -> Tuple[int, ExportTotals]:
-    return len(frames), _process_worker.run(item_index, frames, _process_stop)
+    return len(frames), _process_cutter.run(item_index, frames, _process_stop)
 
 
 @contextmanager
@@ -111,16 +114,16 @@ def chip_pool(plan, workers: int, chips: int, log: Callable[[str], None]) -> Ite
     log(f"Cutting chips in {workers} thread(s)")
     stop = threading.Event()
     local = threading.local()
-    opened: List[Worker] = []
+    opened: List[ChipCutter] = []
     lock = threading.Lock()
 
     def task(item_index: int, frames: List) -> Tuple[int, ExportTotals]:
-        w = getattr(local, "worker", None)
-        if w is None:
-            w = local.worker = Worker(plan)
+        cutter = getattr(local, "cutter", None)
+        if cutter is None:
+            cutter = local.cutter = ChipCutter(plan)
             with lock:
-                opened.append(w)
-        return len(frames), w.run(item_index, frames, stop)
+                opened.append(cutter)
+        return len(frames), cutter.run(item_index, frames, stop)
 
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export")
     try:
@@ -128,5 +131,5 @@ def chip_pool(plan, workers: int, chips: int, log: Callable[[str], None]) -> Ite
     finally:
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
-        for w in opened:
-            w.close()
+        for cutter in opened:
+            cutter.close()

@@ -8,27 +8,20 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.enums import Resampling
 from rasterio.crs import CRS
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from ..errors import InputError
+from ..raster_info import RasterInfo, aligned_offset, open_raster
 from .grid import Grid, is_north_up
-
-# rasterio warns when a transform is (a flip of) the identity: PIXEL_SPACE chip 0, and its
-# own in-memory rasterize/reproject targets. Those are intended. A process-wide filter,
-# because warnings.catch_warnings is not thread-safe and chips are cut in threads.
-warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 # Chip file extension and GDAL driver for each IMAGE_CHIP_FORMAT.
 CHIP_FORMATS = {
@@ -41,52 +34,14 @@ CHIP_FORMATS = {
 LABEL_FORMAT_FOR = {"TIFF": "TIFF", "PNG": "PNG", "JPEG": "PNG", "MRF": "TIFF"}
 
 
-@dataclass(frozen=True)
-class RasterInfo:
-    """What the export needs to know about an input raster."""
-
-    path: str
-    count: int
-    dtype: str
-    nodata: Optional[float]
-    alpha_band: Optional[int]  # 0-based index of an alpha band, if any
-    descriptions: Tuple[str, ...]
-
-
-def open_raster(path: str, parameter: str):
-    try:
-        return rasterio.open(path)
-    except Exception as exc:  # rasterio raises several types; all mean "cannot read"
-        raise InputError(parameter, f"cannot open {path!r} as a raster ({exc}); give a file GDAL can read") from None
-
-
-def describe(src, path: str) -> RasterInfo:
-    alpha = None
-    try:
-        interp = src.colorinterp
-        if ColorInterp.alpha in interp:
-            alpha = list(interp).index(ColorInterp.alpha)
-    except Exception:
-        pass
-    return RasterInfo(path, src.count, src.dtypes[0], src.nodata, alpha,
-                      tuple(d or "" for d in src.descriptions))
-
-
-def _aligned_offset(src, grid: Grid) -> Optional[Tuple[int, int]]:
-    """Pixel offset of the grid in ``src`` when no resampling is needed, else None."""
-    t = src.transform
-    if not is_north_up(t):
+def _grid_offset(src, grid: Grid) -> Optional[Tuple[int, int]]:
+    """Pixel offset of the grid in ``src`` when no resampling is needed, else None. A rotated
+    or ungeoreferenced raster is read in its own pixels (PIXEL_SPACE)."""
+    if not is_north_up(src.transform):
         return (grid.source_col_off, grid.source_row_off) if grid.crs is None else None
     if (src.crs or None) != (grid.crs or None):
         return None
-    g = grid.transform
-    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
-        return None
-    col = (g.c - t.c) / t.a
-    row = (g.f - t.f) / t.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return int(round(col)), int(round(row))
+    return aligned_offset(src.transform, grid.transform)
 
 
 class GridReader:
@@ -100,7 +55,7 @@ class GridReader:
                  parameter: str = "IN_RASTER"):
         self.src = open_raster(path, parameter)
         self.grid = grid
-        offset = _aligned_offset(self.src, grid)
+        offset = _grid_offset(self.src, grid)
         if offset is None:
             self.ds = WarpedVRT(self.src, crs=grid.crs or self.src.crs, transform=grid.transform,
                                 width=grid.width, height=grid.height, resampling=resampling,
@@ -137,14 +92,15 @@ class GridReader:
 
 
 def valid_mask(data: np.ndarray, inside: np.ndarray, nodata: Optional[float], alpha_band: Optional[int]) -> np.ndarray:
-    """(bands, h, w) True where a pixel holds data: inside the raster, not NoData, not transparent."""
+    """(bands, h, w) True where a pixel holds data: inside the raster, not NoData, not transparent.
+    ``data`` holds every band; ``alpha_band`` is 1-based (RasterInfo.alpha_band)."""
     valid = np.broadcast_to(inside, data.shape).copy()
     if nodata is not None:
         valid &= ~np.isnan(data) if (isinstance(nodata, float) and math.isnan(nodata)) else data != nodata
     elif data.dtype.kind == "f":
         valid &= ~np.isnan(data)
     if alpha_band is not None:
-        valid &= data[alpha_band] > 0
+        valid &= data[alpha_band - 1] > 0
     return valid
 
 

@@ -26,7 +26,8 @@ from .items import raster_items
 from .job import Clock, Job, Progress
 from .nms import DUPLICATE_IOU, suppress
 from .prefetch import ThreadLocalResource, prefetch
-from .source import RasterDescription, WindowSource
+from ..raster_info import RasterInfo
+from .source import WindowSource
 from .vectors import FeatureWriter
 
 OUT_PARAMETER = "OUT_DETECTED_OBJECTS"
@@ -82,7 +83,7 @@ def detect_objects(job: Job) -> Dict[str, object]:
             **clock.figures()}
 
 
-def _detect_item(job: Job, desc: RasterDescription, grid: InferGrid, layout: TileLayout, found: Found,
+def _detect_item(job: Job, desc: RasterInfo, grid: InferGrid, layout: TileLayout, found: Found,
                  tile_base: int, progress: Progress, reproject, clock: Clock) -> None:
     args = job.args
     fill = job.model.normalization.nodata_fill()

@@ -13,6 +13,7 @@ from affine import Affine
 
 from ..errors import InputError
 from ..export.grid import Grid, build_grid, is_north_up
+from ..raster_info import aligned_offset
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,8 @@ def plan_grid(src, extent: Optional[Sequence[float]], cell_size: Optional[float]
         g: Grid = build_grid(src, tuple(extent) if extent is not None else None, cell_size, "MAP_SPACE")
     except InputError as e:
         raise InputError(e.parameter, e.message) from None
-    offset = _aligned_offset(t, g.transform)
+    offset = aligned_offset(t, g.transform)
     return InferGrid(g.transform, g.crs, g.width, g.height, offset)
-
-
-def _aligned_offset(t: Affine, g: Affine) -> Optional[Tuple[int, int]]:
-    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9)):
-        return None
-    col, row = (g.c - t.c) / t.a, (g.f - t.f) / t.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return int(round(col)), int(round(row))
 
 
 @dataclass(frozen=True)

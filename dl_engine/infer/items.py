@@ -11,9 +11,10 @@ import shapely.geometry
 from ..errors import InputError
 from ..export.items import raster_items as _item_paths
 from .grid import InferGrid, plan_grid
-from .source import RasterDescription, check_bands, describe, open_raster
+from ..raster_info import RasterInfo, describe, open_raster
+from .source import check_bands
 
-Item = Tuple[RasterDescription, InferGrid, Optional[Callable]]
+Item = Tuple[RasterInfo, InferGrid, Optional[Callable]]
 
 
 def raster_items(job) -> List[Item]:

@@ -17,7 +17,7 @@ from .config import InferConfig
 from .grid import InferGrid
 from .model import LoadedModel
 from .predictor import Predictor
-from .source import RasterDescription
+from ..raster_info import RasterInfo
 
 # Types torch takes as they are; anything else travels as float32.
 TORCH_TYPES = ("uint8", "int8", "int16", "int32", "float32")
@@ -29,7 +29,7 @@ class Job:
     model: LoadedModel
     predictor: Predictor
     args: ToolArguments
-    raster: RasterDescription
+    raster: RasterInfo
     grid: InferGrid
     events: Events
     cancel: Callable[[], bool]

@@ -18,7 +18,8 @@ from .config import TOOLS, InferConfig
 from ..errors import Canceled
 from .job import Job
 from .model import load_model
-from .source import check_bands, describe, open_raster
+from ..raster_info import describe, open_raster, quiet_georeferencing
+from .source import check_bands
 from .grid import plan_grid
 
 GDAL_CACHE_MB = 256  # GDAL's block cache (default 5% of RAM) would grow with the raster; windows need little
@@ -54,9 +55,14 @@ def run_inference(config: InferConfig, events: Optional[Events] = None,
                   cancel: Callable[[], bool] = lambda: False) -> InferResult:
     """Run one inference tool. Raises InputError (bad input, naming the parameter) and
     Canceled (``cancel()`` turned true; no output left behind)."""
+    events = events or Events()
+    with quiet_georeferencing():  # a raster without georeferencing is processed in its own pixels
+        return _run(config, events, cancel)
+
+
+def _run(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> InferResult:
     import rasterio
 
-    events = events or Events()
     t0 = time.perf_counter()
     job = prepare(config, events, cancel)
     events.log(f"{TOOL_NAMES[config.tool]}: {job.model.spec.keyword} model, {len(job.model.classes)} class(es); "

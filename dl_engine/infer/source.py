@@ -11,60 +11,22 @@ Each reader thread opens its own handles (GDAL handles are not shared between th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
-import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from ..errors import InputError
+from ..raster_info import RasterInfo, alpha_band_of, open_raster
 from .grid import InferGrid
 
 PARAMETER = "IN_RASTER"
 
 
-@dataclass(frozen=True)
-class RasterDescription:
-    path: str
-    width: int
-    height: int
-    count: int
-    dtype: str
-    transform: Affine
-    crs: object
-    nodatavals: Tuple[Optional[float], ...]
-    alpha: Optional[int]  # 1-based alpha band, if any
-
-    @property
-    def data_bands(self) -> List[int]:
-        """1-based indexes of the bands that hold imagery (all but an alpha band)."""
-        return [b for b in range(1, self.count + 1) if b != self.alpha]
-
-
-def open_raster(path: str):
-    try:
-        return rasterio.open(path)
-    except Exception as e:  # rasterio raises several types; all mean "cannot read"
-        raise InputError(PARAMETER, f"cannot open {path!r} as a raster ({e}); give a file GDAL can read") from None
-
-
-def describe(src, path: str) -> RasterDescription:
-    alpha = None
-    try:
-        interp = list(src.colorinterp)
-        if ColorInterp.alpha in interp:
-            alpha = interp.index(ColorInterp.alpha) + 1
-    except Exception:
-        pass
-    return RasterDescription(path, src.width, src.height, src.count, src.dtypes[0], src.transform, src.crs,
-                             tuple(src.nodatavals), alpha)
-
-
-def check_bands(desc: RasterDescription, model, parameter: str = PARAMETER) -> None:
+def check_bands(desc: RasterInfo, model, parameter: str = PARAMETER) -> None:
     """The raster must have the bands the model was trained on (len(ExtractBands) of them
     for 8-bit RGB, every band of the training chips for multispectral models)."""
     norm = model.normalization
@@ -72,7 +34,7 @@ def check_bands(desc: RasterDescription, model, parameter: str = PARAMETER) -> N
     expected = model.input_bands
     if have == expected:
         return
-    alpha = " (besides its alpha band)" if desc.alpha else ""
+    alpha = " (besides its alpha band)" if desc.alpha_band else ""
     if norm.is_multispectral:
         what = (f"{expected}-band imagery (NormalizationStats of {expected} bands; ExtractBands "
                 f"{list(norm.extract_bands)})")
@@ -87,9 +49,9 @@ class WindowSource:
     """Windows of the grid from one raster (see module doc). ``context``: how far windows may
     reach past the grid's edges."""
 
-    def __init__(self, desc: RasterDescription, grid: InferGrid, context: int,
+    def __init__(self, desc: RasterInfo, grid: InferGrid, context: int,
                  resampling: Resampling = Resampling.bilinear, fill: Optional[np.ndarray] = None):
-        self.src = open_raster(desc.path)
+        self.src = open_raster(desc.path, PARAMETER)
         self.bands = desc.data_bands
         self.dtype = np.dtype(desc.dtype)
         self.nodata = [desc.nodatavals[b - 1] for b in self.bands]
@@ -98,16 +60,15 @@ class WindowSource:
         self.fill = None if fill is None else [float(fill[i]) if i < len(fill) else 0.0
                                                for i in range(len(self.bands))]
         if grid.source_offset is not None:
-            self.ds, self.offset, self.alpha = self.src, grid.source_offset, desc.alpha
+            self.ds, self.offset, self.alpha_band = self.src, grid.source_offset, desc.alpha_band
         else:  # resampled: a warped VRT over the grid and its margin; its alpha band marks coverage
             t = grid.transform * Affine.translation(-context, -context)
             # the source's own alpha band is warped as the VRT's alpha; else GDAL adds one
             self.ds = WarpedVRT(self.src, crs=grid.crs or self.src.crs, transform=t, width=grid.width + 2 * context,
                                 height=grid.height + 2 * context, resampling=resampling,
-                                add_alpha=desc.alpha is None, src_alpha=desc.alpha or 0)
-            interp = list(self.ds.colorinterp)
+                                add_alpha=desc.alpha_band is None, src_alpha=desc.alpha_band or 0)
             self.offset = (context, context)
-            self.alpha = interp.index(ColorInterp.alpha) + 1 if ColorInterp.alpha in interp else self.ds.count
+            self.alpha_band = alpha_band_of(self.ds) or self.ds.count
         self.count = len(self.bands)
 
     def read(self, col: int, row: int, width: int, height: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -158,8 +119,8 @@ class WindowSource:
         return self._alpha(win, ~nodata_everywhere)
 
     def _alpha(self, win: Window, valid: np.ndarray) -> np.ndarray:
-        if self.alpha is not None:
-            valid &= self.ds.read(self.alpha, window=win) > 0
+        if self.alpha_band is not None:
+            valid &= self.ds.read(self.alpha_band, window=win) > 0
         return valid
 
     def close(self) -> None:

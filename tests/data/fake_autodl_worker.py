@@ -11,6 +11,9 @@
 - ``slow``: progress, then sleeps; on SIGTERM it "finishes the running trial" for a few
   seconds (longer than a training run's stop timeout), publishes OUT_MODEL and ends with a
   ``canceled`` event saying where the best model is, exit 130.
+
+The events and the exit codes are the engine's own (dl_engine.events.Events and EXIT_*): the
+runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
 """
 
 import csv
@@ -20,11 +23,25 @@ import signal
 import sys
 import time
 
+from dl_engine.events import EXIT_BAD_INPUT, EXIT_CANCELED, EXIT_OK, Events
+
+EVENTS = Events.json_lines()
+SIGTERM = []  # set by catch_sigterm
 FINISH_TRIAL_S = 3.0  # how long the graceful cancel takes
 
 
-def emit(event, **fields):
-    print(json.dumps({"event": event, **fields}), flush=True)
+def catch_sigterm():
+    """As in the real worker, SIGTERM only sets a flag: writing an event inside the handler could
+    meet the stream's lock held mid-write."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: SIGTERM.append(signum))
+
+
+def sigterm_within(seconds):
+    """Wait up to ``seconds``; True when SIGTERM came (``catch_sigterm`` first)."""
+    deadline = time.monotonic() + seconds
+    while not SIGTERM and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(SIGTERM)
 
 
 def load_config():
@@ -61,33 +78,31 @@ def main():
     mode = sys.argv[1]
     config = load_config()
     if mode == "ok":
-        emit("log", level="info", message="AutoDL: 2 networks within 0.1 h")
-        emit("progress", percent=25.0, message="UnetClassifier")
-        emit("metric", epoch=1, epochs=2, train_loss=0.5, valid_loss=0.6, accuracy=0.91, device="cpu")
-        emit("progress", percent=60.0, message="PSPNetClassifier")
+        EVENTS.log("AutoDL: 2 networks within 0.1 h")
+        EVENTS.progress(25.0, "UnetClassifier")
+        EVENTS.metric(epoch=1, epochs=2, train_loss=0.5, valid_loss=0.6, accuracy=0.91, device="cpu")
+        EVENTS.progress(60.0, "PSPNetClassifier")
         fields = publish(config)
-        emit("progress", percent=100.0)
-        emit("result", **fields)
-        return 0
+        EVENTS.progress(100.0)
+        EVENTS.result(**fields)
+        return EXIT_OK
     if mode == "error":
-        emit("progress", percent=1.0)
-        emit("error", parameter="NETWORKS", message="SingleShotDetector does not train on Classified_Tiles; "
-                                                    "choose DeepLab, UnetClassifier or PSPNetClassifier")
-        return 2
+        EVENTS.progress(1.0)
+        EVENTS.error("NETWORKS", "SingleShotDetector does not train on Classified_Tiles; "
+                               "choose DeepLab, UnetClassifier or PSPNetClassifier")
+        return EXIT_BAD_INPUT
     if mode == "slow":
-        def on_term(signum, frame):
+        catch_sigterm()
+        EVENTS.progress(10.0, "UnetClassifier")
+        if sigterm_within(60):
             time.sleep(FINISH_TRIAL_S)  # the running trial finishes its epoch
             publish(config)
-            emit("canceled", message=f"AutoDL canceled after 1 of 2 networks; the best model so far is at "
-                                     f"{config['out_model']}")
-            sys.exit(130)
-
-        signal.signal(signal.SIGTERM, on_term)
-        emit("progress", percent=10.0, message="UnetClassifier")
-        time.sleep(60)
-        return 0
+            EVENTS.canceled(f"AutoDL canceled after 1 of 2 networks; the best model so far is at "
+                            f"{config['out_model']}")
+            return EXIT_CANCELED
+        return EXIT_OK
     print(f"unknown mode {mode}", file=sys.stderr)
-    return 3
+    return 3  # no engine exit code: the test called the fake wrongly
 
 
 if __name__ == "__main__":

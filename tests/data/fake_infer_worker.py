@@ -16,6 +16,9 @@ InferConfig it is given) and prints the worker's JSON-line events.
 
 When the environment variable FAKE_INFER_RECORD names a folder, the config is copied there
 (``config.json``), IN_FEATURES too (``in_features.geojson``), and the pid (``pid``).
+
+The events and the exit codes are the engine's own (dl_engine.events.Events and EXIT_*): the
+runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
 """
 
 import json
@@ -25,12 +28,27 @@ import signal
 import sys
 import time
 
+from dl_engine.events import EXIT_BAD_INPUT, EXIT_CANCELED, EXIT_OK, Events
+
+EVENTS = Events.json_lines()
+SIGTERM = []  # set by catch_sigterm
+
 # Detections in raster pixels: (col0, row0, col1, row1, class name, class value, confidence).
 BOXES = [(10, 10, 30, 40, "Tree", 1, 91.5), (100, 50, 120, 60, "Tree", 1, 55.0), (5, 200, 25, 230, "Car", 2, 70.25)]
 
 
-def emit(event, **fields):
-    print(json.dumps({"event": event, **fields}), flush=True)
+def catch_sigterm():
+    """As in the real worker, SIGTERM only sets a flag: writing an event inside the handler could
+    meet the stream's lock held mid-write."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: SIGTERM.append(signum))
+
+
+def sigterm_within(seconds):
+    """Wait up to ``seconds``; True when SIGTERM came (``catch_sigterm`` first)."""
+    deadline = time.monotonic() + seconds
+    while not SIGTERM and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(SIGTERM)
 
 
 def open_raster(path):
@@ -132,28 +150,27 @@ def main():
             shutil.copy(config["in_features"], os.path.join(record, "in_features.geojson"))
         with open(os.path.join(record, "pid"), "w") as f:
             f.write(str(os.getpid()))
-    emit("progress", percent=5.0, message="loading the model")
+    if mode == "slow":
+        catch_sigterm()
+    EVENTS.progress(5.0, "loading the model")
     if mode == "ok":
-        emit("log", level="info", message=f"{config['tool']} on cpu")
+        EVENTS.log(f"{config['tool']} on cpu")
         result = {"classify_pixels": classify_pixels, "detect_objects": detect_objects,
                   "classify_objects": classify_objects}[config["tool"]](config)
-        emit("progress", percent=100.0)
-        emit("result", **result)
-        return 0
+        EVENTS.progress(100.0)
+        EVENTS.result(**result)
+        return EXIT_OK
     if mode == "error":
-        emit("error", parameter="IN_RASTER", message="the model was trained on 3 bands; the raster has 1")
-        return 2
+        EVENTS.error("IN_RASTER", "the model was trained on 3 bands; the raster has 1")
+        return EXIT_BAD_INPUT
     if mode == "slow":
-        def on_term(signum, frame):
-            emit("canceled", message="nothing was written")
-            sys.exit(130)
-
-        signal.signal(signal.SIGTERM, on_term)
-        emit("progress", percent=10.0, message="tile 1 of 100")
-        time.sleep(60)
-        return 0
+        EVENTS.progress(10.0, "tile 1 of 100")
+        if sigterm_within(60):
+            EVENTS.canceled("nothing was written")
+            return EXIT_CANCELED
+        return EXIT_OK
     print(f"unknown mode {mode}", file=sys.stderr)
-    return 3
+    return 3  # no engine exit code: the test called the fake wrongly
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ Writes its pid to OUT_FOLDER/pid when given, so a test can check the process is 
 
 (what a DLT_PYTHON wrapper script passes on) answers with a result whose metrics hold the
 config it was given and the PYTHONPATH it saw.
+
+The events and the exit codes are the engine's own (dl_engine.events.Events and EXIT_*): the
+runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
 """
 
 import json
@@ -20,17 +23,32 @@ import signal
 import sys
 import time
 
+from dl_engine.events import EXIT_BAD_INPUT, EXIT_CANCELED, EXIT_CRASH, EXIT_OK, Events
 
-def emit(event, **fields):
-    print(json.dumps({"event": event, **fields}), flush=True)
+EVENTS = Events.json_lines()
+SIGTERM = []  # set by catch_sigterm
+
+
+def catch_sigterm():
+    """As in the real worker, SIGTERM only sets a flag: writing an event inside the handler could
+    meet the stream's lock held mid-write."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: SIGTERM.append(signum))
+
+
+def sigterm_within(seconds):
+    """Wait up to ``seconds``; True when SIGTERM came (``catch_sigterm`` first)."""
+    deadline = time.monotonic() + seconds
+    while not SIGTERM and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(SIGTERM)
 
 
 def echo_config():
     config = json.load(open(sys.argv[sys.argv.index("--config") + 1], encoding="utf-8"))
-    emit("progress", percent=50.0)
-    emit("result", out_model_file=os.path.join(config["out_folder"], "fake.dlpk"), out_folder=config["out_folder"],
-         metrics={"config": config, "argv": sys.argv[2:], "pythonpath": os.environ.get("PYTHONPATH", "")})
-    return 0
+    EVENTS.progress(50.0)
+    EVENTS.result(out_model_file=os.path.join(config["out_folder"], "fake.dlpk"), out_folder=config["out_folder"],
+                  metrics={"config": config, "argv": sys.argv[2:], "pythonpath": os.environ.get("PYTHONPATH", "")})
+    return EXIT_OK
 
 
 def main():
@@ -44,52 +62,50 @@ def main():
             f.write(str(os.getpid()))
 
     if mode == "ok":
-        emit("log", level="info", message="Training UNET on 4 chips")
+        EVENTS.log("Training UNET on 4 chips")
         print("a library printed this", flush=True)
         print("UserWarning: something was guessed", file=sys.stderr, flush=True)
         for epoch in (1, 2):
-            emit("progress", percent=epoch * 45.0, message=f"epoch {epoch}")
-            emit("metric", epoch=epoch, epochs=2, train_loss=0.5 / epoch, valid_loss=0.6 / epoch,
-                 accuracy=0.8 + epoch / 100, samples_per_s=12.5, seconds=1.25, device="cpu")
-        emit("log", level="warning", message="pretrained weights not cached: random init")
+            EVENTS.progress(epoch * 45.0, f"epoch {epoch}")
+            EVENTS.metric(epoch=epoch, epochs=2, train_loss=0.5 / epoch, valid_loss=0.6 / epoch,
+                          accuracy=0.8 + epoch / 100, samples_per_s=12.5, seconds=1.25, device="cpu")
+        EVENTS.warning("pretrained weights not cached: random init")
         model = os.path.join(out or ".", "model.dlpk")
-        emit("progress", percent=100.0)
-        emit("result", out_model_file=model, out_folder=out or ".", metrics={"accuracy": 0.82, "miou": 0.5})
-        return 0
+        EVENTS.progress(100.0)
+        EVENTS.result(out_model_file=model, out_folder=out or ".", metrics={"accuracy": 0.82, "miou": 0.5})
+        return EXIT_OK
     if mode == "error":
-        emit("progress", percent=1.0)
-        emit("error", parameter="BATCH_SIZE", message="must be at least 1; got 0")
-        return 2
+        EVENTS.progress(1.0)
+        EVENTS.error("BATCH_SIZE", "must be at least 1; got 0")
+        return EXIT_BAD_INPUT
     if mode == "crash":
-        emit("progress", percent=5.0)
+        EVENTS.progress(5.0)
         print("Traceback (most recent call last):", file=sys.stderr)
         print('  File "train.py", line 1, in <module>', file=sys.stderr)
         print("    boom()", file=sys.stderr)
         print("RuntimeError: CUDA error: out of memory", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_CRASH
     if mode == "missing_module":
         print("Traceback (most recent call last):", file=sys.stderr)
         print("ModuleNotFoundError: No module named 'torch'", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_CRASH
     if mode == "slow":
-        def on_term(signum, frame):
-            emit("canceled", message="checkpoint saved in /tmp/ckpt.pth; resume with ARGUMENTS 'resume true'")
-            sys.exit(130)
-
-        signal.signal(signal.SIGTERM, on_term)
-        emit("progress", percent=10.0, message="epoch 1")
-        time.sleep(60)
-        return 0
+        catch_sigterm()
+        EVENTS.progress(10.0, "epoch 1")
+        if sigterm_within(60):
+            EVENTS.canceled("checkpoint saved in /tmp/ckpt.pth; resume with ARGUMENTS 'resume true'")
+            return EXIT_CANCELED
+        return EXIT_OK
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        emit("progress", percent=10.0)
+        EVENTS.progress(10.0)
         time.sleep(60)
-        return 0
+        return EXIT_OK
     if mode == "quiet":
         time.sleep(60)
-        return 0
+        return EXIT_OK
     print(f"unknown mode {mode}", file=sys.stderr)
-    return 3
+    return 3  # no engine exit code: the test called the fake wrongly
 
 
 if __name__ == "__main__":

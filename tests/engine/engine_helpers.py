@@ -20,6 +20,7 @@ import shapely
 from affine import Affine
 from rasterio.crs import CRS
 
+from dl_engine.events import LOG, PROGRESS, Events
 from dl_engine.export import ClassInfo, ExportConfig, RasterLabels, VectorLabels, run_export
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,6 +90,16 @@ def config(raster, out, **kw) -> ExportConfig:
 
 def export(raster, out, **kw):
     return run_export(config(raster, out, **kw))
+
+
+def recording_events(percents: Optional[list] = None, logs: Optional[list] = None) -> Events:
+    """Events for run_export that append each progress percent and each log line to the lists."""
+    def sink(event: dict) -> None:
+        if event["event"] == PROGRESS and percents is not None:
+            percents.append(event["percent"])
+        elif event["event"] == LOG and logs is not None:
+            logs.append(event["message"])
+    return Events(sink=sink)
 
 
 # ---- reading an export back -----------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_cancel_while_appending_leaves_earlier_export_intact(tmp_path, first, ra
     cfg = h.config(raster_b, out, metadata_format="PASCAL_VOC_rectangles", labels=_labels_b(), start_index=25,
                    output_nofeature_tiles=True)
     with pytest.raises(Canceled):
-        run_export(cfg, progress=lambda f: calls.append(f), is_canceled=lambda: bool(calls))
+        run_export(cfg, h.recording_events(calls), lambda: bool(calls))
     assert h.snapshot(out) == before
     assert not h.staging_left(out) and not h.staging_left(tmp_path)
 

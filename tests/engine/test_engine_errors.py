@@ -11,6 +11,7 @@ from affine import Affine
 import engine_helpers as h
 from engine_helpers import SIZE, T0, TILE, RasterLabels
 from dl_engine.errors import Canceled, InputError
+from dl_engine.events import Events
 from dl_engine.export import run_export
 
 
@@ -187,14 +188,14 @@ def test_cancel_stops_quickly_and_leaves_nothing(tmp_path, big_raster):
     out = tmp_path / "out"
     first_progress = []
 
-    def progress(f):
-        if not first_progress:
+    def progress(event):
+        if event["event"] == "progress" and not first_progress:
             first_progress.append(time.monotonic())
 
     cfg = h.config(big_raster, out, metadata_format="Classified_Tiles",
                    labels=h.vector_labels([h.pix_box(10.3, 10.2, 1500.6, 1500.7)], [1]))
     with pytest.raises(Canceled):
-        run_export(cfg, progress=progress, is_canceled=lambda: bool(first_progress))
+        run_export(cfg, Events(sink=progress), lambda: bool(first_progress))
     assert first_progress
     assert time.monotonic() - first_progress[0] < 2.0
     assert not out.exists()
@@ -204,16 +205,19 @@ def test_cancel_stops_quickly_and_leaves_nothing(tmp_path, big_raster):
 def test_cancel_before_start(tmp_path, inputs):
     out = tmp_path / "out"
     with pytest.raises(Canceled):
-        run_export(h.config(inputs["rgb"], out, metadata_format="Export_Tiles"), is_canceled=lambda: True)
+        run_export(h.config(inputs["rgb"], out, metadata_format="Export_Tiles"), cancel=lambda: True)
     assert not out.exists() and not h.staging_left(tmp_path)
 
 
-def test_progress_reaches_one(tmp_path, inputs):
+def test_progress_is_a_percent_that_reaches_100(tmp_path, inputs):
     seen = []
-    run_export(h.config(inputs["rgb"], tmp_path / "out", metadata_format="Export_Tiles"), progress=seen.append)
-    assert seen and seen[-1] == 1.0
-    assert all(0 <= f <= 1 for f in seen)
-    assert seen == sorted(seen)
+    run_export(h.config(inputs["rgb"], tmp_path / "out", metadata_format="Export_Tiles"), Events(sink=seen.append))
+    percents = [e["percent"] for e in seen if e["event"] == "progress"]
+    assert percents and percents[-1] == 100.0
+    assert all(0 <= p <= 100 for p in percents)
+    assert percents == sorted(percents)
+    assert seen[-1] == {"event": "result", "out_folder": str(tmp_path / "out"), "num_tiles": 25,
+                        "next_tile_index": 25}
 
 
 # ---- parallel ---------------------------------------------------------------------------------

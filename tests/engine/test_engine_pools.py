@@ -29,7 +29,7 @@ def test_process_pool_is_chosen_for_large_exports(rgb, rects, tmp_path):
     assert 18 * 18 >= pools.PROCESS_MIN_CHIPS
     logs = []
     run_export(h.config(rgb[0], tmp_path / "p", metadata_format="Classified_Tiles", labels=_labels(rects),
-                        workers=2, **SMALL_TILES), log=logs.append)
+                        workers=2, **SMALL_TILES), h.recording_events(logs=logs))
     assert any(m.startswith("Cutting chips in 2 worker processes") for m in logs), logs
 
 
@@ -62,7 +62,7 @@ def test_cancel_stops_worker_processes_and_leaves_nothing(rgb, rects, tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(Canceled):
         run_export(h.config(rgb[0], parent / "out", metadata_format="Classified_Tiles", labels=_labels(rects),
-                            workers=2, output_nofeature_tiles=True, **SMALL_TILES), is_canceled=canceled)
+                            workers=2, output_nofeature_tiles=True, **SMALL_TILES), cancel=canceled)
     assert time.perf_counter() - calls[-1] < 2.0
     assert time.perf_counter() - t0 < 30
     assert os.listdir(parent) == []

@@ -474,8 +474,8 @@ def test_cyclegan_cancel_leaves_nothing(tmp_path, pair):
     calls = []
     out = tmp_path / "exports" / "out"
     with pytest.raises(Canceled):
-        run_export(h.config(ra, out, metadata_format="CycleGAN", raster2=rb), progress=calls.append,
-                   is_canceled=lambda: any(f >= 0.5 for f in calls))  # while B is cut
+        run_export(h.config(ra, out, metadata_format="CycleGAN", raster2=rb), h.recording_events(calls),
+                   lambda: any(p >= 50 for p in calls))  # while B is cut
     assert not (tmp_path / "exports").exists()
 
 
@@ -575,7 +575,7 @@ def test_cancel_leaves_nothing(tmp_path, rgb, fmt):
     out = tmp_path / "new" / "out"
     with pytest.raises(Canceled):
         run_export(h.config(raster, out, metadata_format=fmt, labels=labels, workers=1, **extra),
-                   progress=calls.append, is_canceled=lambda: bool(calls))
+                   h.recording_events(calls), lambda: bool(calls))
     assert calls
     assert not (tmp_path / "new").exists()
 
@@ -605,6 +605,6 @@ def test_canceled_rcnn_append_leaves_the_earlier_export_as_it_was(tmp_path, rgb)
     more = h.vector_labels([h.pix_box(20.2, 150.3, 60.7, 180.4)], [6], [ClassInfo(6, "Boat")])
     with pytest.raises(Canceled):
         run_export(h.config(raster, out, metadata_format="RCNN_Masks", labels=more, start_index=r1.next_tile_index),
-                   progress=calls.append, is_canceled=lambda: bool(calls))
+                   h.recording_events(calls), lambda: bool(calls))
     assert h.snapshot(out) == before
     assert not h.staging_left(tmp_path) and not h.staging_left(out)
