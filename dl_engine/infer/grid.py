@@ -40,10 +40,7 @@ def plan_grid(src, extent: Optional[Sequence[float]], cell_size: Optional[float]
         which = "EXTENT" if extent is not None else "CELL_SIZE"
         raise InputError(which, "needs a north-up georeferenced raster; this raster's geotransform is rotated or "
                                "missing (leave EXTENT and CELL_SIZE empty to process it on its own grid)")
-    try:
-        g: Grid = build_grid(src, tuple(extent) if extent is not None else None, cell_size, "MAP_SPACE")
-    except InputError as e:
-        raise InputError(e.parameter, e.message) from None
+    g: Grid = build_grid(src, tuple(extent) if extent is not None else None, cell_size, "MAP_SPACE")
     offset = aligned_offset(t, g.transform)
     return InferGrid(g.transform, g.crs, g.width, g.height, offset)
 
