@@ -22,30 +22,18 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from dl_engine.models.registry import specs as model_specs  # standard library only
+
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
 from .engine_process import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
 EXPORT_MARKERS = ("esri_model_definition.emd", "map.txt")  # what every export folder holds
 
-# INTERFACE order; later types are appended. Which ones this version trains comes from the
-# engine's registry at run time.
-MODEL_TYPE = KeywordEnum(
-    "MODEL_TYPE",
-    "Model type",
-    [
-        ("UNET", "U-Net (pixel classification)"),
-        ("PSPNET", "Pyramid Scene Parsing Network (pixel classification)"),
-        ("DEEPLAB", "DeepLabV3 (pixel classification)"),
-        ("SSD", "Single Shot Detector (object detection)"),
-        ("RETINANET", "RetinaNet (object detection)"),
-        ("FASTERRCNN", "Faster R-CNN (object detection)"),
-        ("MASKRCNN", "Mask R-CNN (instance segmentation)"),
-        ("YOLOV3", "YOLOv3 (object detection)"),
-        ("FEATURE_CLASSIFIER", "Feature classifier (object classification)"),
-    ],
-    "UNET",
-)
+# The engine's model types, keyword and description, in ModelSpec.order (INTERFACE order;
+# later types are appended). The registry imports no torch, so QGIS's Python reads it.
+MODEL_TYPE = KeywordEnum("MODEL_TYPE", "Model type", [(spec.keyword, spec.description) for spec in model_specs()],
+                         "UNET")
 
 AUGMENTATION = KeywordEnum(
     "AUGMENTATION",

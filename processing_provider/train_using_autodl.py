@@ -23,6 +23,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from dl_engine.models.registry import specs as model_specs  # standard library only
+
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, keyword_label, run_guarded
 from .train_deep_learning_model import check_export_folder as check_export, check_pretrained_model
 from .engine_process import run_worker
@@ -45,17 +47,11 @@ AUTODL_MODE = KeywordEnum(
     "BASIC",
 )
 
-# (arcgis.learn class name, explanation), INTERFACE order. Which of them fit the export's
-# format is decided by the engine (its error names NETWORKS).
-NETWORK_OPTIONS = (
-    ("SingleShotDetector", "Single Shot Detector (object detection)"),
-    ("RetinaNet", "RetinaNet (object detection)"),
-    ("FasterRCNN", "Faster R-CNN (object detection)"),
-    ("YOLOv3", "YOLOv3 (object detection)"),
-    ("DeepLab", "DeepLabV3 (pixel classification)"),
-    ("UnetClassifier", "U-Net (pixel classification)"),
-    ("PSPNetClassifier", "Pyramid Scene Parsing Network (pixel classification)"),
-)
+# (arcgis.learn class name, explanation) of the engine's model types AutoDL trains, in
+# ModelSpec.autodl_order (arcpy's order). Which of them fit the export's format is decided by
+# the engine (its error names NETWORKS).
+NETWORK_OPTIONS = tuple((spec.model_name, spec.description) for spec in sorted(
+    (spec for spec in model_specs() if spec.autodl_order is not None), key=lambda spec: spec.autodl_order))
 NETWORKS = [name for name, _ in NETWORK_OPTIONS]
 
 

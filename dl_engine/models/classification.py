@@ -1,5 +1,5 @@
 """Object (tile) classification model type: FEATURE_CLASSIFIER (arcgis.learn's
-FeatureClassifier), registered in the model registry.
+FeatureClassifier), declared in ``SPECS`` for the model registry.
 
 It trains on Labeled_Tiles and Imagenet exports (one class per chip: softmax over the
 classes, cross-entropy) and on MultiLabeled_Tiles (any number of classes per chip: one
@@ -26,7 +26,7 @@ from typing import Any, Dict
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import TILE, formats_where
-from .registry import BuildContext, BuiltModel, ModelSpec, register
+from .spec import BuildContext, BuiltModel, ModelSpec
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -104,7 +104,10 @@ def predict_feature_classifier(module, x):
     return torch.softmax(logits, dim=1)
 
 
-FEATURE_CLASSIFIER = register(ModelSpec(
+FEATURE_CLASSIFIER = ModelSpec(
     keyword="FEATURE_CLASSIFIER", model_name="FeatureClassifier", model_type="ObjectClassification",
     kind="classification", formats=FORMATS, arguments=FEATURE_CLASSIFIER_ARGUMENTS,
-    build=build_feature_classifier, emd_params=feature_classifier_emd, predict=predict_feature_classifier))
+    build=build_feature_classifier, emd_params=feature_classifier_emd, predict=predict_feature_classifier,
+    description="Feature classifier (object classification)", order=8)
+
+SPECS = (FEATURE_CLASSIFIER,)  # registered by registry.py

@@ -1,7 +1,7 @@
 """Object and instance detection model types: SSD, RETINANET, FASTERRCNN, YOLOV3 (boxes from
 PASCAL_VOC_rectangles / KITTI_rectangles exports) and MASKRCNN (instances from RCNN_Masks),
 registered in the model registry with arcgis.learn's ModelNames (SingleShotDetector,
-RetinaNet, FasterRCNN, YOLOv3, MaskRCNN).
+RetinaNet, FasterRCNN, YOLOv3, MaskRCNN), declared in ``SPECS``.
 
 Importing this module is cheap (no torch): the registry and the argument parser read the
 specs; the networks (ssd.py, retinanet.py, rcnn.py, yolov3.py on det_base.py) are imported
@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Sequence
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import DETECTION, formats_where
-from .registry import BuildContext, BuiltModel, ModelSpec, register
+from .spec import BuildContext, BuiltModel, ModelSpec
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -348,18 +348,22 @@ def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
 
 
 def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], arguments: Dict[str, Any], build,
-          emd_params, default_backbone: str) -> ModelSpec:
+          emd_params, default_backbone: str, description: str, order: int, autodl_order=None) -> ModelSpec:
     model_type = "InstanceDetection" if kind == "instance" else "ObjectDetection"
-    return register(ModelSpec(keyword=keyword, model_name=model_name, model_type=model_type, kind=kind,
-                              formats=tuple(formats), arguments=arguments, build=build, emd_params=emd_params,
-                              default_backbone=default_backbone, predict=predict))
+    return ModelSpec(keyword=keyword, model_name=model_name, model_type=model_type, kind=kind, formats=tuple(formats),
+                     arguments=arguments, build=build, emd_params=emd_params, default_backbone=default_backbone,
+                     predict=predict, description=description, order=order, autodl_order=autodl_order)
 
 
-_spec("SSD", "SingleShotDetector", "detection", BOX_FORMATS, SSD_ARGUMENTS, build_ssd, ssd_emd, "RESNET34")
-_spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_ARGUMENTS, build_retinanet, retinanet_emd,
-      "RESNET50")
-_spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_ARGUMENTS, build_fasterrcnn, fasterrcnn_emd,
-      "RESNET50")
-_spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn, maskrcnn_emd,
-      "RESNET50")
-_spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53")
+SSD = _spec("SSD", "SingleShotDetector", "detection", BOX_FORMATS, SSD_ARGUMENTS, build_ssd, ssd_emd, "RESNET34",
+            "Single Shot Detector (object detection)", order=3, autodl_order=0)
+RETINANET = _spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_ARGUMENTS, build_retinanet,
+                  retinanet_emd, "RESNET50", "RetinaNet (object detection)", order=4, autodl_order=1)
+FASTERRCNN = _spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_ARGUMENTS, build_fasterrcnn,
+                   fasterrcnn_emd, "RESNET50", "Faster R-CNN (object detection)", order=5, autodl_order=2)
+MASKRCNN = _spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn,
+                 maskrcnn_emd, "RESNET50", "Mask R-CNN (instance segmentation)", order=6)
+YOLOV3 = _spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53",
+               "YOLOv3 (object detection)", order=7, autodl_order=3)
+
+SPECS = (SSD, RETINANET, FASTERRCNN, MASKRCNN, YOLOV3)  # registered by registry.py

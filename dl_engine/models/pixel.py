@@ -1,5 +1,5 @@
 """Pixel classification model types: UNET, PSPNET, DEEPLAB (arcgis.learn's UnetClassifier,
-PSPNetClassifier, DeepLab), registered in the model registry.
+PSPNetClassifier, DeepLab), declared in ``SPECS`` for the model registry.
 
 Importing this module is cheap (no torch): the registry and the argument parser read the
 specs; the networks are imported when one is built.
@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import PIXEL, formats_where
-from .registry import BuildContext, BuiltModel, ModelSpec, register
+from .spec import BuildContext, BuiltModel, ModelSpec
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -135,10 +135,14 @@ PSPNET_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "pyramid_sizes": [1, 2, 3,
                                     "use_net": None, "keep_dilation": False, "pointrend": False}
 DEEPLAB_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "keep_dilation": False, "pointrend": False}
 
-register(ModelSpec(keyword="UNET", model_name="UnetClassifier", model_type="ImageClassification", kind="pixel",
-                   formats=FORMATS, arguments=UNET_ARGUMENTS, build=build_unet, emd_params=unet_emd))
-register(ModelSpec(keyword="PSPNET", model_name="PSPNetClassifier", model_type="ImageClassification",
-                   kind="pixel", formats=FORMATS, arguments=PSPNET_ARGUMENTS, build=build_pspnet,
-                   emd_params=pspnet_emd))
-register(ModelSpec(keyword="DEEPLAB", model_name="DeepLab", model_type="ImageClassification", kind="pixel",
-                   formats=FORMATS, arguments=DEEPLAB_ARGUMENTS, build=build_deeplab, emd_params=deeplab_emd))
+UNET = ModelSpec(keyword="UNET", model_name="UnetClassifier", model_type="ImageClassification", kind="pixel",
+                 formats=FORMATS, arguments=UNET_ARGUMENTS, build=build_unet, emd_params=unet_emd,
+                 description="U-Net (pixel classification)", order=0, autodl_order=5)
+PSPNET = ModelSpec(keyword="PSPNET", model_name="PSPNetClassifier", model_type="ImageClassification", kind="pixel",
+                   formats=FORMATS, arguments=PSPNET_ARGUMENTS, build=build_pspnet, emd_params=pspnet_emd,
+                   description="Pyramid Scene Parsing Network (pixel classification)", order=1, autodl_order=6)
+DEEPLAB = ModelSpec(keyword="DEEPLAB", model_name="DeepLab", model_type="ImageClassification", kind="pixel",
+                    formats=FORMATS, arguments=DEEPLAB_ARGUMENTS, build=build_deeplab, emd_params=deeplab_emd,
+                    description="DeepLabV3 (pixel classification)", order=2, autodl_order=4)
+
+SPECS = (UNET, PSPNET, DEEPLAB)  # registered by registry.py

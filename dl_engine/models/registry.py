@@ -1,104 +1,101 @@
-"""The registry of model types, keyed by the arcpy MODEL_TYPE keyword.
+"""The registry of model types, keyed by the arcpy MODEL_TYPE keyword (timm's
+``_registry.py``, for ``ModelSpec`` records instead of entrypoint functions).
 
-One ``ModelSpec`` per model type says what it trains on, how it is built, which model
-arguments (ARGUMENTS) it takes and what it adds to the trained emd. Adding a model type
-is adding one module that calls ``register``; the trainer, the outputs and the inference
-tools only ever look types up here.
+One ``ModelSpec`` per model type (spec.py) says what it trains on, how it is built, which
+model arguments (ARGUMENTS) it takes, what it adds to the trained emd and how the
+Processing tools show it. The built-in families declare theirs in ``pixel.SPECS``,
+``detection.SPECS`` and ``classification.SPECS``; this module imports those three modules
+by name (a missing or broken one is an ImportError here, not a silently shorter list) and
+registers their specs. Adding a model type is adding its spec to a family module, or a new
+family module named below; the trainer, the outputs and the inference tools only ever look
+types up here.
+
+Importing this module and listing the types (``specs()``, ``model_types()``) needs only the
+standard library: torch and timm load when a spec's ``build`` or ``predict`` runs.
+
+Tests that add types do it in a scope that puts the registry back afterwards::
+
+    with registry.registered(spec):
+        ...
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import InputError
+from . import classification, detection, pixel
+from .spec import BuildContext, BuiltModel, ModelSpec
+
+__all__ = ["BuildContext", "BuiltModel", "ModelSpec", "REGISTRY", "Registry", "arguments_from_emd",
+           "build_from_emd", "get_spec", "model_types", "register", "registered", "spec_for_model_name", "specs"]
 
 
-@dataclass
-class BuildContext:
-    """What a builder needs to make a network."""
+class Registry:
+    """Model types by keyword. ``register`` refuses a keyword or emd ModelName that is taken
+    (as timm refuses a duplicate model name); ``registered`` adds types for a ``with`` block."""
 
-    backbone: str  # BACKBONE_MODEL as given: arcpy keyword (RESNET34) or "timm:<name>"
-    in_channels: int  # bands the model sees (len(Normalization.extract_bands))
-    num_classes: int  # model outputs (ClassMap.num_classes)
-    chip_size: int
-    arguments: Dict[str, Any]  # the model's arguments, defaults filled in
-    pretrained: bool = True  # use cached pretrained backbone weights when there are any
-    weight_init_scheme: str = "RANDOM"  # RANDOM, RED_BAND, ALL_RANDOM: first conv for bands beyond RGB
-    log: Callable[[str], None] = print
-    rgb_bands: Optional[List[int]] = None  # input channels that are red, green, blue (default the first three)
+    def __init__(self, specs: Iterable[ModelSpec] = ()):
+        self._specs: Dict[str, ModelSpec] = {}
+        for spec in specs:
+            self.register(spec)
 
+    def register(self, spec: ModelSpec) -> ModelSpec:
+        keyword = spec.keyword.upper()
+        if keyword != spec.keyword:
+            raise ValueError(f"model type keyword {spec.keyword!r} must be upper case")
+        if keyword in self._specs:
+            raise ValueError(f"model type {keyword} is already registered")
+        taken = self.spec_for_model_name(spec.model_name)
+        if taken is not None:
+            raise ValueError(f"ModelName {spec.model_name} is already registered for {taken.keyword}")
+        self._specs[keyword] = spec
+        return spec
 
-@dataclass
-class BuiltModel:
-    module: Any  # torch.nn.Module: forward(x (N,C,H,W) float) -> logits (N,num_classes,H,W) for pixel models
-    backbone_name: str  # resolved backbone name written to the emd (e.g. "resnet34", "timm:convnext_tiny")
-    pretrained_loaded: bool  # pretrained backbone weights were found and loaded
-    encoder_parameters: List[Any] = field(default_factory=list)  # backbone parameters (FREEZE freezes these)
-
-
-@dataclass
-class ModelSpec:
-    keyword: str  # arcpy MODEL_TYPE: "UNET"
-    model_name: str  # emd ModelName: "UnetClassifier"
-    model_type: str  # emd ModelType: "ImageClassification", "ObjectDetection", …
-    kind: str  # task family the trainer runs: "pixel" (later "detection", "instance", "classification")
-    formats: Tuple[str, ...]  # metadata formats it trains on
-    arguments: Dict[str, Any]  # model-specific ARGUMENTS and their defaults
-    build: Callable[[BuildContext], BuiltModel]
-    emd_params: Callable[[Dict[str, Any], str], Dict[str, Any]]  # (arguments, backbone_name) -> emd keys
-    default_backbone: str = "RESNET34"
-    # Inference: predict(module, x) with x the normalised (N, C, H, W) batch. None = pixel
-    # models: module(x) gives logits (N, K, H, W). Detectors return one dict per image with
-    # "boxes" (n, 4) xmin, ymin, xmax, ymax in chip pixels, "scores" (n,), "labels" (n,)
-    # class indices 1..K, and for instance models "masks" (n, H, W) probabilities;
-    # classifiers return (N, K) probabilities.
-    predict: Optional[Callable[[Any, Any], Any]] = None
-
-
-_REGISTRY: Dict[str, ModelSpec] = {}
-
-
-def register(spec: ModelSpec) -> ModelSpec:
-    _REGISTRY[spec.keyword] = spec
-    return spec
-
-
-# One module per model family; each registers its types when imported.
-BUILTIN_MODULES = ("pixel", "detection", "classification")
-
-
-def _load_builtin() -> None:
-    import importlib
-    for name in BUILTIN_MODULES:
+    @contextmanager
+    def registered(self, *specs: ModelSpec) -> Iterator[Tuple[ModelSpec, ...]]:
+        """Registers ``specs`` for the ``with`` block; afterwards the registry is as it was
+        before (whatever the block registered or removed)."""
+        saved = dict(self._specs)
         try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as e:  # a family this version does not have yet
-            if e.name != f"{__package__}.{name}":
-                raise
+            for spec in specs:
+                self.register(spec)
+            yield specs
+        finally:
+            self._specs = saved
+
+    def specs(self) -> List[ModelSpec]:
+        """Every type, in ``order`` (MODEL_TYPE's order), then in registration order."""
+        return sorted(self._specs.values(), key=lambda spec: spec.order)
+
+    def model_types(self) -> List[str]:
+        return [spec.keyword for spec in self.specs()]
+
+    def get_spec(self, keyword: str, parameter: str = "MODEL_TYPE") -> ModelSpec:
+        spec = self._specs.get(str(keyword).upper())
+        if spec is None:
+            raise InputError(parameter, f"unknown model type {keyword!r}; this version trains "
+                                       f"{', '.join(self.model_types())}")
+        return spec
+
+    def spec_for_model_name(self, model_name: str) -> Optional[ModelSpec]:
+        """The spec whose emd ModelName is ``model_name`` (reading a package)."""
+        for spec in self._specs.values():
+            if spec.model_name == model_name:
+                return spec
+        return None
 
 
-def model_types() -> List[str]:
-    _load_builtin()
-    return list(_REGISTRY)
+# One module per model family, imported above; each declares its types in SPECS.
+REGISTRY = Registry((*pixel.SPECS, *detection.SPECS, *classification.SPECS))
 
-
-def get_spec(keyword: str, parameter: str = "MODEL_TYPE") -> ModelSpec:
-    _load_builtin()
-    spec = _REGISTRY.get(str(keyword).upper())
-    if spec is None:
-        raise InputError(parameter, f"unknown model type {keyword!r}; this version trains "
-                                   f"{', '.join(_REGISTRY)}")
-    return spec
-
-
-def spec_for_model_name(model_name: str) -> Optional[ModelSpec]:
-    """The spec whose emd ModelName is ``model_name`` (reading a package)."""
-    _load_builtin()
-    for spec in _REGISTRY.values():
-        if spec.model_name == model_name:
-            return spec
-    return None
+register = REGISTRY.register
+registered = REGISTRY.registered
+specs = REGISTRY.specs
+model_types = REGISTRY.model_types
+get_spec = REGISTRY.get_spec
+spec_for_model_name = REGISTRY.spec_for_model_name
 
 
 def arguments_from_emd(spec: ModelSpec, emd: Dict[str, Any]) -> Dict[str, Any]:
@@ -117,7 +114,7 @@ def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
     spec = spec_for_model_name(str(emd.get("ModelName", "")))
     if spec is None:
         raise InputError("IN_MODEL_DEFINITION", f"unknown ModelName {emd.get('ModelName')!r}; this version "
-                                               f"reads {', '.join(s.model_name for s in _REGISTRY.values())}")
+                                               f"reads {', '.join(s.model_name for s in specs())}")
     params = emd.get("ModelParameters") or {}
     if in_channels is None:
         in_channels = len(emd.get("ExtractBands") or [0, 1, 2])

@@ -1,6 +1,6 @@
 """Pixel classification (UNET, PSPNET, DEEPLAB): batches, loss, metrics, sample results.
 
-A task is what the trainer knows about a model kind (dl_engine/train/tasks.py):
+A task is what the trainer knows about a model kind (dl_engine/train/families.py):
 ``collate``, ``training_loss``, ``accumulator``/``validation_step``/``reduce``/``metrics``
 (validation, summed over processes), ``metric_keys`` and ``sample_results``."""
 

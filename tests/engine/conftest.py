@@ -17,6 +17,17 @@ import engine_helpers as h  # noqa: E402
 
 
 @pytest.fixture
+def fake_models():
+    """infer_helpers' fake model types (FAKEPIXELS, FAKEDETECTOR, FAKEMASKS, FAKECLASSIFIER)
+    registered for one test; the registry is as before afterwards."""
+    import infer_helpers as ih
+    from dl_engine.models.registry import registered
+
+    with registered(*ih.fake_specs()) as specs:
+        yield specs
+
+
+@pytest.fixture
 def rgb(tmp_path):
     """300 x 300 RGB uint8 GeoTIFF (values 1..254, no NoData), 0.5 m, EPSG:32617; returns (path, data)."""
     data = h.random_image(3, seed=1)

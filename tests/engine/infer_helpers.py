@@ -1,7 +1,7 @@
 """Helpers for the inference tests (no QGIS): one small trained U-Net shared by every test of
 the session, truth masks of synthetic rasters, and fake detection / classification model
-types registered in the model registry, so that tiling, NMS and georeferencing are checked
-without the real detectors."""
+types (registered per test by the ``fake_models`` fixture), so that tiling, NMS and
+georeferencing are checked without the real detectors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from torch import nn
 import engine_helpers as h
 import train_helpers as th
 from dl_engine.infer import InferConfig
-from dl_engine.models.registry import BuiltModel, ModelSpec, register, spec_for_model_name
+from dl_engine.models.registry import BuiltModel, ModelSpec
 
 _CACHE: Dict[str, object] = {}
 
@@ -146,22 +146,23 @@ FAKES = {
 }
 
 
-def register_fakes() -> None:
-    for keyword, (name, model_type, kind, predict) in FAKES.items():
-        if spec_for_model_name(name) is None:
-            register(ModelSpec(keyword=keyword, model_name=name, model_type=model_type, kind=kind,
-                               formats=("PASCAL_VOC_rectangles",), arguments={},
-                               build=lambda ctx, kind=kind: BuiltModel(
-                                   (LocalMean if kind == "pixel" else Brightness)(ctx.in_channels, ctx.num_classes),
-                                   "fake", False),
-                               emd_params=lambda a, b: {}, predict=predict))
+def fake_specs():
+    """The ModelSpecs of FAKES. Tests register them for their own duration with the
+    ``fake_models`` fixture (tests/engine/conftest.py), which restores the registry."""
+    return [ModelSpec(keyword=keyword, model_name=name, model_type=model_type, kind=kind,
+                      formats=("PASCAL_VOC_rectangles",), arguments={},
+                      build=lambda ctx, kind=kind: BuiltModel(
+                          (LocalMean if kind == "pixel" else Brightness)(ctx.in_channels, ctx.num_classes),
+                          "fake", False),
+                      emd_params=lambda a, b: {}, predict=predict)
+            for keyword, (name, model_type, kind, predict) in FAKES.items()]
 
 
 def fake_package(folder, keyword: str, classes: Sequence[tuple], chip: int = 32, dlpk: bool = False,
                  emd_extra: Optional[dict] = None) -> str:
     """An emd + pth (or a .dlpk) of a fake model type written as our packages are.
-    ``classes``: (value, name, (r, g, b)) in index order."""
-    register_fakes()
+    ``classes``: (value, name, (r, g, b)) in index order. Reading it needs the fake types
+    registered: the test uses the ``fake_models`` fixture."""
     name, model_type, kind, _ = FAKES[keyword]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ import infer_helpers as ih  # noqa: E402
 from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.infer import run_inference  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fake_models")  # reading fake packages needs the fake types
+
 # (col, row, side) in pixels: with tile 32 / padding 8 the kept tile centres are 16 px apart,
 # so most of these lie across the borders of two or four tiles.
 SQUARES = [(14, 14, 6), (45, 58, 10), (100, 100, 8), (150, 20, 11), (120, 150, 14), (30, 170, 13), (181, 183, 9)]

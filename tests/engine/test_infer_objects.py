@@ -16,6 +16,8 @@ import engine_helpers as h  # noqa: E402
 import infer_helpers as ih  # noqa: E402
 from dl_engine.infer import run_inference  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fake_models")  # reading fake packages needs the fake types
+
 SQUARES = [(14, 14, 6), (45, 58, 10), (100, 100, 8), (150, 20, 11)]
 CLASSES = [(1, "dark", (0, 0, 0)), (2, "bright", (255, 255, 255))]
 

@@ -83,6 +83,7 @@ def test_two_tilings_agree_no_seams(model, scene, tmp_path):
     assert (a == b).mean() >= 0.99
 
 
+@pytest.mark.usefixtures("fake_models")
 def test_any_tiling_gives_the_same_raster_with_a_local_model(tmp_path):
     """A model that sees 5 x 5 pixels: with padding >= 2 every tiling must give the very same
     output, edges and odd sizes included (the stitching has no seam and no offset)."""
@@ -234,6 +235,7 @@ def test_raster_function_predict_tile_matches_the_tool(model, scene, classified)
     assert masked.shape == (1, 16, 16) and (masked[0, :4, :4] == 0).all()
 
 
+@pytest.mark.usefixtures("fake_models")
 def test_multispectral_model_normalises_with_its_emd_statistics(tmp_path):
     """16-bit, 4 bands, ExtractBands without band 2: the emd's NormalizationStats decide what
     the model sees (the local model calls "bright" a normalised first band above 1)."""

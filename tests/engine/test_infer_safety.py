@@ -15,6 +15,8 @@ import infer_helpers as ih  # noqa: E402
 from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.infer import run_inference  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fake_models")  # reading fake packages needs the fake types
+
 CLASSES = [(1, "a", (1, 2, 3)), (2, "b", (4, 5, 6))]
 
 

@@ -87,13 +87,12 @@ def test_multispectral_keys(exports, fake_spec):
     json.dumps(emd, allow_nan=False)
 
 
-def test_model_parameters_merge_and_protected_keys(exports, monkeypatch):
-    monkeypatch.setattr(registry, "_load_builtin", lambda: None)
+def test_model_parameters_merge_and_protected_keys(exports):
     spec = make_spec(emd_params=lambda a, b: {"Framework": "arcgis.learn.models._inferencing",
                                               "ModelParameters": {"pyramid_sizes": a["depth"], "backbone": "x"},
                                               "Kwargs": {"k": 1}})
-    monkeypatch.setitem(registry._REGISTRY, spec.keyword, spec)
-    emd = build_emd(make_record(exports["rgb"], monitor="MIOU", best_value=0.61))
+    with registry.registered(spec):
+        emd = build_emd(make_record(exports["rgb"], monitor="MIOU", best_value=0.61))
     assert emd["Framework"] == "PyTorch"
     assert emd["ModelParameters"] == {"pyramid_sizes": 4, "backbone": "resnet34", "backend": "pytorch"}
     assert list(emd)[:5] == ["Framework", "ModelType", "InferenceFunction", "ExtractBands", "Kwargs"]

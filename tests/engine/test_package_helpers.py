@@ -32,12 +32,10 @@ def make_spec(**kw) -> registry.ModelSpec:
 
 
 @pytest.fixture
-def fake_spec(monkeypatch):
-    """Registers TESTUNET without loading the built-in model modules."""
-    monkeypatch.setattr(registry, "_load_builtin", lambda: None)
-    spec = make_spec()
-    monkeypatch.setitem(registry._REGISTRY, TEST_KEYWORD, spec)
-    return spec
+def fake_spec():
+    """TESTUNET, registered for the test (the registry is as before afterwards)."""
+    with registry.registered(make_spec()) as (spec,):
+        yield spec
 
 
 @pytest.fixture(scope="session")

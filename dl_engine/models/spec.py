@@ -1,0 +1,62 @@
+"""What a model type is: ``ModelSpec`` (one per MODEL_TYPE keyword), and what its builder
+takes (``BuildContext``) and gives (``BuiltModel``). Standard library only: the family
+modules (pixel.py, detection.py, classification.py) declare their specs with these, and
+the registry (registry.py) imports those modules, without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+# Where a spec without an ``order`` goes: after the built-in types, in registration order.
+LAST = 1_000_000
+
+
+@dataclass
+class BuildContext:
+    """What a builder needs to make a network."""
+
+    backbone: str  # BACKBONE_MODEL as given: arcpy keyword (RESNET34) or "timm:<name>"
+    in_channels: int  # bands the model sees (len(Normalization.extract_bands))
+    num_classes: int  # model outputs (ClassMap.num_classes)
+    chip_size: int
+    arguments: Dict[str, Any]  # the model's arguments, defaults filled in
+    pretrained: bool = True  # use cached pretrained backbone weights when there are any
+    weight_init_scheme: str = "RANDOM"  # RANDOM, RED_BAND, ALL_RANDOM: first conv for bands beyond RGB
+    log: Callable[[str], None] = print
+    rgb_bands: Optional[List[int]] = None  # input channels that are red, green, blue (default the first three)
+
+
+@dataclass
+class BuiltModel:
+    module: Any  # torch.nn.Module: forward(x (N,C,H,W) float) -> logits (N,num_classes,H,W) for pixel models
+    backbone_name: str  # resolved backbone name written to the emd (e.g. "resnet34", "timm:convnext_tiny")
+    pretrained_loaded: bool  # pretrained backbone weights were found and loaded
+    encoder_parameters: List[Any] = field(default_factory=list)  # backbone parameters (FREEZE freezes these)
+
+
+@dataclass
+class ModelSpec:
+    keyword: str  # arcpy MODEL_TYPE: "UNET"
+    model_name: str  # emd ModelName: "UnetClassifier"
+    model_type: str  # emd ModelType: "ImageClassification", "ObjectDetection", …
+    kind: str  # task family the trainer runs (train/families.py): pixel, detection, instance, classification
+    formats: Tuple[str, ...]  # metadata formats it trains on
+    arguments: Dict[str, Any]  # model-specific ARGUMENTS and their defaults
+    # The network: called with a BuildContext; imports torch (and the network's module) when called.
+    build: Callable[[BuildContext], BuiltModel]
+    emd_params: Callable[[Dict[str, Any], str], Dict[str, Any]]  # (arguments, backbone_name) -> emd keys
+    default_backbone: str = "RESNET34"
+    # Inference: predict(module, x) with x the normalised (N, C, H, W) batch. None = pixel
+    # models: module(x) gives logits (N, K, H, W). Detectors return one dict per image with
+    # "boxes" (n, 4) xmin, ymin, xmax, ymax in chip pixels, "scores" (n,), "labels" (n,)
+    # class indices 1..K, and for instance models "masks" (n, H, W) probabilities;
+    # classifiers return (N, K) probabilities.
+    predict: Optional[Callable[[Any, Any], Any]] = None
+    # What the Processing tools show after the keyword: "U-Net (pixel classification)".
+    description: str = ""
+    # Position in MODEL_TYPE (the arcpy enumeration's order, INTERFACE.md).
+    order: int = LAST
+    # Position in Train Using AutoDL's NETWORKS (arcpy's order there); None: AutoDL does not train it.
+    autodl_order: Optional[int] = None
