@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from typing import List, Optional
 
 from .errors import Canceled, InputError
@@ -15,25 +16,26 @@ from .export import IMAGE_FORMATS, METADATA_FORMATS, REFERENCE_SYSTEMS, ExportCo
 
 
 def _export_parser(sub) -> None:
+    d = {f.name: f.default for f in fields(ExportConfig)}  # the defaults are ExportConfig's
     p = sub.add_parser("export", help="Export Training Data For Deep Learning")
     p.add_argument("--raster", required=True, help="input raster (anything GDAL opens)")
     p.add_argument("--out-folder", required=True)
-    p.add_argument("--format", default="PASCAL_VOC_rectangles", choices=METADATA_FORMATS)
+    p.add_argument("--format", default=d["metadata_format"], choices=METADATA_FORMATS)
     p.add_argument("--labels", help="GeoJSON label features (reprojected to the raster's CRS)")
     p.add_argument("--class-field", help="property with integer class values (default classvalue/value, else 1)")
     p.add_argument("--buffer-radius", type=float, default=0.0, help="buffer in the label file's units")
     p.add_argument("--class-raster", help="classified raster as labels (instead of --labels)")
-    p.add_argument("--image-format", default="TIFF", choices=IMAGE_FORMATS)
-    p.add_argument("--tile-size", type=int, nargs=2, default=(256, 256), metavar=("X", "Y"))
-    p.add_argument("--stride", type=int, nargs=2, default=(128, 128), metavar=("X", "Y"))
+    p.add_argument("--image-format", default=d["image_format"], choices=IMAGE_FORMATS)
+    p.add_argument("--tile-size", type=int, nargs=2, default=(d["tile_size_x"], d["tile_size_y"]), metavar=("X", "Y"))
+    p.add_argument("--stride", type=int, nargs=2, default=(d["stride_x"], d["stride_y"]), metavar=("X", "Y"))
     p.add_argument("--output-nofeature-tiles", action="store_true")
-    p.add_argument("--start-index", type=int, default=0)
-    p.add_argument("--min-polygon-overlap-ratio", type=float, default=0.0)
-    p.add_argument("--reference-system", default="MAP_SPACE", choices=REFERENCE_SYSTEMS)
+    p.add_argument("--start-index", type=int, default=d["start_index"])
+    p.add_argument("--min-polygon-overlap-ratio", type=float, default=d["min_polygon_overlap_ratio"])
+    p.add_argument("--reference-system", default=d["reference_system"], choices=REFERENCE_SYSTEMS)
     p.add_argument("--raster2")
     p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     p.add_argument("--cell-size", type=float)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=int, default=d["workers"])
 
 
 def _log_to_stderr(event: dict) -> None:

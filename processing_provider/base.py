@@ -5,10 +5,13 @@
   (``keyword_enum`` / ``parameter_as_keyword``), as INTERFACE.md requires.
 - ``run_guarded``: an engine run's bad input, cancel or fault as a QgsProcessingException.
   (Engine events reach a feedback through ``engine_process.feed_event``.)
+- ``check_config`` / ``config_default``: the engine's configuration dataclasses hold every
+  parameter's rules and defaults; the algorithms ask them instead of restating them.
 """
 
+import dataclasses
 import traceback
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 from dl_engine.errors import Canceled, InputError
 from qgis.core import (
@@ -67,6 +70,29 @@ class KeywordEnum:
 
     def help_list(self) -> str:
         return ", ".join(f"{i} = {k}" for i, k in enumerate(self.keywords))
+
+
+def config_default(config_class, name: str) -> Any:
+    """The default of field ``name`` of an engine configuration dataclass (TrainConfig,
+    AutoDLConfig, InferConfig, ExportConfig): a Processing parameter's default comes from there."""
+    for f in dataclasses.fields(config_class):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise KeyError(f"{config_class.__name__}.{name} has no default")
+    raise KeyError(f"{config_class.__name__} has no field {name!r}")
+
+
+def check_config(config):
+    """``config.check()`` in QGIS's process, before any worker starts; the engine's InputError
+    becomes the QgsProcessingException "PARAMETER: message". Returns the config."""
+    try:
+        config.check()
+    except InputError as error:
+        raise QgsProcessingException(f"{error.parameter}: {error.message}") from None
+    return config
 
 
 def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:

@@ -29,11 +29,14 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from .detect_objects import check_field_name
+from dl_engine.infer.config import CONFIDENCE_FIELD, InferConfig  # standard library only
+
+from .base import check_config, config_default
 from .inference_base import (
     COMMON_HELP,
     GeoJsonReader,
     InferenceAlgorithm,
+    argument_names,
     arguments_help,
     arguments_parameter,
     as_float,
@@ -48,8 +51,8 @@ from .inference_base import (
 )
 
 ALGORITHM_ID = "classifyobjectsusingdeeplearning"
-ARGUMENT_NAMES = ("batch_size", "tile_size")
-CONFIDENCE_FIELD = "Confidence"
+TOOL = "classify_objects"
+ARGUMENT_NAMES = argument_names(TOOL)  # the engine's TOOL_ARGUMENTS names
 # The property that carries each input feature's id through the engine and back.
 ID_PROPERTY = "dlt_fid"
 
@@ -107,7 +110,7 @@ def output_fields(base: QgsFields, label_field: str, feedback=None) -> Tuple[Qgs
 class ClassifyObjectsUsingDeepLearning(InferenceAlgorithm):
     ALGORITHM_ID = ALGORITHM_ID
     DISPLAY_NAME = "Classify Objects Using Deep Learning"
-    TOOL = "classify_objects"
+    TOOL = TOOL
     HELP = HELP
     TAGS = (
         "deep learning", "inference", "classify", "object classification", "feature classifier",
@@ -124,22 +127,15 @@ class ClassifyObjectsUsingDeepLearning(InferenceAlgorithm):
         )
         self.addParameter(model_parameter())
         self.addParameter(arguments_parameter(ARGUMENT_NAMES))
-        self.addParameter(QgsProcessingParameterString("CLASS_LABEL_FIELD", "Class label field", "ClassLabel"))
+        self.addParameter(QgsProcessingParameterString("CLASS_LABEL_FIELD", "Class label field",
+                                                     config_default(InferConfig, "class_label_field")))
         self.addParameter(device_parameter())
         self.addParameter(QgsProcessingParameterFeatureSink("OUT_FEATURE_CLASS", "Classified objects"))
 
     def build_config(self, parameters, context, feedback):
-        """(InferConfig, raster layer, feature source or None); quick checks only."""
-        from dl_engine.infer.config import InferConfig
-
+        """(InferConfig checked here, raster layer, feature source or None); what needs the model
+        is the worker's check."""
         model = self.model_path(parameters, context)
-        label_field = check_field_name(
-            self.parameterAsString(parameters, "CLASS_LABEL_FIELD", context), "CLASS_LABEL_FIELD"
-        )
-        if label_field.lower() == CONFIDENCE_FIELD.lower():
-            raise QgsProcessingException(
-                f"CLASS_LABEL_FIELD: {label_field!r} is the confidence field's name; choose another (default ClassLabel)"
-            )
         source = None
         if parameters.get("IN_FEATURES") not in (None, ""):
             source = self.parameterAsSource(parameters, "IN_FEATURES", context)
@@ -156,9 +152,9 @@ class ClassifyObjectsUsingDeepLearning(InferenceAlgorithm):
             out_path=temporary_path("classified_objects", ".geojson"),
             arguments=self.arguments(parameters, context),
             device=self.device(parameters, context),
-            class_label_field=label_field,
+            class_label_field=(self.parameterAsString(parameters, "CLASS_LABEL_FIELD", context) or "").strip(),
         )
-        return config, layer, source
+        return check_config(config), layer, source
 
     def infer(self, parameters, context, feedback):
         config, layer, source = self.build_config(parameters, context, feedback)

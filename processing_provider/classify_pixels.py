@@ -19,10 +19,12 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from .base import check_config
 from .inference_base import (
     COMMON_HELP,
     PROCESSING_MODE,
     InferenceAlgorithm,
+    argument_names,
     arguments_help,
     arguments_parameter,
     as_int,
@@ -39,7 +41,8 @@ from .inference_base import (
 )
 
 ALGORITHM_ID = "classifypixelsusingdeeplearning"
-ARGUMENT_NAMES = ("padding", "batch_size", "predict_background", "test_time_augmentation", "tile_size")
+TOOL = "classify_pixels"
+ARGUMENT_NAMES = argument_names(TOOL)  # the engine's TOOL_ARGUMENTS names
 GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 
 HELP = f"""
@@ -135,7 +138,7 @@ def save_class_style(path: str, classes: List[Dict[str, Any]], feedback=None) ->
 class ClassifyPixelsUsingDeepLearning(InferenceAlgorithm):
     ALGORITHM_ID = ALGORITHM_ID
     DISPLAY_NAME = "Classify Pixels Using Deep Learning"
-    TOOL = "classify_pixels"
+    TOOL = TOOL
     HELP = HELP
     TAGS = (
         "deep learning", "inference", "classify", "pixel classification", "segmentation", "land cover",
@@ -153,26 +156,25 @@ class ClassifyPixelsUsingDeepLearning(InferenceAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUT_CLASSIFIED_RASTER", "Classified raster"))
 
     def build_config(self, parameters, context, feedback):
-        """(InferConfig, the destination as QGIS knows it); quick checks only, the engine checks the rest."""
+        """(InferConfig checked here, the destination as QGIS knows it); what needs the model is
+        the worker's check."""
         from dl_engine.infer.config import InferConfig
 
         model = self.model_path(parameters, context)
         layer, raster_path = self.raster_input(parameters, context, feedback)
         destination = self.parameterAsOutputLayer(parameters, "OUT_CLASSIFIED_RASTER", context)
-        if not destination:
-            raise QgsProcessingException("OUT_CLASSIFIED_RASTER: give the file to write the classified raster to")
         config = InferConfig(
             tool=self.TOOL,
             in_raster=raster_path,
             model=model,
-            out_path=os.path.abspath(destination),
+            out_path=os.path.abspath(destination) if destination else "",
             arguments=self.arguments(parameters, context),
             processing_mode=PROCESSING_MODE.keyword(self, parameters, context),
             extent=self.extent(parameters, context, layer),
             cell_size=self.cell_size(parameters, context),
             device=self.device(parameters, context),
         )
-        return config, destination
+        return check_config(config), destination
 
     def infer(self, parameters, context, feedback):
         # ``destination`` is the key under which QGIS loads the output; ``out`` the file.

@@ -22,11 +22,15 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from dl_engine.infer.config import CLASS_VALUE_NUMBER_FIELD, InferConfig  # standard library only
+
+from .base import check_config, config_default
 from .inference_base import (
     COMMON_HELP,
     PROCESSING_MODE,
     GeoJsonReader,
     InferenceAlgorithm,
+    argument_names,
     arguments_help,
     arguments_parameter,
     as_float,
@@ -44,8 +48,8 @@ from .inference_base import (
 )
 
 ALGORITHM_ID = "detectobjectsusingdeeplearning"
-ARGUMENT_NAMES = ("padding", "threshold", "nms_overlap", "batch_size", "exclude_pad_detections", "tile_size")
-CLASS_VALUE_NUMBER_FIELD = "ClassValue"
+TOOL = "detect_objects"
+ARGUMENT_NAMES = argument_names(TOOL)  # the engine's TOOL_ARGUMENTS names
 
 HELP = f"""
 <p>Finds objects in a raster with a trained object detection model and writes one polygon per
@@ -69,19 +73,10 @@ field <code>ClassValue</code> holds the class value.</p>
 """
 
 
-def check_field_name(name: str, parameter: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise QgsProcessingException(f"{parameter}: give a field name")
-    if any(c in name for c in "\"'\n\r\t"):
-        raise QgsProcessingException(f"{parameter}: {name!r} is not a usable field name (quotes or line breaks)")
-    return name
-
-
 class DetectObjectsUsingDeepLearning(InferenceAlgorithm):
     ALGORITHM_ID = ALGORITHM_ID
     DISPLAY_NAME = "Detect Objects Using Deep Learning"
-    TOOL = "detect_objects"
+    TOOL = TOOL
     HELP = HELP
     TAGS = (
         "deep learning", "inference", "detect", "object detection", "boxes", "instance segmentation",
@@ -93,12 +88,16 @@ class DetectObjectsUsingDeepLearning(InferenceAlgorithm):
         self.addParameter(raster_parameter())
         self.addParameter(model_parameter())
         self.addParameter(arguments_parameter(ARGUMENT_NAMES))
-        self.addParameter(QgsProcessingParameterBoolean("RUN_NMS", "Non maximum suppression", False))
+        self.addParameter(QgsProcessingParameterBoolean("RUN_NMS", "Non maximum suppression",
+                                                        config_default(InferConfig, "run_nms")))
         self.addParameter(
-            QgsProcessingParameterString("CONFIDENCE_SCORE_FIELD", "Confidence score field", "Confidence")
+            QgsProcessingParameterString("CONFIDENCE_SCORE_FIELD", "Confidence score field",
+                                        config_default(InferConfig, "confidence_score_field"))
         )
-        self.addParameter(QgsProcessingParameterString("CLASS_VALUE_FIELD", "Class value field", "Class"))
-        self.addParameter(number("MAX_OVERLAP_RATIO", "Max overlap ratio (0–1)", number.Double, 0.0))
+        self.addParameter(QgsProcessingParameterString("CLASS_VALUE_FIELD", "Class value field",
+                                                     config_default(InferConfig, "class_value_field")))
+        self.addParameter(number("MAX_OVERLAP_RATIO", "Max overlap ratio (0–1)", number.Double,
+                                  config_default(InferConfig, "max_overlap_ratio")))
         self.addParameter(PROCESSING_MODE.parameter())
         self.addParameter(extent_parameter())
         self.addParameter(device_parameter())
@@ -109,33 +108,11 @@ class DetectObjectsUsingDeepLearning(InferenceAlgorithm):
         )
 
     def build_config(self, parameters, context, feedback):
-        """(InferConfig, raster layer); quick checks only, the engine checks the rest."""
-        from dl_engine.infer.config import InferConfig
+        """(InferConfig checked here, raster layer); what needs the model is the worker's check."""
+        def text(name):
+            return (self.parameterAsString(parameters, name, context) or "").strip()
 
         model = self.model_path(parameters, context)
-        confidence_field = check_field_name(
-            self.parameterAsString(parameters, "CONFIDENCE_SCORE_FIELD", context), "CONFIDENCE_SCORE_FIELD"
-        )
-        class_field = check_field_name(
-            self.parameterAsString(parameters, "CLASS_VALUE_FIELD", context), "CLASS_VALUE_FIELD"
-        )
-        if class_field.lower() == CLASS_VALUE_NUMBER_FIELD.lower():
-            raise QgsProcessingException(
-                f"CLASS_VALUE_FIELD: {class_field!r} is taken by the class value field {CLASS_VALUE_NUMBER_FIELD}; "
-                f"choose another name (default Class)"
-            )
-        if confidence_field.lower() in (class_field.lower(), CLASS_VALUE_NUMBER_FIELD.lower()):
-            raise QgsProcessingException(
-                f"CONFIDENCE_SCORE_FIELD: {confidence_field!r} is already the name of another output field "
-                f"(CLASS_VALUE_FIELD {class_field!r}, {CLASS_VALUE_NUMBER_FIELD}); choose another name "
-                f"(default Confidence)"
-            )
-        ratio = self.parameterAsDouble(parameters, "MAX_OVERLAP_RATIO", context)
-        if not 0.0 <= ratio <= 1.0:
-            raise QgsProcessingException(
-                f"MAX_OVERLAP_RATIO: must be a ratio from 0 to 1 (the share of overlap above which two "
-                f"detections are one object); got {ratio}"
-            )
         layer, raster_path = self.raster_input(parameters, context, feedback)
         config = InferConfig(
             tool=self.TOOL,
@@ -147,11 +124,11 @@ class DetectObjectsUsingDeepLearning(InferenceAlgorithm):
             extent=self.extent(parameters, context, layer),
             device=self.device(parameters, context),
             run_nms=self.parameterAsBool(parameters, "RUN_NMS", context),
-            confidence_score_field=confidence_field,
-            class_value_field=class_field,
-            max_overlap_ratio=ratio,
+            confidence_score_field=text("CONFIDENCE_SCORE_FIELD"),
+            class_value_field=text("CLASS_VALUE_FIELD"),
+            max_overlap_ratio=self.parameterAsDouble(parameters, "MAX_OVERLAP_RATIO", context),
         )
-        return config, layer
+        return check_config(config), layer
 
     def infer(self, parameters, context, feedback):
         config, layer = self.build_config(parameters, context, feedback)

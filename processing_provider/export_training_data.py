@@ -25,7 +25,9 @@ from qgis.core import (
 
 from dl_engine.events import Events  # standard library only
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
+from dl_engine.export.config import ExportConfig  # standard library only
+
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, run_guarded
 from .engine_process import feed_event
 
 CANCELED_MESSAGE = "Export canceled: nothing was written"
@@ -170,6 +172,10 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         number = QgsProcessingParameterNumber
+
+        def default(name):
+            return config_default(ExportConfig, name)
+
         self.addParameter(QgsProcessingParameterRasterLayer("IN_RASTER", "Input raster"))
         self.addParameter(QgsProcessingParameterFolderDestination("OUT_FOLDER", "Output folder"))
         self.addParameter(
@@ -181,17 +187,19 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             )
         )
         self.addParameter(IMAGE_CHIP_FORMAT.parameter())
-        self.addParameter(number("TILE_SIZE_X", "Tile size X (pixels)", number.Integer, 256))
-        self.addParameter(number("TILE_SIZE_Y", "Tile size Y (pixels)", number.Integer, 256))
-        self.addParameter(number("STRIDE_X", "Stride X (pixels)", number.Integer, 128))
-        self.addParameter(number("STRIDE_Y", "Stride Y (pixels)", number.Integer, 128))
+        self.addParameter(number("TILE_SIZE_X", "Tile size X (pixels)", number.Integer, default("tile_size_x")))
+        self.addParameter(number("TILE_SIZE_Y", "Tile size Y (pixels)", number.Integer, default("tile_size_y")))
+        self.addParameter(number("STRIDE_X", "Stride X (pixels)", number.Integer, default("stride_x")))
+        self.addParameter(number("STRIDE_Y", "Stride Y (pixels)", number.Integer, default("stride_y")))
         self.addParameter(
             QgsProcessingParameterBoolean(
-                "OUTPUT_NOFEATURE_TILES", "Output tiles without features (false: only tiles with features)", False
+                "OUTPUT_NOFEATURE_TILES", "Output tiles without features (false: only tiles with features)",
+                default("output_nofeature_tiles"),
             )
         )
         self.addParameter(METADATA_FORMAT.parameter())
-        self.addParameter(number("START_INDEX", "Start index (> 0 appends to an earlier export)", number.Integer, 0))
+        self.addParameter(number("START_INDEX", "Start index (> 0 appends to an earlier export)", number.Integer,
+                                  default("start_index")))
         self.addParameter(
             QgsProcessingParameterField(
                 "CLASS_VALUE_FIELD",
@@ -207,12 +215,15 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 "IN_MASK_POLYGONS", "Mask polygons", [QgsProcessing.TypeVectorPolygon], optional=True
             )
         )
-        self.addParameter(number("ROTATION_ANGLE", "Rotation angle (degrees)", number.Double, 0.0))
+        self.addParameter(
+            number("ROTATION_ANGLE", "Rotation angle (degrees)", number.Double, default("rotation_angle"))
+        )
         self.addParameter(REFERENCE_SYSTEM.parameter())
         self.addParameter(PROCESSING_MODE.parameter())
         self.addParameter(
             QgsProcessingParameterBoolean(
-                "BLACKEN_AROUND_FEATURE", "Blacken around feature (Labeled_Tiles, Imagenet)", False
+                "BLACKEN_AROUND_FEATURE", "Blacken around feature (Labeled_Tiles, Imagenet)",
+                default("blacken_around_feature"),
             )
         )
         self.addParameter(CROP_MODE.parameter())
@@ -239,27 +250,28 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             )
         )
         self.addParameter(
-            number("MIN_POLYGON_OVERLAP_RATIO", "Minimum polygon overlap ratio (0–1)", number.Double, 0.0)
+            number("MIN_POLYGON_OVERLAP_RATIO", "Minimum polygon overlap ratio (0–1)", number.Double,
+                   default("min_polygon_overlap_ratio"))
         )
         self.addParameter(advanced(QgsProcessingParameterExtent("EXTENT", "Processing extent", optional=True)))
         self.addParameter(
             advanced(
-                number("CELL_SIZE", "Cell size (map units; empty = the raster's)", number.Double, None, optional=True)
+                number("CELL_SIZE", "Cell size (map units; empty = the raster's)", number.Double, default("cell_size"),
+                       optional=True)
             )
         )
         self.addParameter(
             advanced(
                 number("PARALLEL_PROCESSING_FACTOR", "Parallel processing factor (workers, 0 = all cores)",
-                       number.Integer, 0)
+                       number.Integer, default("workers"))
             )
         )
         self.addOutput(QgsProcessingOutputNumber("NUM_TILES", "Number of chips written"))
 
     # ------------------------------------------------------------------
     def build_config(self, parameters, context, feedback):
-        """The ``ExportConfig`` for these parameters (QGIS-layer checks only)."""
-        from dl_engine.export.config import ExportConfig
-
+        """The ``ExportConfig`` for these parameters, checked (``ExportConfig.check``: the rules on
+        each value; the layers open); what needs the raster's data or the labels is run_export's check."""
         from . import layer_inputs
 
         raster_layer = self.parameterAsRasterLayer(parameters, "IN_RASTER", context)
@@ -271,9 +283,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback)
         raster_crs = raster_layer.crs()
 
-        out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context)
-        if not out_folder:
-            raise QgsProcessingException("OUT_FOLDER: give the folder to write the export to")
+        out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context) or ""
 
         metadata_format = METADATA_FORMAT.keyword(self, parameters, context)
 
@@ -361,7 +371,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         if self.optional_number(parameters, "CELL_SIZE"):
             cell_size = self.parameterAsDouble(parameters, "CELL_SIZE", context) or None
 
-        return ExportConfig(
+        return check_config(ExportConfig(
             raster=raster_path,
             out_folder=out_folder,
             metadata_format=metadata_format,
@@ -386,7 +396,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             crop_mode=CROP_MODE.keyword(self, parameters, context),
             blacken_around_feature=self.parameterAsBool(parameters, "BLACKEN_AROUND_FEATURE", context),
             instance_labels=instance_labels,
-        )
+        ))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         try:

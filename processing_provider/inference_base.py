@@ -3,8 +3,10 @@ Objects Using Deep Learning).
 
 - The parameters they have in common (IN_RASTER, IN_MODEL_DEFINITION, ARGUMENTS,
   PROCESSING_MODE, EXTENT, CELL_SIZE, DEVICE), built and read in one place.
-- Quick checks before the worker starts (the model file exists and is a .emd/.dlpk, numbers
-  are sane), each a ``QgsProcessingException`` that names the parameter.
+- Checks before the worker starts: ``InferConfig.check`` (the rules on each value, also the
+  parameters' defaults are the config's) through ``base.check_config``, and what needs QGIS
+  (the layers open, the model file exists, EXTENT overlaps the raster), each a
+  ``QgsProcessingException`` that names the parameter.
 - ``InferenceAlgorithm.run_engine``: ``python -m dl_engine infer --config cfg.json`` with a
   ``dl_engine.infer.config.InferConfig`` in a worker process (``worker.run_worker``: progress,
   log, cancel within 2 s, engine refusals as "PARAMETER: message").
@@ -33,13 +35,18 @@ from qgis.core import (
 )
 
 from dl_engine.errors import Canceled
+from dl_engine.infer.arguments import TOOL_ARGUMENTS  # standard library only
+from dl_engine.infer.config import InferConfig  # standard library only
 
 from . import layer_inputs
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, config_default, run_guarded
 from .engine_process import run_worker
 
-MODEL_EXTENSIONS = (".emd", ".dlpk")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$", re.IGNORECASE)
+
+def argument_names(tool: str):
+    """The ARGUMENTS names of an inference tool: the engine's TOOL_ARGUMENTS keys."""
+    return tuple(TOOL_ARGUMENTS[tool])
+
 
 PROCESSING_MODE = KeywordEnum(
     "PROCESSING_MODE",
@@ -48,7 +55,7 @@ PROCESSING_MODE = KeywordEnum(
         ("PROCESS_AS_MOSAICKED_IMAGE", "the raster as one mosaicked image"),
         ("PROCESS_ITEMS_SEPARATELY", "each file of a VRT/mosaic on its own"),
     ],
-    "PROCESS_AS_MOSAICKED_IMAGE",
+    config_default(InferConfig, "processing_mode"),
 )
 
 
@@ -92,7 +99,8 @@ def model_parameter() -> QgsProcessingParameterFile:
 
 def arguments_parameter(names) -> QgsProcessingParameterString:
     return QgsProcessingParameterString(
-        "ARGUMENTS", f"Arguments (name value;name value: {', '.join(names)})", "", optional=True
+        "ARGUMENTS", f"Arguments (name value;name value: {', '.join(names)})",
+        config_default(InferConfig, "arguments"), optional=True
     )
 
 
@@ -103,12 +111,14 @@ def extent_parameter() -> QgsProcessingParameterExtent:
 def cell_size_parameter() -> QgsProcessingParameterNumber:
     number = QgsProcessingParameterNumber
     return number(
-        "CELL_SIZE", "Cell size (raster CRS units; empty: the raster's)", number.Double, None, optional=True
+        "CELL_SIZE", "Cell size (raster CRS units; empty: the raster's)", number.Double,
+        config_default(InferConfig, "cell_size"), optional=True
     )
 
 
 def device_parameter():
-    return advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)", "auto"))
+    return advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)",
+                                                 config_default(InferConfig, "device")))
 
 
 # ---------------------------------------------------------------------------
@@ -144,12 +154,9 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
         return (self.parameterAsString(parameters, "ARGUMENTS", context) or "").strip()
 
     def device(self, parameters, context) -> str:
-        device = (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip() or "auto"
-        if not DEVICE_PATTERN.match(device):
-            raise QgsProcessingException(
-                f"DEVICE: {device!r} is not a device; use auto, cpu, cuda or cuda:N (N = the GPU's number)"
-            )
-        return device.lower()
+        """DEVICE as typed, lower case (InferConfig.check says whether it is a device)."""
+        device = (self.parameterAsString(parameters, "DEVICE", context) or "").strip().lower()
+        return device or config_default(InferConfig, "device")
 
     def extent(self, parameters, context, raster_layer) -> Optional[List[float]]:
         """EXTENT in the raster's CRS as [xmin, ymin, xmax, ymax], or None for the whole raster."""
@@ -171,15 +178,10 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
         return list(extent)
 
     def cell_size(self, parameters, context) -> Optional[float]:
+        """CELL_SIZE, None when empty (InferConfig.check says whether it is a size)."""
         if not self.optional_number(parameters, "CELL_SIZE"):
             return None
-        value = self.parameterAsDouble(parameters, "CELL_SIZE", context)
-        if not value > 0:
-            raise QgsProcessingException(
-                f"CELL_SIZE: must be a positive distance in the raster's CRS units, or empty for the raster's "
-                f"own cell size; got {value}"
-            )
-        return value
+        return self.parameterAsDouble(parameters, "CELL_SIZE", context)
 
     # ---- running the engine ----------------------------------------------------------------
     def run_engine(self, config, feedback) -> Dict[str, Any]:
@@ -194,13 +196,12 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
 
 
 def check_model_file(path: str, parameter: str = "IN_MODEL_DEFINITION") -> str:
+    """The model file as an absolute path; that it is a .dlpk/.emd is InferConfig.check's rule."""
     accepted = "give the .dlpk or .emd written by Train Deep Learning Model (or ArcGIS Pro)"
     if not path:
         raise QgsProcessingException(f"{parameter}: no model given; {accepted}")
     if not os.path.isfile(path):
         raise QgsProcessingException(f"{parameter}: file {path!r} does not exist; {accepted}")
-    if os.path.splitext(path)[1].lower() not in MODEL_EXTENSIONS:
-        raise QgsProcessingException(f"{parameter}: {path!r} is not a model definition; {accepted}")
     return os.path.abspath(path)
 
 

@@ -1,13 +1,22 @@
 """Configuration of Train Using AutoDL: the algorithm's parameters as one dataclass that
-travels to the worker process as JSON (``python -m dl_engine autodl --config cfg.json``)."""
+travels to the worker process as JSON (``python -m dl_engine autodl --config cfg.json``), with
+their defaults and their value rules (``AutoDLConfig.check``). Standard library only: QGIS's
+process imports it."""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
+from .. import checks
+from ..devices import check_device
+from ..errors import InputError
+from ..train.config import check_pretrained_extension
+
 AUTODL_MODES = ("BASIC", "ADVANCED")
+MODEL_EXTENSION = ".dlpk"  # OUT_MODEL
 FORMATS = ("Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles")  # what ArcGIS's AutoDL trains on
 
 
@@ -30,6 +39,33 @@ class AutoDLConfig:
     seed: int = 42
     max_batch_size: int = 64  # the automatic batch size never goes above this
     extra: Dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Every rule on a single value, before anything is read or written; raises
+        InputError(PARAMETER, message). What needs the data (the export's format, which
+        NETWORKS fit it, the pretrained model) is checked by ``run_autodl`` (plan.py)."""
+        checks.text_given("IN_DATA", self.in_data, "give the folder of a training data export (Export Training "
+                                                   "Data For Deep Learning)")
+        checks.text_given("OUT_MODEL", self.out_model, "give the .dlpk file to write the best model to, e.g. "
+                                                       "/data/best.dlpk")
+        extension = os.path.splitext(self.out_model.strip())[1]
+        if extension and extension.lower() != MODEL_EXTENSION:
+            raise InputError("OUT_MODEL", f"{os.path.basename(self.out_model.strip())!r} is not a deep learning "
+                                          f"package; give a file name ending in {MODEL_EXTENSION} (or no extension, "
+                                          f"and {MODEL_EXTENSION} is added)")
+        check_pretrained_extension(self.pretrained_model)
+        checks.positive_number("TOTAL_TIME_LIMIT", self.total_time_limit,
+                               "hours; fractions work: 0.05 = 3 minutes, 2 = two hours")
+        if str(self.autodl_mode or "BASIC").strip().upper() not in AUTODL_MODES:
+            raise InputError("AUTODL_MODE", f"{self.autodl_mode!r} is not a mode; accepted: {', '.join(AUTODL_MODES)}")
+        if not isinstance(self.networks, (list, tuple)) or not all(isinstance(n, str) for n in self.networks):
+            raise InputError("NETWORKS", f"must be a list of network names (e.g. UnetClassifier, DeepLab) or empty "
+                                         f"for every network that fits the data; got {self.networks!r}")
+        check_device(self.device)
+        checks.validation_percentage(self.validation_percentage)
+        checks.whole_number("num_workers", self.num_workers, minimum=0, what="chosen from the CPU count",
+                            optional=True)
+        checks.whole_number("max_batch_size", self.max_batch_size)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -3,7 +3,6 @@ budget, the networks that fit the export's format, the pretrained model and OUT_
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -11,7 +10,7 @@ from typing import List, Optional, Tuple
 from ..errors import InputError
 from ..data.folders import open_folders
 from ..models.registry import ModelSpec, get_spec, model_types
-from .config import AUTODL_MODES, FORMATS, AutoDLConfig
+from .config import FORMATS, MODEL_EXTENSION, AutoDLConfig
 
 # What the leaderboard ranks by, per kind of model (the MONITOR each trial keeps its best epoch by).
 RANKING = {"pixel": "MIOU", "detection": "AVERAGE_PRECISION"}
@@ -51,11 +50,9 @@ def networks_for(data_format: str) -> List[ModelSpec]:
 
 
 def make_plan(config: AutoDLConfig) -> Plan:
-    seconds = _budget(config.total_time_limit)
-    mode = str(config.autodl_mode or "BASIC").strip().upper()
-    if mode not in AUTODL_MODES:
-        raise InputError("AUTODL_MODE", f"{config.autodl_mode!r}; accepted: {', '.join(AUTODL_MODES)}")
-    config.autodl_mode = mode
+    """The checks that need the data; the single values passed ``config.check()`` (run_autodl)."""
+    seconds = float(config.total_time_limit) * 3600.0
+    config.autodl_mode = str(config.autodl_mode or "BASIC").strip().upper()
     out_model = _out_model(config.out_model)
     data = _open_data(config.in_data)
     fmt = data.metadata_format
@@ -77,27 +74,12 @@ def make_plan(config: AutoDLConfig) -> Plan:
     return plan
 
 
-def _budget(hours) -> float:
-    try:
-        value = float(hours)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise InputError("TOTAL_TIME_LIMIT", f"the time limit must be a number of hours above 0 (fractions work: "
-                                            f"0.05 = 3 minutes); got {hours!r}")
-    return value * 3600.0
-
-
-def _out_model(path: Optional[str]) -> str:
-    if not path or not str(path).strip():
-        raise InputError("OUT_MODEL", "give the .dlpk file to write the best model to")
+def _out_model(path: str) -> str:
+    """OUT_MODEL (a .dlpk name or none: config.check) as an absolute .dlpk path in a writable folder."""
     path = os.path.abspath(os.path.expanduser(str(path).strip()))
     root, ext = os.path.splitext(path)
     if not ext:
-        path = root + ".dlpk"
-    elif ext.lower() != ".dlpk":
-        raise InputError("OUT_MODEL", f"{path} is not a .dlpk file; give a path ending in .dlpk (a deep learning "
-                                     "package)")
+        path = root + MODEL_EXTENSION
     if os.path.isdir(path):
         raise InputError("OUT_MODEL", f"{path} is a folder; give a .dlpk file path")
     parent = os.path.dirname(path)
@@ -109,9 +91,6 @@ def _out_model(path: Optional[str]) -> str:
 
 
 def _open_data(in_data: str):
-    if not in_data or not str(in_data).strip():
-        raise InputError("IN_DATA", "give the folder of a training data export (Export Training Data For Deep "
-                                   "Learning)")
     try:
         return open_folders(in_data, warn=False)
     except InputError as e:

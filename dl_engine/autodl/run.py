@@ -26,6 +26,7 @@ from .trial import FAILED
 
 def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
                cancel: Callable[[], bool] = lambda: False) -> AutoDLResult:
+    config.check()
     events = events or Events()
     plan = make_plan(config)
     names = ", ".join(s.model_name for s in plan.networks)

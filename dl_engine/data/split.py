@@ -4,7 +4,8 @@ Each sample gets a pseudo-random rank from a hash of the seed and its key (expor
 name + image path), and the lowest ranks are validation. So the split is the same on every
 run and machine, whatever order the samples are listed in, and a sample keeps its side when
 other samples are added. With a positive percentage and at least 2 samples there is at least
-one validation sample and at least one training sample; 0 % gives no validation set.
+one validation sample and at least one training sample; 0 % gives no validation set (100 %
+is refused: nothing would be left to train on).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import math
 from typing import List, Sequence, Tuple, TypeVar
 
-from ..errors import InputError
+from ..checks import validation_percentage
 
 T = TypeVar("T")
 DEFAULT_SEED = 42  # arcgis.learn's default seed
@@ -29,21 +30,10 @@ def validation_count(n: int, percentage: float) -> int:
     return min(n - 1, max(1, int(math.floor(n * percentage / 100.0 + 0.5))))
 
 
-def check_percentage(percentage) -> float:
-    try:
-        p = float(percentage)
-    except (TypeError, ValueError):
-        raise InputError("VALIDATION_PERCENTAGE", f"the validation percentage must be a number from 0 to 100, "
-                                                 f"not {percentage!r}") from None
-    if not (0.0 <= p <= 100.0) or math.isnan(p):
-        raise InputError("VALIDATION_PERCENTAGE", f"the validation percentage must be from 0 to 100, not {p:g}")
-    return p
-
-
 def split_samples(samples: Sequence[T], percentage: float = 10.0, seed: int = DEFAULT_SEED,
                   key=lambda s: s.key) -> Tuple[List[T], List[T]]:
     """(train, validation) lists, each in the order the samples were given."""
-    p = check_percentage(percentage)
+    p = validation_percentage(percentage)  # 0 <= p < 100, the rule of TrainConfig.check
     keys = [key(s) for s in samples]
     if len(set(keys)) != len(keys):
         raise ValueError("split_samples: sample keys must be unique")

@@ -1,12 +1,17 @@
 """What an export is asked to do: plain dataclasses, filled by the Processing
-algorithm, the command line or a script."""
+algorithm, the command line or a script, with the parameters' defaults and value rules
+(``ExportConfig.check``). Standard library only: QGIS's process imports it."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-from ..formats import METADATA_FORMATS  # noqa: F401 (the export's METADATA_FORMAT choices)
+from .. import checks
+from ..errors import InputError
+from ..formats import METADATA_FORMATS, get_format  # noqa: F401 (METADATA_FORMATS: the export's choices)
 
 IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
 REFERENCE_SYSTEMS = ("MAP_SPACE", "PIXEL_SPACE")
@@ -78,6 +83,38 @@ class ExportConfig:
     crop_mode: str = "FIXED_SIZE"  # Labeled_Tiles / MultiLabeled_Tiles / Imagenet
     blacken_around_feature: bool = False  # Labeled_Tiles / Imagenet: pixels outside the feature set to 0
     instance_labels: Optional[VectorLabels] = None  # Panoptic_Segmentation instances (IN_INSTANCE_DATA)
+
+    def check(self) -> None:
+        """Every rule on a single value, before anything is read or written; raises
+        InputError(PARAMETER, message). What needs the raster or the labels (chip format
+        against the bands, EXTENT against the raster, labels present for the format, the
+        existing OUT_FOLDER) is checked by ``run_export``."""
+        checks.text_given("IN_RASTER", self.raster, "give a raster GDAL can open")
+        checks.text_given("OUT_FOLDER", self.out_folder, "give the folder to write the export to")
+        get_format(self.metadata_format)
+        checks.one_of("IMAGE_CHIP_FORMAT", self.image_format, IMAGE_FORMATS)
+        for name, value in (("TILE_SIZE_X", self.tile_size_x), ("TILE_SIZE_Y", self.tile_size_y),
+                            ("STRIDE_X", self.stride_x), ("STRIDE_Y", self.stride_y)):
+            checks.whole_number(name, value, minimum=1)
+        checks.whole_number("START_INDEX", self.start_index, minimum=0)
+        checks.number_between("MIN_POLYGON_OVERLAP_RATIO", self.min_polygon_overlap_ratio, 0.0, 1.0,
+                              "the share of a feature that must lie inside a chip")
+        checks.one_of("REFERENCE_SYSTEM", self.reference_system, REFERENCE_SYSTEMS)
+        checks.one_of("PROCESSING_MODE", self.processing_mode, PROCESSING_MODES)
+        checks.one_of("CROP_MODE", self.crop_mode, CROP_MODES)
+        angle = self.rotation_angle
+        if not (isinstance(angle, numbers.Real) and not isinstance(angle, bool) and not math.isnan(angle)
+                and (angle == 0 or 0 < angle < 360)):
+            raise InputError("ROTATION_ANGLE", f"must be 0 (no rotated copies) or an angle between 0 and 360 degrees "
+                                               f"(exclusive); got {angle!r}")
+        checks.whole_number("PARALLEL_PROCESSING_FACTOR", self.workers, minimum=0, what="0 = every core")
+        checks.extent(self.extent)
+        if self.cell_size is not None:
+            if self.reference_system == "PIXEL_SPACE":
+                raise InputError("CELL_SIZE", "resampling is not available in PIXEL_SPACE (chips keep the image's own "
+                                              "pixels); leave CELL_SIZE empty or use MAP_SPACE")
+            checks.positive_number("CELL_SIZE", self.cell_size, "map units of the raster's CRS, or empty for the "
+                                                                "raster's own")
 
 
 @dataclass

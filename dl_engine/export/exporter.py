@@ -8,7 +8,6 @@ that is appended to stays intact).
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import uuid
@@ -23,8 +22,7 @@ from ..errors import Canceled, InputError
 from ..events import Events
 from ..formats import IMAGES, IMAGES2, LABELS, MetadataFormat, get_format
 from . import esri_files as ef
-from .config import (CROP_MODES, PROCESSING_MODES, REFERENCE_SYSTEMS, ClassInfo, ExportConfig, ExportResult,
-                     RasterLabels, VectorLabels)
+from .config import ClassInfo, ExportConfig, ExportResult, RasterLabels, VectorLabels
 from .existing import ExistingExport, read_existing
 from .frames import Frame, feature_frame, grid_frames, rotate, rotations
 from .grid import Grid, build_grid, count_tiles
@@ -91,6 +89,7 @@ def run_export(config: ExportConfig, events: Optional[Events] = None,
     (a percent, 0-100), log lines and a ``result`` event at the end; ``cancel()`` is asked
     between chips. Raises InputError (bad input, naming the parameter) and Canceled (nothing
     is left behind; an export appended to stays as it was)."""
+    config.check()
     events = events or Events()
     cancel = cancel or (lambda: False)
     with quiet_georeferencing(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
@@ -124,7 +123,7 @@ def _run(config: ExportConfig, progress, cancel, log) -> ExportResult:
 
 def _run_cyclegan(c: ExportConfig, progress, cancel, log) -> ExportResult:
     """CycleGAN: A/ from IN_RASTER and B/ from IN_RASTER2, each a complete export."""
-    _check_values(c)
+    _check_labels(c)
     if not c.raster2:
         raise InputError("IN_RASTER2", "CycleGAN needs a second raster (domain B); give IN_RASTER2")
     if c.start_index > 0:
@@ -155,27 +154,9 @@ def _run_cyclegan(c: ExportConfig, progress, cancel, log) -> ExportResult:
 
 # ---- checking the request --------------------------------------------------------------------
 
-def _check_values(c: ExportConfig) -> None:
+def _check_labels(c: ExportConfig) -> None:
+    """The labels the format needs are there (the single values passed ``config.check()``)."""
     fmt = get_format(c.metadata_format)
-    for name, v in (("TILE_SIZE_X", c.tile_size_x), ("TILE_SIZE_Y", c.tile_size_y),
-                    ("STRIDE_X", c.stride_x), ("STRIDE_Y", c.stride_y)):
-        if not isinstance(v, (int, np.integer)) or v <= 0:
-            raise InputError(name, f"must be a whole number of pixels greater than 0, got {v}")
-    if c.start_index < 0:
-        raise InputError("START_INDEX", f"must be 0 or more, got {c.start_index}")
-    if not 0 <= c.min_polygon_overlap_ratio <= 1:
-        raise InputError("MIN_POLYGON_OVERLAP_RATIO", f"must lie between 0 and 1, got {c.min_polygon_overlap_ratio}")
-    if c.reference_system not in REFERENCE_SYSTEMS:
-        raise InputError("REFERENCE_SYSTEM", f"use MAP_SPACE or PIXEL_SPACE, got {c.reference_system!r}")
-    if c.processing_mode not in PROCESSING_MODES:
-        raise InputError("PROCESSING_MODE", f"use one of {', '.join(PROCESSING_MODES)}, got {c.processing_mode!r}")
-    if c.crop_mode not in CROP_MODES:
-        raise InputError("CROP_MODE", f"use FIXED_SIZE or BOUNDING_BOX, got {c.crop_mode!r}")
-    if not (c.rotation_angle == 0 or 0 < c.rotation_angle < 360) or math.isnan(c.rotation_angle):
-        raise InputError("ROTATION_ANGLE", f"must be 0 (no rotated copies) or an angle between 0 and 360 degrees "
-                                            f"(exclusive), got {c.rotation_angle}")
-    if c.workers < 0:
-        raise InputError("PARALLEL_PROCESSING_FACTOR", f"must be 0 (every core) or a number of workers, got {c.workers}")
     if not fmt.labelled:
         return
     if c.labels is None:
@@ -194,7 +175,7 @@ def _check_values(c: ExportConfig) -> None:
 
 
 def _plan(c: ExportConfig, log) -> _Plan:
-    _check_values(c)
+    _check_labels(c)
     paths = raster_items(c.raster, c.processing_mode == "PROCESS_ITEMS_SEPARATELY", log)
     info = read_info(paths[0], "IN_RASTER")
     grids = []

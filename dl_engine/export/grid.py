@@ -87,19 +87,12 @@ def build_grid(src, extent: Optional[Tuple[float, float, float, float]], cell_si
     src_bounds = (t.c, t.f + t.e * src.height, t.c + t.a * src.width, t.f)
     xmin, ymin, xmax, ymax = src_bounds
     if extent is not None:
-        exmin, eymin, exmax, eymax = extent
-        if exmin >= exmax or eymin >= eymax:
-            raise InputError("EXTENT", f"the extent {extent} is empty; give xmin < xmax and ymin < ymax in the raster's CRS")
+        exmin, eymin, exmax, eymax = extent  # an area (ExportConfig.check / InferConfig.check)
         xmin, ymin, xmax, ymax = max(xmin, exmin), max(ymin, eymin), min(xmax, exmax), min(ymax, eymax)
         if xmin >= xmax or ymin >= ymax:
             raise InputError("EXTENT", f"the extent {tuple(extent)} does not overlap the raster "
                                         f"(raster bounds {tuple(round(v, 6) for v in src_bounds)} in its own CRS)")
-    if cell_size is not None:
-        if reference_system == "PIXEL_SPACE":
-            raise InputError("CELL_SIZE", "resampling is not available in PIXEL_SPACE (chips keep the image's own "
-                                           "pixels); leave CELL_SIZE empty or use MAP_SPACE")
-        if not (cell_size > 0 and math.isfinite(cell_size)):
-            raise InputError("CELL_SIZE", f"must be a positive number of map units, got {cell_size}")
+    if cell_size is not None:  # above 0, and MAP_SPACE (ExportConfig.check / InferConfig.check)
         width = max(1, math.ceil((xmax - xmin) / cell_size - 1e-9))
         height = max(1, math.ceil((ymax - ymin) / cell_size - 1e-9))
         return Grid(src.crs, Affine(cell_size, 0, xmin, 0, -cell_size, ymax), width, height)

@@ -1,14 +1,41 @@
 """Configuration of the inference tools (Classify Pixels / Detect Objects / Classify Objects
 Using Deep Learning): the algorithms' parameters as one dataclass that travels to the worker
-process as JSON (``python -m dl_engine infer --config cfg.json``)."""
+process as JSON (``python -m dl_engine infer --config cfg.json``), with their defaults and
+their value rules (``InferConfig.check``). Standard library only: QGIS's process imports it."""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
+from .. import checks
+from ..arguments import parse_arguments
+from ..devices import check_device
+from ..errors import InputError
+from .arguments import TOOL_ARGUMENTS, TOOL_NAMES
+
 TOOLS = ("classify_pixels", "detect_objects", "classify_objects")
+PROCESSING_MODES = ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY")
+MODEL_EXTENSIONS = (".emd", ".dlpk")  # IN_MODEL_DEFINITION
+# Output fields the engine writes besides the ones the user names: Detect Objects' integer class
+# value, Classify Objects' confidence.
+CLASS_VALUE_NUMBER_FIELD = "ClassValue"
+CONFIDENCE_FIELD = "Confidence"
+OUT_PARAMETERS = {"classify_pixels": "OUT_CLASSIFIED_RASTER", "detect_objects": "OUT_DETECTED_OBJECTS",
+                  "classify_objects": "OUT_FEATURE_CLASS"}
+
+
+def check_field_name(parameter: str, name, default: str) -> str:
+    """An output field name: not empty, no quotes or line breaks."""
+    text = name.strip() if isinstance(name, str) else ""
+    if not text:
+        raise InputError(parameter, f"give a field name (default {default})")
+    if any(c in text for c in "\"'\n\r\t"):
+        raise InputError(parameter, f"{text!r} is not a usable field name (quotes or line breaks); give a plain "
+                                    f"name (default {default})")
+    return text
 
 
 @dataclass
@@ -34,6 +61,49 @@ class InferConfig:
     # engine settings with no arcpy parameter
     precision: str = "auto"
     num_workers: Optional[int] = None
+
+    def check(self) -> None:
+        """Every rule on a single value, before anything is read or written; raises
+        InputError(PARAMETER, message). ARGUMENTS' names and types are checked here, their
+        ranges against the model's tile size (and everything about the model and the raster)
+        by ``run_inference``."""
+        checks.one_of("tool", self.tool, TOOLS)
+        checks.text_given("IN_RASTER", self.in_raster, "give a raster file GDAL can read")
+        accepted = "give the .dlpk or .emd written by Train Deep Learning Model (or ArcGIS Pro)"
+        checks.text_given("IN_MODEL_DEFINITION", self.model, accepted)
+        if os.path.splitext(self.model.strip())[1].lower() not in MODEL_EXTENSIONS:
+            raise InputError("IN_MODEL_DEFINITION", f"{self.model!r} is not a model definition; {accepted}")
+        out = OUT_PARAMETERS[self.tool]
+        checks.text_given(out, self.out_path, "give the file to write the output to")
+        if os.path.abspath(self.out_path) == os.path.abspath(self.in_raster):
+            raise InputError(out, "the output would overwrite the input raster; give another file")
+        parse_arguments(self.arguments, TOOL_ARGUMENTS[self.tool], TOOL_NAMES[self.tool])
+        checks.one_of("PROCESSING_MODE", self.processing_mode, PROCESSING_MODES)
+        checks.extent(self.extent)
+        checks.positive_number("CELL_SIZE", self.cell_size, "in the raster's CRS units, or empty for the raster's "
+                                                            "own cell size", optional=True)
+        check_device(self.device)
+        if self.tool == "detect_objects":
+            checks.number_between("MAX_OVERLAP_RATIO", self.max_overlap_ratio, 0.0, 1.0,
+                                  "the share of overlap above which two detections are one object")
+            confidence = check_field_name("CONFIDENCE_SCORE_FIELD", self.confidence_score_field, "Confidence")
+            value = check_field_name("CLASS_VALUE_FIELD", self.class_value_field, "Class")
+            if value.lower() == CLASS_VALUE_NUMBER_FIELD.lower():
+                raise InputError("CLASS_VALUE_FIELD", f"{value!r} is taken by the class value field "
+                                                      f"{CLASS_VALUE_NUMBER_FIELD}; choose another name "
+                                                      f"(default Class)")
+            if confidence.lower() in (value.lower(), CLASS_VALUE_NUMBER_FIELD.lower()):
+                raise InputError("CONFIDENCE_SCORE_FIELD", f"{confidence!r} is already the name of another output "
+                                                           f"field (CLASS_VALUE_FIELD {value!r}, "
+                                                           f"{CLASS_VALUE_NUMBER_FIELD}); choose another name "
+                                                           f"(default Confidence)")
+        if self.tool == "classify_objects":
+            label = check_field_name("CLASS_LABEL_FIELD", self.class_label_field, "ClassLabel")
+            if label.lower() == CONFIDENCE_FIELD.lower():
+                raise InputError("CLASS_LABEL_FIELD", f"{label!r} is the confidence field's name; choose another "
+                                                      f"(default ClassLabel)")
+        checks.whole_number("num_workers", self.num_workers, minimum=0, what="chosen from the device",
+                            optional=True)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -23,6 +23,7 @@ import shapely
 from affine import Affine
 from rasterio.features import geometry_mask
 
+from .config import CONFIDENCE_FIELD
 from .grid import InferGrid, TileLayout, batches
 from .job import Clock, Job, Progress
 from .prefetch import ThreadLocalResource, prefetch
@@ -30,7 +31,7 @@ from .source import WindowSource
 from .vectors import FeatureWriter, read_features
 
 OUT_PARAMETER = "OUT_FEATURE_CLASS"
-CONFIDENCE = "Confidence"
+CONFIDENCE = CONFIDENCE_FIELD  # the confidence output field (InferConfig.check keeps CLASS_LABEL_FIELD off it)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional
 from ..errors import InputError
 from ..events import Events
 from .arguments import TOOL_NAMES, parse_tool_arguments
-from .config import TOOLS, InferConfig
+from .config import InferConfig
 from ..errors import Canceled
 from .job import Job
 from .model import load_model
@@ -55,6 +55,7 @@ def run_inference(config: InferConfig, events: Optional[Events] = None,
                   cancel: Callable[[], bool] = lambda: False) -> InferResult:
     """Run one inference tool. Raises InputError (bad input, naming the parameter) and
     Canceled (``cancel()`` turned true; no output left behind)."""
+    config.check()
     events = events or Events()
     with quiet_georeferencing():  # a raster without georeferencing is processed in its own pixels
         return _run(config, events, cancel)
@@ -98,12 +99,6 @@ def prepare(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> 
     from ..runtime import choose_runtime
     from .predictor import Predictor
 
-    if config.tool not in TOOLS:
-        raise InputError("tool", f"unknown tool {config.tool!r}; one of {', '.join(TOOLS)}")
-    if not config.out_path:
-        raise InputError(_out_parameter(config.tool), "no output path given")
-    if os.path.abspath(config.out_path) == os.path.abspath(config.in_raster):
-        raise InputError(_out_parameter(config.tool), "the output would overwrite the input raster")
     if config.tool == "classify_objects" and config.in_features and not os.path.isfile(config.in_features):
         raise InputError("IN_FEATURES", f"{config.in_features} does not exist; give a GeoJSON file of the features")
     model = load_model(config.model, config.tool)
@@ -118,19 +113,11 @@ def prepare(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> 
     if not model.normalization.is_multispectral and desc.dtype != "uint8":
         events.warning(f"the model was trained on 8-bit RGB imagery; {config.in_raster} holds {desc.dtype}: "
                        "its values are used as they are (0-255 expected)")
-    if config.processing_mode not in ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY"):
-        raise InputError("PROCESSING_MODE", f"{config.processing_mode!r}; accepted PROCESS_AS_MOSAICKED_IMAGE, "
-                                           "PROCESS_ITEMS_SEPARATELY")
     runtime = choose_runtime(config.device, config.precision)
     predictor = Predictor(model, runtime)
     workers = config.num_workers or (min(4, os.cpu_count() or 1) if runtime.is_cuda else 1)
     return Job(config=config, model=model, predictor=predictor, args=args, raster=desc, grid=grid,
                events=events, cancel=cancel, workers=max(1, int(workers)), depth=max(3, 2 * int(workers)))
-
-
-def _out_parameter(tool: str) -> str:
-    return {"classify_pixels": "OUT_CLASSIFIED_RASTER", "detect_objects": "OUT_DETECTED_OBJECTS",
-            "classify_objects": "OUT_FEATURE_CLASS"}[tool]
 
 
 __all__ = ["InferResult", "Canceled", "run_inference"]

@@ -1,14 +1,43 @@
 """Configuration of Train Deep Learning Model: the algorithm's parameters as one dataclass
-that travels to the worker process as JSON."""
+that travels to the worker process as JSON, with their defaults and their value rules
+(``TrainConfig.check``). Standard library only: QGIS's process imports it."""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Optional
 
+from .. import checks
+from ..devices import check_device
+from ..errors import InputError
+
 MONITORS = ("VALID_LOSS", "AVERAGE_PRECISION", "ACCURACY", "F1", "MIOU", "DICE")
 WEIGHT_INIT_SCHEMES = ("RANDOM", "RED_BAND", "ALL_RANDOM")
+MODEL_EXTENSIONS = (".emd", ".dlpk")  # PRETRAINED_MODEL
+
+
+def monitor_keyword(value: Any, parameter: str = "MONITOR") -> str:
+    """MONITOR (or ARGUMENTS' ``monitor``) as its keyword, any case; empty is VALID_LOSS."""
+    keyword = str(value or "VALID_LOSS").strip().upper()
+    if keyword not in MONITORS:
+        raise InputError(parameter, f"{value!r} is not a metric; accepted: {', '.join(MONITORS)}")
+    return keyword
+
+
+def check_in_folders(value: Any, parameter: str = "IN_FOLDER") -> None:
+    """IN_FOLDER names at least one folder (whether each is an export is the data layer's check)."""
+    folders = [p for p in str(value or "").split(";") if p.strip().strip("\"'")]
+    if not folders:
+        raise InputError(parameter, "no folder given; give the OUT_FOLDER of Export Training Data For Deep "
+                                    "Learning, or several separated by ';'")
+
+
+def check_pretrained_extension(value: Optional[str], parameter: str = "PRETRAINED_MODEL") -> None:
+    """PRETRAINED_MODEL, when given, is a .emd or .dlpk (whether it exists is checked where it is read)."""
+    if value and os.path.splitext(str(value))[1].lower() not in MODEL_EXTENSIONS:
+        raise InputError(parameter, f"{value!r} is not a model; give a .emd or .dlpk file, or leave it empty")
 
 
 @dataclass
@@ -42,6 +71,36 @@ class TrainConfig:
     write_dlpk: bool = True  # False: the model folder without its .dlpk (AutoDL's trials)
     auto_batch_size: bool = False  # probe the largest batch that fits the device; batch_size is the upper limit
     extra: Dict[str, Any] = field(default_factory=dict)  # reserved for later issues
+
+    def check(self) -> None:
+        """Every rule on a single value, before anything is read or written; raises
+        InputError(PARAMETER, message). What needs the data (the export's format, chips and
+        classes, CHIP_SIZE against the tile size, ARGUMENTS against MODEL_TYPE) is checked by
+        ``run_training``."""
+        check_in_folders(self.in_folder)
+        checks.text_given("OUT_FOLDER", self.out_folder, "give the folder to write the model to")
+        out = os.path.normcase(os.path.abspath(os.path.expanduser(self.out_folder.strip())))
+        if any(out == os.path.normcase(os.path.abspath(os.path.expanduser(p.strip().strip("\"'"))))
+               for p in self.in_folder.split(";") if p.strip().strip("\"'")):
+            raise InputError("OUT_FOLDER", "must not be the training data folder (IN_FOLDER); give another folder")
+        checks.text_given("MODEL_TYPE", self.model_type, "give a model type keyword such as UNET")
+        checks.whole_number("MAX_EPOCHS", self.max_epochs)
+        checks.whole_number("BATCH_SIZE", self.batch_size)
+        checks.positive_number("LEARNING_RATE", self.learning_rate, "e.g. 0.001, or empty to run the learning-rate "
+                                                                    "finder", optional=True)
+        checks.text_given("BACKBONE_MODEL", self.backbone,
+                          "give a backbone, e.g. RESNET34, RESNET18, DENSENET121 or timm:<name>")
+        check_pretrained_extension(self.pretrained_model)
+        checks.validation_percentage(self.validation_percentage)
+        checks.whole_number("CHIP_SIZE", self.chip_size, what="the export's tile size", optional=True)
+        checks.whole_number("RESIZE_TO", self.resize_to, what="no resizing", optional=True)
+        checks.one_of("WEIGHT_INIT_SCHEME", self.weight_init_scheme, WEIGHT_INIT_SCHEMES)
+        monitor_keyword(self.monitor)
+        check_device(self.device)
+        checks.whole_number("num_workers", self.num_workers, minimum=0, what="chosen from the CPU count",
+                            optional=True)
+        checks.whole_number("patience", self.patience, minimum=1)
+        checks.whole_number("max_steps", self.max_steps, what="no limit", optional=True)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -9,7 +9,6 @@ input leaves nothing behind; outputs are written to a staging folder and moved i
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,7 @@ from . import checkpoint as ckpt
 from ..arguments import parse_arguments
 from .arguments import TRAINER_ARGUMENTS
 from .batch_size import choose_batch_size
-from .config import MONITORS, WEIGHT_INIT_SCHEMES, TrainConfig
+from .config import TrainConfig, monitor_keyword
 from .control import TrainControl
 from ..runtime import choose_runtime
 from .distributed import Dist, from_environment
@@ -61,6 +60,7 @@ def run_training(config: TrainConfig, events: Optional[Events] = None,
     input and Canceled when ``cancel()`` turns true. ``control`` (in-process callers
     such as AutoDL): a deadline, a soft stop and a per-epoch hook that end training early
     but still write the best epoch's package."""
+    config.check()
     dist = from_environment(config.device)
     events = events or Events()
     if not dist.is_main:
@@ -175,20 +175,11 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
 # ---- checks, before anything is written -------------------------------------------------------
 
 def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
+    """The checks that need the model type's spec or the data (the single values were checked
+    by ``config.check()``)."""
     spec = get_spec(config.model_type)
-    for name, value in (("MAX_EPOCHS", config.max_epochs), ("BATCH_SIZE", config.batch_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise InputError(name, f"{name} must be a whole number of at least 1, not {value!r}")
-    if config.learning_rate is not None and not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-        raise InputError("LEARNING_RATE", f"the learning rate must be a positive number (e.g. 0.001), or empty to "
-                                         f"find one; not {config.learning_rate!r}")
-    if config.weight_init_scheme not in WEIGHT_INIT_SCHEMES:
-        raise InputError("WEIGHT_INIT_SCHEME", f"{config.weight_init_scheme!r}; accepted: "
-                                              f"{', '.join(WEIGHT_INIT_SCHEMES)}")
     args = parse_arguments(config.arguments, {**TRAINER_ARGUMENTS, **spec.arguments}, spec.keyword)
-    monitor = str(args.get("monitor") or config.monitor or "VALID_LOSS").upper()
-    if monitor not in MONITORS:
-        raise InputError("MONITOR", f"{monitor!r}; accepted: {', '.join(MONITORS)}")
+    monitor = monitor_keyword(args.get("monitor") or config.monitor)
     task_class = task_for(spec.kind)
     allowed = ["VALID_LOSS"] + [m for m, (k, _) in MONITOR_KEYS.items() if k in task_class.metric_keys]
     if monitor not in allowed:
@@ -221,8 +212,7 @@ def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
 
 
 def _check_out_folder(path: str) -> None:
-    if not path or not str(path).strip():
-        raise InputError("OUT_FOLDER", "an output folder is required")
+    """OUT_FOLDER (given: config.check) is a folder or can be created."""
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError("OUT_FOLDER", f"{path} is a file; give a folder (it is created when missing)")

@@ -50,7 +50,7 @@ def test_small_sets():
     assert len(train) == 1 and len(valid) == 1
 
 
-@pytest.mark.parametrize("bad", [-1, 100.5, 250, "ten", None, float("nan")])
+@pytest.mark.parametrize("bad", [-1, 100, 100.5, 250, "ten", None, float("nan")])  # 100: nothing to train on
 def test_bad_percentage(bad):
     with pytest.raises(InputError) as e:
         split_samples(SAMPLES, bad)
