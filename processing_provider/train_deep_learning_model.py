@@ -1,10 +1,11 @@
 """deeplearningtools:traindeeplearningmodel — Train Deep Learning Model.
 
-Thin: turns the parameters into a ``dl_engine.train.config.TrainConfig`` (quick checks only:
-folders exist, numbers positive), writes it as JSON and runs ``python -m dl_engine train``
-in a worker process through ``worker.run_worker`` (progress, log, cancel). Everything else
-(model arguments, backbones, band counts, resuming) is checked by the engine, whose errors
-arrive naming the parameter.
+Thin: turns the parameters into a ``dl_engine.train.config.TrainConfig`` (whose defaults
+are the parameters' defaults), checks it here with ``TrainConfig.check`` (the rules on each
+value) and that the folders exist, writes it as JSON and runs ``python -m dl_engine train``
+in a worker process through ``engine_process.run_worker`` (progress, log, cancel). Everything
+that needs the data (model arguments, backbones, band counts, resuming) is checked by the
+engine, whose errors arrive naming the parameter.
 """
 
 import json
@@ -23,8 +24,9 @@ from qgis.core import (
 )
 
 from dl_engine.models.registry import specs as model_specs  # standard library only
+from dl_engine.train.config import TrainConfig  # standard library only
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, run_guarded
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, run_guarded
 from .engine_process import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
@@ -43,7 +45,7 @@ AUGMENTATION = KeywordEnum(
         ("NONE", "no augmentation"),
         ("CUSTOM", "the transforms given in AUGMENTATION_PARAMETERS"),
     ],
-    "DEFAULT",
+    config_default(TrainConfig, "augmentation"),
 )
 
 WEIGHT_INIT_SCHEME = KeywordEnum(
@@ -54,7 +56,7 @@ WEIGHT_INIT_SCHEME = KeywordEnum(
         ("RED_BAND", "bands beyond RGB start from the red band's pretrained weights"),
         ("ALL_RANDOM", "random first-layer weights for every band"),
     ],
-    "RANDOM",
+    config_default(TrainConfig, "weight_init_scheme"),
 )
 
 MONITOR = KeywordEnum(
@@ -68,7 +70,7 @@ MONITOR = KeywordEnum(
         ("MIOU", "mean intersection over union"),
         ("DICE", "Dice coefficient"),
     ],
-    "VALID_LOSS",
+    config_default(TrainConfig, "monitor"),
 )
 
 ENUMS = (MODEL_TYPE, AUGMENTATION, WEIGHT_INIT_SCHEME, MONITOR)
@@ -95,7 +97,7 @@ learning-rate finder. <b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</c
 <code>DENSENET121</code>…, <code>VGG16</code>, <code>MOBILENET_V2</code>, …) or <code>timm:&lt;name&gt;</code>;
 pretrained weights come from the local torch/timm cache only (no download).
 <b>PRETRAINED_MODEL</b>: a <code>.emd</code> or <code>.dlpk</code> to fine-tune (same model type).
-<b>VALIDATION_PERCENTAGE</b>: share of chips held out (0–100). <b>STOP_TRAINING</b>: stop when
+<b>VALIDATION_PERCENTAGE</b>: share of chips held out (0 to below 100). <b>STOP_TRAINING</b>: stop when
 <b>MONITOR</b> no longer improves. <b>FREEZE</b>: train only the head, the backbone stays frozen.
 <b>ARGUMENTS</b>: model arguments as <code>name value;name value</code> (e.g.
 <code>class_balancing true;focal_loss true</code>); an unknown name is an error that lists the valid ones.
@@ -139,16 +141,13 @@ def check_export_folder(path: str, parameter: str = "IN_FOLDER",
 
 
 def check_pretrained_model(path):
-    """PRETRAINED_MODEL as an absolute path (None when empty), or a QgsProcessingException."""
+    """PRETRAINED_MODEL as an absolute path (None when empty), or a QgsProcessingException when
+    the file does not exist (its extension is the config's check)."""
     if not path:
         return None
     if not os.path.isfile(path):
         raise QgsProcessingException(
             f"PRETRAINED_MODEL: file {path!r} does not exist; give a .emd or .dlpk file, or leave it empty"
-        )
-    if os.path.splitext(path)[1].lower() not in (".emd", ".dlpk"):
-        raise QgsProcessingException(
-            f"PRETRAINED_MODEL: {path!r} is not a model; give a .emd or .dlpk file, or leave it empty"
         )
     return os.path.abspath(path)
 
@@ -196,6 +195,10 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         number = QgsProcessingParameterNumber
+
+        def default(name):
+            return config_default(TrainConfig, name)
+
         self.addParameter(
             QgsProcessingParameterFile(
                 "IN_FOLDER",
@@ -204,16 +207,18 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterFolderDestination("OUT_FOLDER", "Output model folder"))
-        self.addParameter(number("MAX_EPOCHS", "Maximum epochs", number.Integer, 20))
+        self.addParameter(number("MAX_EPOCHS", "Maximum epochs", number.Integer, default("max_epochs")))
         self.addParameter(MODEL_TYPE.parameter())
-        self.addParameter(number("BATCH_SIZE", "Batch size", number.Integer, 2))
+        self.addParameter(number("BATCH_SIZE", "Batch size", number.Integer, default("batch_size")))
         self.addParameter(
-            QgsProcessingParameterString("ARGUMENTS", "Model arguments (name value;name value)", "", optional=True)
+            QgsProcessingParameterString("ARGUMENTS", "Model arguments (name value;name value)", default("arguments"),
+                                        optional=True)
         )
         self.addParameter(
-            number("LEARNING_RATE", "Learning rate (empty: learning-rate finder)", number.Double, None, optional=True)
+            number("LEARNING_RATE", "Learning rate (empty: learning-rate finder)", number.Double,
+                   default("learning_rate"), optional=True)
         )
-        self.addParameter(QgsProcessingParameterString("BACKBONE_MODEL", "Backbone model", "RESNET34"))
+        self.addParameter(QgsProcessingParameterString("BACKBONE_MODEL", "Backbone model", default("backbone")))
         self.addParameter(
             QgsProcessingParameterFile(
                 "PRETRAINED_MODEL",
@@ -223,11 +228,13 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(number("VALIDATION_PERCENTAGE", "Validation percentage", number.Double, 10.0))
+        self.addParameter(number("VALIDATION_PERCENTAGE", "Validation percentage", number.Double,
+                                  default("validation_percentage")))
         self.addParameter(
-            QgsProcessingParameterBoolean("STOP_TRAINING", "Stop when the model stops improving", True)
+            QgsProcessingParameterBoolean("STOP_TRAINING", "Stop when the model stops improving",
+                                          default("stop_training"))
         )
-        self.addParameter(QgsProcessingParameterBoolean("FREEZE", "Freeze backbone layers", True))
+        self.addParameter(QgsProcessingParameterBoolean("FREEZE", "Freeze backbone layers", default("freeze")))
         self.addParameter(AUGMENTATION.parameter())
         self.addParameter(
             QgsProcessingParameterString(
@@ -235,88 +242,48 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
             )
         )
         self.addParameter(
-            number("CHIP_SIZE", "Chip size (empty: the export's tile size)", number.Integer, None, optional=True)
+            number("CHIP_SIZE", "Chip size (empty: the export's tile size)", number.Integer, default("chip_size"),
+                   optional=True)
         )
-        self.addParameter(number("RESIZE_TO", "Resize chips to", number.Integer, None, optional=True))
+        self.addParameter(number("RESIZE_TO", "Resize chips to", number.Integer, default("resize_to"), optional=True))
         self.addParameter(WEIGHT_INIT_SCHEME.parameter())
         self.addParameter(MONITOR.parameter())
-        self.addParameter(QgsProcessingParameterBoolean("TENSORBOARD", "Write TensorBoard logs", False))
         self.addParameter(
-            advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)", "auto"))
+            QgsProcessingParameterBoolean("TENSORBOARD", "Write TensorBoard logs", default("tensorboard"))
+        )
+        self.addParameter(
+            advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)", default("device")))
         )
         self.addOutput(QgsProcessingOutputFile("OUT_MODEL_FILE", "Model package (.dlpk)"))
         self.addOutput(QgsProcessingOutputString("METRICS", "Validation metrics (JSON)"))
 
     # ------------------------------------------------------------------
     def _optional_int(self, parameters, name, context):
-        if not self.optional_number(parameters, name):
-            return None
-        value = self.parameterAsInt(parameters, name, context)
-        if value <= 0:
-            raise QgsProcessingException(f"{name}: must be a positive number of pixels or empty; got {value}")
-        return value
-
-    def _positive_int(self, parameters, name, context, what):
-        value = self.parameterAsInt(parameters, name, context)
-        if value < 1:
-            raise QgsProcessingException(f"{name}: {what} must be at least 1; got {value}")
-        return value
+        return self.parameterAsInt(parameters, name, context) if self.optional_number(parameters, name) else None
 
     def build_config(self, parameters, context, feedback=None):
-        """The ``TrainConfig`` for these parameters (quick checks; the engine checks the rest)."""
-        from dl_engine.train.config import TrainConfig
-
-        raw_folders = self.parameterAsString(parameters, "IN_FOLDER", context)
-        folders = _paths(raw_folders)
-        if not folders:
-            raise QgsProcessingException(
-                "IN_FOLDER: give the folder of an export (Export Training Data For Deep Learning), "
-                "or several separated by ';'"
-            )
-        in_folder = ";".join(check_export_folder(p) for p in folders)
-
+        """The ``TrainConfig`` for these parameters, checked (``TrainConfig.check``; the folders
+        exist); what needs the data is the worker's check."""
+        in_folder = ";".join(check_export_folder(p) for p in _paths(self.parameterAsString(parameters, "IN_FOLDER",
+                                                                                          context)))
         out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context)
-        if not out_folder:
-            raise QgsProcessingException("OUT_FOLDER: give the folder to write the model to")
-        out_folder = os.path.abspath(os.path.expanduser(out_folder))
-        if any(os.path.normcase(out_folder) == os.path.normcase(f) for f in in_folder.split(";")):
-            raise QgsProcessingException("OUT_FOLDER: must not be the training data folder (IN_FOLDER)")
-
         learning_rate = None
         if self.optional_number(parameters, "LEARNING_RATE"):
             learning_rate = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
-            if not learning_rate > 0:
-                raise QgsProcessingException(
-                    f"LEARNING_RATE: must be a positive number (e.g. 0.0001), or empty for the "
-                    f"learning-rate finder; got {learning_rate}"
-                )
-
-        validation = self.parameterAsDouble(parameters, "VALIDATION_PERCENTAGE", context)
-        if not 0 <= validation < 100:
-            raise QgsProcessingException(
-                f"VALIDATION_PERCENTAGE: must be a percentage from 0 to below 100; got {validation}"
-            )
-
         pretrained = check_pretrained_model(self.parameterAsFile(parameters, "PRETRAINED_MODEL", context))
+        device = (self.parameterAsString(parameters, "DEVICE", context) or "").strip()
 
-        backbone = self.parameterAsString(parameters, "BACKBONE_MODEL", context).strip()
-        if not backbone:
-            raise QgsProcessingException(
-                "BACKBONE_MODEL: give a backbone, e.g. RESNET34, RESNET18, DENSENET121 or timm:<name>"
-            )
-        device = (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip() or "auto"
-
-        return TrainConfig(
+        return check_config(TrainConfig(
             in_folder=in_folder,
-            out_folder=out_folder,
+            out_folder=os.path.abspath(os.path.expanduser(out_folder)) if out_folder else "",
             model_type=MODEL_TYPE.keyword(self, parameters, context),
-            max_epochs=self._positive_int(parameters, "MAX_EPOCHS", context, "the number of epochs"),
-            batch_size=self._positive_int(parameters, "BATCH_SIZE", context, "the batch size"),
+            max_epochs=self.parameterAsInt(parameters, "MAX_EPOCHS", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             arguments=(self.parameterAsString(parameters, "ARGUMENTS", context) or "").strip(),
             learning_rate=learning_rate,
-            backbone=backbone,
+            backbone=(self.parameterAsString(parameters, "BACKBONE_MODEL", context) or "").strip(),
             pretrained_model=pretrained,
-            validation_percentage=validation,
+            validation_percentage=self.parameterAsDouble(parameters, "VALIDATION_PERCENTAGE", context),
             stop_training=self.parameterAsBool(parameters, "STOP_TRAINING", context),
             freeze=self.parameterAsBool(parameters, "FREEZE", context),
             augmentation=AUGMENTATION.keyword(self, parameters, context),
@@ -328,8 +295,8 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
             weight_init_scheme=WEIGHT_INIT_SCHEME.keyword(self, parameters, context),
             monitor=MONITOR.keyword(self, parameters, context),
             tensorboard=self.parameterAsBool(parameters, "TENSORBOARD", context),
-            device=device,
-        )
+            device=device or config_default(TrainConfig, "device"),
+        ))
 
     @staticmethod
     def check_model_type(model_type: str) -> None:

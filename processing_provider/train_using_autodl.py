@@ -1,8 +1,9 @@
 """deeplearningtools:trainusingautodl — Train Using AutoDL.
 
 Thin, like Train Deep Learning Model: turns the parameters into a
-``dl_engine.autodl.config.AutoDLConfig`` (quick checks only: the export folder exists, the
-output is a ``.dlpk``, the time budget is positive), writes it as JSON and runs
+``dl_engine.autodl.config.AutoDLConfig`` (whose defaults are the parameters' defaults),
+checks it here with ``AutoDLConfig.check`` (the rules on each value) and that the export
+folder exists, writes it as JSON and runs
 ``python -m dl_engine autodl`` in a worker process through ``worker.run_worker`` (progress,
 log, cancel). Which networks fit the export's format, the pretrained model and everything
 else are checked by the engine, whose errors arrive naming the parameter.
@@ -23,9 +24,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from dl_engine.autodl.config import MODEL_EXTENSION, AutoDLConfig  # standard library only
 from dl_engine.models.registry import specs as model_specs  # standard library only
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, keyword_label, run_guarded
+from .base import (DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, keyword_label,
+                   run_guarded)
 from .train_deep_learning_model import check_export_folder as check_export, check_pretrained_model
 from .engine_process import run_worker
 
@@ -35,7 +38,6 @@ WHAT = "AutoDL"  # how the runner's messages name the job ("AutoDL canceled: …
 # far: seconds, not the two of a training run.
 STOP_TIMEOUT_S = 60.0
 FORMATS = "Classified_Tiles, PASCAL_VOC_rectangles or KITTI_rectangles"
-MODEL_EXTENSION = ".dlpk"
 
 AUTODL_MODE = KeywordEnum(
     "AUTODL_MODE",
@@ -44,7 +46,7 @@ AUTODL_MODE = KeywordEnum(
         ("BASIC", "every selected network with its default backbone"),
         ("ADVANCED", "first half: evaluate the networks; second half: tune the best two"),
     ],
-    "BASIC",
+    config_default(AutoDLConfig, "autodl_mode"),
 )
 
 # (arcgis.learn class name, explanation) of the engine's model types AutoDL trains, in
@@ -99,18 +101,14 @@ def check_export_folder(path: str) -> str:
 
 
 def model_path(path: str) -> str:
-    """OUT_MODEL as an absolute ``.dlpk`` path (the extension added when left out)."""
+    """OUT_MODEL as an absolute ``.dlpk`` path (the extension added when left out; another
+    extension is AutoDLConfig.check's to refuse); "" when empty."""
     if not (path or "").strip():
-        raise QgsProcessingException("OUT_MODEL: give the file to write the best model to, e.g. /data/best.dlpk")
+        return ""
     path = os.path.abspath(os.path.expanduser(path.strip()))
     extension = os.path.splitext(path)[1]
     if not extension:
         return path + MODEL_EXTENSION
-    if extension.lower() != MODEL_EXTENSION:
-        raise QgsProcessingException(
-            f"OUT_MODEL: {os.path.basename(path)!r} is not a deep learning package; give a file name ending "
-            f"in {MODEL_EXTENSION} (or no extension, and {MODEL_EXTENSION} is added)"
-        )
     if os.path.isdir(path):
         raise QgsProcessingException(f"OUT_MODEL: {path!r} is a folder; give a file name ending in {MODEL_EXTENSION}")
     return path
@@ -221,7 +219,7 @@ class TrainUsingAutoDL(DeepLearningAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 "TOTAL_TIME_LIMIT", "Total time limit (hours; 0.05 = 3 minutes)",
-                QgsProcessingParameterNumber.Double, 2.0,
+                QgsProcessingParameterNumber.Double, config_default(AutoDLConfig, "total_time_limit"),
             )
         )
         self.addParameter(AUTODL_MODE.parameter())
@@ -233,10 +231,12 @@ class TrainUsingAutoDL(DeepLearningAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterBoolean("SAVE_EVALUATED_MODELS", "Save the evaluated models", False)
+            QgsProcessingParameterBoolean("SAVE_EVALUATED_MODELS", "Save the evaluated models",
+                                          config_default(AutoDLConfig, "save_evaluated_models"))
         )
         self.addParameter(
-            advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)", "auto"))
+            advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)",
+                                                  config_default(AutoDLConfig, "device")))
         )
         self.addOutput(QgsProcessingOutputFile("OUTPUT_MODEL_FILE", "Best model package (.dlpk)"))
         self.addOutput(QgsProcessingOutputFile("LEADERBOARD", "Leaderboard (CSV)"))
@@ -278,32 +278,24 @@ class TrainUsingAutoDL(DeepLearningAlgorithm):
         return names
 
     def build_config(self, parameters, context, feedback=None):
-        """The ``AutoDLConfig`` for these parameters (quick checks; the engine checks the rest)."""
-        from dl_engine.autodl.config import AutoDLConfig
-
+        """The ``AutoDLConfig`` for these parameters, checked (``AutoDLConfig.check``; the export
+        folder exists); what needs the data is the worker's check."""
         in_data = check_export_folder(self.parameterAsString(parameters, "IN_DATA", context))
         out_model = model_path(self.parameterAsFileOutput(parameters, "OUT_MODEL", context))
 
         pretrained = check_pretrained_model(self.parameterAsFile(parameters, "PRETRAINED_MODEL", context))
 
-        hours = self.parameterAsDouble(parameters, "TOTAL_TIME_LIMIT", context)
-        if not hours > 0:
-            raise QgsProcessingException(
-                f"TOTAL_TIME_LIMIT: the time budget must be more than 0 hours (fractions allowed, "
-                f"e.g. 0.05 = 3 minutes, 2 = two hours); got {hours:g}"
-            )
-
-        device = (self.parameterAsString(parameters, "DEVICE", context) or "auto").strip() or "auto"
-        return AutoDLConfig(
+        device = (self.parameterAsString(parameters, "DEVICE", context) or "").strip()
+        return check_config(AutoDLConfig(
             in_data=in_data,
             out_model=out_model,
             pretrained_model=pretrained,
-            total_time_limit=hours,
+            total_time_limit=self.parameterAsDouble(parameters, "TOTAL_TIME_LIMIT", context),
             autodl_mode=AUTODL_MODE.keyword(self, parameters, context),
             networks=self._networks(parameters, context),
             save_evaluated_models=self.parameterAsBool(parameters, "SAVE_EVALUATED_MODELS", context),
-            device=device,
-        )
+            device=device or config_default(AutoDLConfig, "device"),
+        ))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         config = self.build_config(parameters, context, feedback)
