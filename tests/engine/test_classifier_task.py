@@ -50,7 +50,7 @@ def test_registry_entry():
     assert "FEATURE_CLASSIFIER" in model_types()
     assert (spec.model_name, spec.model_type, spec.kind) == ("FeatureClassifier", "ObjectClassification",
                                                               "classification")
-    assert spec.formats == ("Labeled_Tiles", "Imagenet", "MultiLabeled_Tiles")
+    assert set(spec.formats) == {"Labeled_Tiles", "Imagenet", "MultiLabeled_Tiles"}
     assert {"oversample", "backend", "mixup", "class_balancing", "focal_loss", "ignore_classes"} <= set(spec.arguments)
     assert task_for("classification") is ClassificationTask
     assert ClassificationTask.metric_keys == ["accuracy", "f1"]

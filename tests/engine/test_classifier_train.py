@@ -64,6 +64,7 @@ def labeled(tmp_path_factory):
     return export, out, result, seen
 
 
+@pytest.mark.trains
 def test_classifier_learns_a_visible_class(labeled):
     export, out, result, seen = labeled
     history = result.history
@@ -81,6 +82,7 @@ def test_classifier_learns_a_visible_class(labeled):
     assert len(metric_events) == 6 and all(e["monitor"] == "ACCURACY" for e in metric_events)
 
 
+@pytest.mark.trains
 def test_feature_classifier_emd(labeled):
     _, out, result, _ = labeled
     emd = ch.read_emd(out)
@@ -102,6 +104,7 @@ def test_feature_classifier_emd(labeled):
     assert emd["Engine"]["model_type"] == "FEATURE_CLASSIFIER" and emd["Engine"]["num_classes"] == 2
 
 
+@pytest.mark.trains
 def test_package_has_the_confusion_matrix(labeled):
     _, out, _, _ = labeled
     for name in ("ModelCharacteristics/confusion_matrix.png", "ModelCharacteristics/show_results.png",
@@ -116,6 +119,7 @@ def test_package_has_the_confusion_matrix(labeled):
     assert "Confusion matrix" in html and "F1 (macro)" in html and html.count("data:image/png;base64") == 3
 
 
+@pytest.mark.trains
 def test_package_round_trip_predicts_like_training(labeled):
     export, out, result, _ = labeled
     probs, labels, model, emd = valid_predictions(out, export)
@@ -127,6 +131,7 @@ def test_package_round_trip_predicts_like_training(labeled):
 
 # ---- other formats -------------------------------------------------------------------------------
 
+@pytest.mark.trains
 def test_imagenet_export_trains(tmp_path):
     export = ch.feature_export(tmp_path, "Imagenet", cells=8)
     assert sorted(p.name for p in (Path(export) / "images").iterdir()) == ["Pool", "Roof"]
@@ -139,6 +144,7 @@ def test_imagenet_export_trains(tmp_path):
     assert "monitored_f1" in emd and (out / "ModelCharacteristics/confusion_matrix.png").is_file()
 
 
+@pytest.mark.trains
 def test_multilabeled_tiles_train_with_bce(tmp_path):
     export = ch.multilabel_export(tmp_path)
     out = tmp_path / "multi_model"
@@ -157,6 +163,7 @@ def test_multilabeled_tiles_train_with_bce(tmp_path):
     assert float(np.mean((predicted == (np.array(labels) >= 0.5)).all(1))) == pytest.approx(m["accuracy"])
 
 
+@pytest.mark.trains
 def test_bounding_box_chips_are_resized_to_the_chip_size(tmp_path):
     export = ch.feature_export(tmp_path, cells=5, crop_mode="BOUNDING_BOX", blacken_around_feature=True)
     td = prepare_data(DataConfig(export, 25))
@@ -171,6 +178,7 @@ def test_bounding_box_chips_are_resized_to_the_chip_size(tmp_path):
     assert emd["ImageHeight"] == ch.TILE
 
 
+@pytest.mark.trains
 def test_oversample_and_class_balancing_are_applied(tmp_path):
     export = ch.feature_export(tmp_path, cells=4)
     result, seen = train(export, tmp_path / "balanced", max_epochs=1, max_steps=1,
@@ -189,7 +197,7 @@ def test_pixel_and_detection_exports_are_refused(tmp_path, fmt):
     with pytest.raises(InputError) as e:
         run_training(ch.config(export, out))
     assert e.value.parameter == "MODEL_TYPE"
-    assert "FEATURE_CLASSIFIER trains on Labeled_Tiles, Imagenet, MultiLabeled_Tiles" in str(e.value)
+    assert "FEATURE_CLASSIFIER trains on Labeled_Tiles, MultiLabeled_Tiles, Imagenet" in str(e.value)
     assert fmt in str(e.value)
     assert not out.exists()
 

@@ -99,7 +99,7 @@ def test_learning_rate_finder_and_early_stopping(export, tmp_path):
     (dict(chip_size=64), "CHIP_SIZE", "larger than the exported chips"),
     (dict(monitor="AVERAGE_PRECISION"), "MONITOR", "VALID_LOSS"),
     (dict(max_epochs=0), "MAX_EPOCHS", "at least 1"),
-    (dict(learning_rate=-1.0), "LEARNING_RATE", "positive"),
+    (dict(learning_rate=-1.0), "LEARNING_RATE", "above 0"),
     (dict(backbone="RESNET19"), "BACKBONE_MODEL", "RESNET18"),
     (dict(model_type="NOT_A_MODEL"), "MODEL_TYPE", "UNET"),
     (dict(weight_init_scheme="GREEN_BAND"), "WEIGHT_INIT_SCHEME", "RED_BAND"),

@@ -129,7 +129,7 @@ def test_interface(autodl_alg):
 
 @pytest.mark.parametrize("case, parameter, says", [
     ("time_limit_zero", "TOTAL_TIME_LIMIT", "0.05 = 3 minutes"),
-    ("time_limit_negative", "TOTAL_TIME_LIMIT", "more than 0 hours"),
+    ("time_limit_negative", "TOTAL_TIME_LIMIT", "above 0"),
     ("out_model_zip", "OUT_MODEL", ".dlpk"),
     ("out_model_emd", "OUT_MODEL", ".dlpk"),
     ("in_data_missing", "IN_DATA", "does not exist"),
