@@ -72,6 +72,23 @@ class KeywordEnum:
         return ", ".join(f"{i} = {k}" for i, k in enumerate(self.keywords))
 
 
+def keyword_help(enum: KeywordEnum) -> str:
+    """The enum for an algorithm's help text: its name and each index = keyword."""
+    return f"<b>{enum.name}</b>: " + ", ".join(f"{i} = <code>{k}</code>" for i, k in enumerate(enum.keywords))
+
+
+# Export and the inference tools take the same arcpy enumeration (dl_engine.export.config.PROCESSING_MODES).
+PROCESSING_MODE = KeywordEnum(
+    "PROCESSING_MODE",
+    "Processing mode",
+    [
+        ("PROCESS_AS_MOSAICKED_IMAGE", "the raster as one mosaicked image"),
+        ("PROCESS_ITEMS_SEPARATELY", "each file of a VRT/mosaic on its own"),
+    ],
+    "PROCESS_AS_MOSAICKED_IMAGE",
+)
+
+
 def config_default(config_class, name: str) -> Any:
     """The default of field ``name`` of an engine configuration dataclass (TrainConfig,
     AutoDLConfig, InferConfig, ExportConfig): a Processing parameter's default comes from there."""

@@ -19,10 +19,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from .base import check_config
+from .base import PROCESSING_MODE, check_config, keyword_help
 from .inference_base import (
     COMMON_HELP,
-    PROCESSING_MODE,
     InferenceAlgorithm,
     argument_names,
     arguments_help,
@@ -31,7 +30,6 @@ from .inference_base import (
     cell_size_parameter,
     device_parameter,
     extent_parameter,
-    keyword_help,
     model_classes,
     model_parameter,
     raster_parameter,

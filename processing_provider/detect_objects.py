@@ -24,10 +24,9 @@ from qgis.PyQt.QtCore import QVariant
 
 from dl_engine.infer.config import CLASS_VALUE_NUMBER_FIELD, InferConfig  # standard library only
 
-from .base import check_config, config_default
+from .base import PROCESSING_MODE, check_config, config_default, keyword_help
 from .inference_base import (
     COMMON_HELP,
-    PROCESSING_MODE,
     GeoJsonReader,
     InferenceAlgorithm,
     argument_names,
@@ -39,7 +38,6 @@ from .inference_base import (
     extent_parameter,
     first_present,
     geojson_crs,
-    keyword_help,
     model_parameter,
     raster_parameter,
     remove_quietly,

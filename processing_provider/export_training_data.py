@@ -27,7 +27,8 @@ from dl_engine.events import Events  # standard library only
 
 from dl_engine.export.config import ExportConfig  # standard library only
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, run_guarded
+from .base import (PROCESSING_MODE, DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default,
+                   keyword_help, run_guarded)
 from .engine_process import feed_event
 
 CANCELED_MESSAGE = "Export canceled: nothing was written"
@@ -73,16 +74,6 @@ REFERENCE_SYSTEM = KeywordEnum(
     "MAP_SPACE",
 )
 
-PROCESSING_MODE = KeywordEnum(
-    "PROCESSING_MODE",
-    "Processing mode",
-    [
-        ("PROCESS_AS_MOSAICKED_IMAGE", "the raster as one mosaicked image"),
-        ("PROCESS_ITEMS_SEPARATELY", "each file of a VRT/mosaic as its own image"),
-    ],
-    "PROCESS_AS_MOSAICKED_IMAGE",
-)
-
 CROP_MODE = KeywordEnum(
     "CROP_MODE",
     "Crop mode (Labeled_Tiles, Imagenet)",
@@ -94,10 +85,6 @@ CROP_MODE = KeywordEnum(
 )
 
 ENUMS = (IMAGE_CHIP_FORMAT, METADATA_FORMAT, REFERENCE_SYSTEM, PROCESSING_MODE, CROP_MODE)
-
-
-def _keyword_help(enum: KeywordEnum) -> str:
-    return f"<b>{enum.name}</b>: " + ", ".join(f"{i} = <code>{k}</code>" for i, k in enumerate(enum.keywords))
 
 
 HELP = f"""
@@ -124,11 +111,11 @@ each a complete export; no IN_CLASS_DATA needed.</li>
 </ul>
 <p>Enumerations are passed by index; each option label starts with the arcpy keyword:</p>
 <ul>
-<li>{_keyword_help(IMAGE_CHIP_FORMAT)}</li>
-<li>{_keyword_help(METADATA_FORMAT)}</li>
-<li>{_keyword_help(REFERENCE_SYSTEM)}</li>
-<li>{_keyword_help(PROCESSING_MODE)}</li>
-<li>{_keyword_help(CROP_MODE)}</li>
+<li>{keyword_help(IMAGE_CHIP_FORMAT)}</li>
+<li>{keyword_help(METADATA_FORMAT)}</li>
+<li>{keyword_help(REFERENCE_SYSTEM)}</li>
+<li>{keyword_help(PROCESSING_MODE)}</li>
+<li>{keyword_help(CROP_MODE)}</li>
 </ul>
 <p><b>IN_CLASS_DATA</b>: polygons, lines, points (with <b>BUFFER_RADIUS</b>, in the label layer's
 units) from any provider and CRS (reprojected to the raster's), or a classified raster (Classified_Tiles).

@@ -39,28 +39,13 @@ from dl_engine.infer.arguments import TOOL_ARGUMENTS  # standard library only
 from dl_engine.infer.config import InferConfig  # standard library only
 
 from . import layer_inputs
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, config_default, run_guarded
+from .base import DeepLearningAlgorithm, advanced, config_default, run_guarded
 from .engine_process import run_worker
 
 
 def argument_names(tool: str):
     """The ARGUMENTS names of an inference tool: the engine's TOOL_ARGUMENTS keys."""
     return tuple(TOOL_ARGUMENTS[tool])
-
-
-PROCESSING_MODE = KeywordEnum(
-    "PROCESSING_MODE",
-    "Processing mode",
-    [
-        ("PROCESS_AS_MOSAICKED_IMAGE", "the raster as one mosaicked image"),
-        ("PROCESS_ITEMS_SEPARATELY", "each file of a VRT/mosaic on its own"),
-    ],
-    config_default(InferConfig, "processing_mode"),
-)
-
-
-def keyword_help(enum: KeywordEnum) -> str:
-    return f"<b>{enum.name}</b>: " + ", ".join(f"{i} = <code>{k}</code>" for i, k in enumerate(enum.keywords))
 
 
 def arguments_help(names) -> str:

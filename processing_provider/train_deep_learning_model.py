@@ -26,7 +26,7 @@ from qgis.core import (
 from dl_engine.models.registry import specs as model_specs  # standard library only
 from dl_engine.train.config import TrainConfig  # standard library only
 
-from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, run_guarded
+from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, keyword_help, run_guarded
 from .engine_process import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
@@ -76,10 +76,6 @@ MONITOR = KeywordEnum(
 ENUMS = (MODEL_TYPE, AUGMENTATION, WEIGHT_INIT_SCHEME, MONITOR)
 
 
-def _keyword_help(enum: KeywordEnum) -> str:
-    return f"<b>{enum.name}</b>: " + ", ".join(f"{i} = <code>{k}</code>" for i, k in enumerate(enum.keywords))
-
-
 HELP = f"""
 <p>Trains a deep learning model on the chips of <i>Export Training Data For Deep Learning</i>
 (ours or ArcGIS Pro's) and writes a model package like ArcGIS Pro's <i>Train Deep Learning
@@ -107,10 +103,10 @@ TensorBoard logs. Advanced: <b>DEVICE</b> <code>auto</code>, <code>cpu</code>, <
 <code>cuda:N</code>.</p>
 <p>Enumerations are passed by index; each option label starts with the arcpy keyword:</p>
 <ul>
-<li>{_keyword_help(MODEL_TYPE)}</li>
-<li>{_keyword_help(AUGMENTATION)}</li>
-<li>{_keyword_help(WEIGHT_INIT_SCHEME)}</li>
-<li>{_keyword_help(MONITOR)}</li>
+<li>{keyword_help(MODEL_TYPE)}</li>
+<li>{keyword_help(AUGMENTATION)}</li>
+<li>{keyword_help(WEIGHT_INIT_SCHEME)}</li>
+<li>{keyword_help(MONITOR)}</li>
 </ul>
 <p>Outputs: <b>OUT_MODEL_FILE</b> (the <code>.dlpk</code> package), <b>OUT_FOLDER</b> and
 <b>METRICS</b> (the final validation metrics as a JSON string).</p>
@@ -153,14 +149,10 @@ def check_pretrained_model(path):
 
 
 def available_model_types():
-    """MODEL_TYPE keywords the engine trains, or None when that cannot be asked here (the
-    worker's Python may have PyTorch where QGIS's has not: then the worker decides)."""
-    try:
-        from dl_engine.models.registry import model_types
+    """MODEL_TYPE keywords the engine trains (the registry imports without torch)."""
+    from dl_engine.models.registry import model_types
 
-        return list(model_types())
-    except Exception:  # ImportError (no torch here), or a broken install: the worker reports it
-        return None
+    return list(model_types())
 
 
 def run_training(config, feedback, python=None):

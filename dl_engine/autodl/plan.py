@@ -14,7 +14,6 @@ from .config import FORMATS, MODEL_EXTENSION, AutoDLConfig
 
 # What the leaderboard ranks by, per kind of model (the MONITOR each trial keeps its best epoch by).
 RANKING = {"pixel": "MIOU", "detection": "AVERAGE_PRECISION"}
-KINDS = tuple(RANKING)
 
 
 @dataclass
@@ -40,8 +39,8 @@ class Plan:
 
 
 def autodl_networks() -> List[ModelSpec]:
-    """Every network of this version of a kind AutoDL trains (pixel classification, detection)."""
-    return [spec for spec in map(get_spec, model_types()) if spec.kind in KINDS]
+    """Every network AutoDL trains (the specs with an ``autodl_order``), in that order."""
+    return sorted((s for s in map(get_spec, model_types()) if s.autodl_order is not None), key=lambda s: s.autodl_order)
 
 
 def networks_for(data_format: str) -> List[ModelSpec]:

@@ -14,10 +14,10 @@ from .. import checks
 from ..arguments import parse_arguments
 from ..devices import check_device
 from ..errors import InputError
+from ..export.config import PROCESSING_MODES  # the same arcpy enumeration as the export's
 from .arguments import TOOL_ARGUMENTS, TOOL_NAMES
 
 TOOLS = ("classify_pixels", "detect_objects", "classify_objects")
-PROCESSING_MODES = ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY")
 MODEL_EXTENSIONS = (".emd", ".dlpk")  # IN_MODEL_DEFINITION
 # Output fields the engine writes besides the ones the user names: Detect Objects' integer class
 # value, Classify Objects' confidence.

@@ -21,6 +21,7 @@ import shapely
 import shapely.geometry
 from affine import Affine
 
+from .config import CLASS_VALUE_NUMBER_FIELD
 from .grid import InferGrid, Tile, TileLayout, batches
 from .items import raster_items
 from .job import Clock, Job, Progress
@@ -72,7 +73,7 @@ def detect_objects(job: Job) -> Dict[str, object]:
         c = job.config
         for i in kept:
             info = job.model.class_of_index(found.labels[i])
-            writer.write(found.geometries[i], {c.class_value_field: info.name, "ClassValue": info.value,
+            writer.write(found.geometries[i], {c.class_value_field: info.name, CLASS_VALUE_NUMBER_FIELD: info.value,
                                                c.confidence_score_field: round(100.0 * found.scores[i], 4)})
         job.check_cancel()
         writer.commit()
