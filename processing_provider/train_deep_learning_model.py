@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from dl_engine.formats import EMD, MAP_TXT
 from dl_engine.models.registry import specs as model_specs  # standard library only
 from dl_engine.train.config import TrainConfig  # standard library only
 
@@ -30,7 +31,7 @@ from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, co
 from .engine_process import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
-EXPORT_MARKERS = ("esri_model_definition.emd", "map.txt")  # what every export folder holds
+EXPORT_MARKERS = (EMD, MAP_TXT)  # what every export folder holds (any one is enough to tell)
 
 # The engine's model types, keyword and description, in ModelSpec.order (INTERFACE order;
 # later types are appended). The registry imports no torch, so QGIS's Python reads it.
