@@ -5,14 +5,14 @@ process imports it."""
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .. import checks
 from ..devices import check_device
 from ..errors import InputError
+from ..json_config import JsonConfig
 from ..train.config import check_pretrained_extension
 
 AUTODL_MODES = ("BASIC", "ADVANCED")
@@ -21,7 +21,7 @@ FORMATS = ("Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles")  # w
 
 
 @dataclass
-class AutoDLConfig:
+class AutoDLConfig(JsonConfig):
     in_data: str  # IN_DATA: an export folder (Classified_Tiles, PASCAL_VOC_rectangles, KITTI_rectangles)
     out_model: str  # OUT_MODEL: the best model's .dlpk
     pretrained_model: Optional[str] = None  # PRETRAINED_MODEL (.emd/.dlpk): its network starts from it
@@ -67,14 +67,6 @@ class AutoDLConfig:
                             optional=True)
         checks.whole_number("max_batch_size", self.max_batch_size)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "AutoDLConfig":
-        raw = json.loads(text)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 @dataclass

@@ -5,15 +5,15 @@ their value rules (``InferConfig.check``). Standard library only: QGIS's process
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import List, Optional
 
 from .. import checks
 from ..arguments import parse_arguments
 from ..devices import check_device
 from ..errors import InputError
+from ..json_config import JsonConfig
 from ..export.config import PROCESSING_MODES  # the same arcpy enumeration as the export's
 from .arguments import TOOL_ARGUMENTS, TOOL_NAMES
 
@@ -39,7 +39,7 @@ def check_field_name(parameter: str, name, default: str) -> str:
 
 
 @dataclass
-class InferConfig:
+class InferConfig(JsonConfig):
     tool: str  # one of TOOLS
     in_raster: str  # IN_RASTER as a GDAL-readable path (the QGIS side makes one for non-file layers)
     model: str  # IN_MODEL_DEFINITION: .emd or .dlpk
@@ -105,11 +105,3 @@ class InferConfig:
         checks.whole_number("num_workers", self.num_workers, minimum=0, what="chosen from the device",
                             optional=True)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "InferConfig":
-        raw = json.loads(text)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})

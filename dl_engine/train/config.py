@@ -4,14 +4,14 @@ that travels to the worker process as JSON, with their defaults and their value 
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from .. import checks
 from ..devices import check_device
 from ..errors import InputError
+from ..json_config import JsonConfig
 
 MONITORS = ("VALID_LOSS", "AVERAGE_PRECISION", "ACCURACY", "F1", "MIOU", "DICE")
 WEIGHT_INIT_SCHEMES = ("RANDOM", "RED_BAND", "ALL_RANDOM")
@@ -41,7 +41,7 @@ def check_pretrained_extension(value: Optional[str], parameter: str = "PRETRAINE
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     in_folder: str  # IN_FOLDER: one export folder or several separated by ";"
     out_folder: str  # OUT_FOLDER: receives <name>.emd/.pth/.dlpk, model_metrics.html, ModelCharacteristics/
     model_type: str = "UNET"  # MODEL_TYPE (arcpy keyword)
@@ -102,11 +102,3 @@ class TrainConfig:
         checks.whole_number("patience", self.patience, minimum=1)
         checks.whole_number("max_steps", self.max_steps, what="no limit", optional=True)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        raw = json.loads(text)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
