@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data import DataConfig, prepare_data
+from ..data import DataConfig, TrainingData, prepare_data
 from ..errors import Canceled, InputError
-from ..models.registry import BuildContext, get_spec, model_types
+from ..models.registry import BuildContext, ModelSpec, get_spec, model_types
 from . import checkpoint as ckpt
 from ..arguments import parse_arguments
 from .arguments import TRAINER_ARGUMENTS
@@ -78,9 +78,9 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     runtime = choose_runtime(config.device, config.precision, dist.local_rank if dist.enabled else None)
     events.log(f"device: {runtime.description}" + (f", {dist.world_size} processes" if dist.enabled else ""))
 
-    spec, td, args = plan["spec"], plan["data"], plan["arguments"]
+    spec, td, args = plan.spec, plan.data, plan.arguments
     built = spec.build(BuildContext(backbone=config.backbone, in_channels=td.normalization.bands_in,
-                                    num_classes=td.class_map.num_classes, chip_size=plan["chip_size"],
+                                    num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
                                     arguments=args, pretrained=True, weight_init_scheme=config.weight_init_scheme,
                                     log=events.log))
     model = built.module
@@ -97,14 +97,14 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.is_cuda else None)
 
-    task = plan["task"]
-    task.prepare(td, model, plan["chip_size"], events.log)  # a look at the training data (class balance, …)
+    task = plan.task
+    task.prepare(td, model, plan.chip_size, events.log)  # a look at the training data (class balance, …)
 
     workers = config.num_workers if config.num_workers is not None else default_workers(runtime.is_cuda)
     train_ds, valid_ds = td.train_dataset(), td.valid_dataset()
     batch = int(config.batch_size)
     if config.auto_batch_size and not dist.enabled:
-        batch = choose_batch_size(model, task, runtime, train_ds, plan["chip_size"], batch, events.log)
+        batch = choose_batch_size(model, task, runtime, train_ds, plan.chip_size, batch, events.log)
     control.batch_size = batch
     train_loader, train_sampler = make_loader(train_ds, batch, task.collate, True, config.seed, workers,
                                               runtime.is_cuda, dist.rank, dist.world_size,
@@ -115,7 +115,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     if len(valid_ds):
         valid_loader, valid_sampler = make_loader(valid_ds, batch, task.collate, False, config.seed,
                                                   min(workers, 2), runtime.is_cuda, dist.rank, dist.world_size)
-    events.log(f"{len(train_ds)} training and {len(valid_ds)} validation chips of {plan['chip_size']} px, "
+    events.log(f"{len(train_ds)} training and {len(valid_ds)} validation chips of {plan.chip_size} px, "
                f"{td.class_map.num_classes} classes ({', '.join(td.class_map.names)}), {td.normalization.bands_in} "
                f"bands ({td.normalization.mode} normalisation), batch {batch}, {workers} loader workers")
 
@@ -123,7 +123,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     check_path = ckpt.path_for(out_folder)
     fingerprint = ckpt.fingerprint(model_type=spec.keyword, backbone=built.backbone_name, folders=td.data.paths,
                                    bands=td.normalization.bands_in, classes=td.class_map.names,
-                                   chip_size=plan["chip_size"], batch_size=batch, max_epochs=config.max_epochs)
+                                   chip_size=plan.chip_size, batch_size=batch, max_epochs=config.max_epochs)
     check_cancel = _cancel_check(cancel, dist, runtime)
     saved = _resume_state(args, check_path, fingerprint, events)
 
@@ -140,7 +140,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
         events.log(f"learning rate {learning_rate:.2e}")
 
     settings = LoopSettings(max_epochs=int(config.max_epochs), learning_rate=float(learning_rate),
-                            monitor=plan["monitor"], stop_training=bool(config.stop_training),
+                            monitor=plan.monitor, stop_training=bool(config.stop_training),
                             patience=int(args.get("patience") or config.patience),
                             weight_decay=float(args["weight_decay"]), max_steps=config.max_steps,
                             progress_start=LR_FINDER_SHARE if config.learning_rate is None else 0.0,
@@ -174,7 +174,19 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
 
 # ---- checks, before anything is written -------------------------------------------------------
 
-def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
+@dataclass
+class _Plan:
+    """What the checks resolved: the model type, the data, the arguments and the task."""
+
+    spec: ModelSpec
+    data: TrainingData
+    arguments: Dict[str, Any]
+    monitor: str
+    chip_size: int
+    task: Any  # the family's task (train/families.py)
+
+
+def _plan(config: TrainConfig, events: Events) -> _Plan:
     """The checks that need the model type's spec or the data (the single values were checked
     by ``config.check()``)."""
     spec = get_spec(config.model_type)
@@ -207,8 +219,7 @@ def _plan(config: TrainConfig, events: Events) -> Dict[str, Any]:
         raise InputError("IN_FOLDER", f"the export has one class ({td.class_map.classes[0].name}); "
                                      f"{spec.keyword} needs at least two to tell apart")
     size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
-    return {"spec": spec, "data": td, "arguments": args, "monitor": monitor, "chip_size": int(size),
-            "task": task_class(td.class_map, args)}
+    return _Plan(spec, td, args, monitor, int(size), task_class(td.class_map, args))
 
 
 def _check_out_folder(path: str) -> None:
@@ -286,7 +297,7 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
     from ..package.record import TrainedModel
     from ..package.writer import write_model_package
 
-    td = plan["data"]
+    td = plan.data
     name = os.path.basename(os.path.normpath(os.path.abspath(config.out_folder)))
     metrics = {k: v for k, v in state.best_metrics.items()}
     metrics.setdefault("valid_loss", state.history[state.best_epoch]["valid_loss"] if state.history else None)
@@ -296,10 +307,10 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
     if state.stop_reason:
         settings["stop_reason"] = state.stop_reason
     record = TrainedModel(
-        name=name, model_type=plan["spec"].keyword, backbone=built.backbone_name, backbone_keyword=config.backbone,
-        arguments=plan["arguments"], class_map=td.class_map, normalization=td.normalization, data=td.data,
-        chip_size=plan["chip_size"], resize_to=config.resize_to, learning_rate=float(learning_rate),
-        monitor=plan["monitor"], best_value=state.best, best_epoch=state.best_epoch, history=state.history,
+        name=name, model_type=plan.spec.keyword, backbone=built.backbone_name, backbone_keyword=config.backbone,
+        arguments=plan.arguments, class_map=td.class_map, normalization=td.normalization, data=td.data,
+        chip_size=plan.chip_size, resize_to=config.resize_to, learning_rate=float(learning_rate),
+        monitor=plan.monitor, best_value=state.best, best_epoch=state.best_epoch, history=state.history,
         metrics=metrics, settings=settings, samples=_sample_results(model, task, runtime, valid_ds, td),
         pretrained_loaded=pretrained_loaded)
     paths = write_model_package(record, {k: v.detach().cpu() for k, v in model.state_dict().items()},
