@@ -1,6 +1,7 @@
 # One-command set-up, tests, demo and benchmark.
 #   make setup   Debian's QGIS (apt, when root and missing), .venv, pinned packages
 #   make test    setup + the whole test suite (pytest + pytest-qgis, offscreen)
+#   make test-fast  setup + every test that trains no network (under 2 minutes on 2 cores)
 #   make demo    setup + scripts/demo.sh (headless qgis_process) into demo-output/
 #   make bench   setup + benchmarks/export_bench.py
 
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-stamp
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv
 
-.PHONY: setup qgis venv test demo bench clean
+.PHONY: setup qgis venv test test-fast demo bench clean
 
 setup: qgis $(STAMP)
 
@@ -46,6 +47,11 @@ $(STAMP): requirements.txt requirements-torch.txt constraints.txt | $(PY)
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests -q
+
+# The fast lane: export, data, models, packages, the provider with fake workers; the tests marked
+# `trains` or `heavy` (pytest.ini) are left out.
+test-fast: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests -q -m "not trains and not heavy"
 
 demo: setup
 	scripts/demo.sh

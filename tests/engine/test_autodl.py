@@ -42,6 +42,7 @@ def read_board(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.trains
 def test_basic_keeps_the_budget_and_ranks_every_network(export, tmp_path):
     out = tmp_path / "models" / "best.dlpk"
     seen = []
@@ -85,6 +86,7 @@ def test_basic_keeps_the_budget_and_ranks_every_network(export, tmp_path):
     assert any(e["event"] == "metric" and e.get("trial") for e in seen)
 
 
+@pytest.mark.trains
 def test_advanced_tunes_the_best_networks(export, tmp_path):
     out = tmp_path / "adv.dlpk"
     t0 = time.time()
@@ -104,6 +106,7 @@ def test_advanced_tunes_the_best_networks(export, tmp_path):
         assert pkg.model_name == board[0]["network"]
 
 
+@pytest.mark.trains
 def test_cancel_keeps_the_best_model_so_far(export, tmp_path):
     out = tmp_path / "c.dlpk"
     state = {"cancel": None}
@@ -134,6 +137,7 @@ def test_cancel_before_any_model_writes_nothing(export, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.trains
 def test_save_evaluated_models_keeps_every_trial_package(export, tmp_path):
     out = tmp_path / "s.dlpk"
     result = run_autodl(config(export, out, save_evaluated_models=True))
@@ -150,6 +154,7 @@ def test_save_evaluated_models_keeps_every_trial_package(export, tmp_path):
         os.listdir(result.evaluated_folder))
 
 
+@pytest.mark.trains
 def test_detection_export_is_ranked_by_average_precision(tmp_path):
     data = squares_export(tmp_path / "d")
     out = tmp_path / "det.dlpk"
@@ -214,6 +219,7 @@ def test_ranking_puts_the_best_metric_first_and_failures_last():
     assert table[-1]["status"] == "skipped"
 
 
+@pytest.mark.trains
 def test_networks_without_time_are_listed_as_skipped(export, tmp_path):
     out = tmp_path / "k.dlpk"
     # 12 s for three networks: the first trial runs (it always does), no time is left for the others
@@ -252,6 +258,7 @@ def unet18(export, tmp_path_factory):
     return result.out_model_file
 
 
+@pytest.mark.trains
 def test_pretrained_model_starts_its_network(export, unet18, tmp_path):
     seen = []
     out = tmp_path / "p.dlpk"
@@ -262,6 +269,7 @@ def test_pretrained_model_starts_its_network(export, unet18, tmp_path):
     assert any(e["event"] == "log" and "fine-tuning from" in e["message"] for e in seen)
 
 
+@pytest.mark.trains
 def test_pretrained_model_of_another_network_is_named(export, unet18, tmp_path):
     with pytest.raises(InputError) as info:
         run_autodl(config(export, tmp_path / "p.dlpk", networks=["PSPNetClassifier"], pretrained_model=unet18))

@@ -111,7 +111,8 @@ def test_bad_model_arguments_are_named(keyword, arguments, words):
 
 # ---- networks ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("keyword", DETECTORS)
+@pytest.mark.parametrize("keyword", [pytest.param(k, marks=pytest.mark.heavy) if k == "MASKRCNN" else k
+                                     for k in DETECTORS])
 def test_predict_contract_and_rebuild_from_emd(keyword):
     """Any band count; predict gives per-chip dicts; the emd keys alone rebuild the same network."""
     arguments = {"SSD": {"grids": [4, 2], "zooms": [1.0, 1.3], "ratios": [[1, 1]]},

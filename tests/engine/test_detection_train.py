@@ -62,6 +62,7 @@ CASES = [  # model type, export format, ARGUMENTS
 INFERENCE = {"SSD": "DeepLearningToolsDetector.py", "MASKRCNN": "DeepLearningToolsInstanceDetector.py"}
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("keyword, fmt, arguments", CASES)
 def test_detector_trains_and_writes_its_package(keyword, fmt, arguments, exports, tmp_path):
     seen, events = collect()
@@ -121,6 +122,7 @@ def test_detector_trains_and_writes_its_package(keyword, fmt, arguments, exports
         assert ("masks" in d) == (keyword == "MASKRCNN")
 
 
+@pytest.mark.trains
 def test_faster_rcnn_learns_easy_objects(tmp_path):
     """Bright squares on noise, 36 chips of 64 px, random backbone weights: average precision
     at IoU 0.5 (arcgis.learn's average_precision_score) well above chance in 6 CPU epochs
@@ -137,6 +139,7 @@ def test_faster_rcnn_learns_easy_objects(tmp_path):
     assert np.mean(list(emd["average_precision_score"].values())) == pytest.approx(max(aps))
 
 
+@pytest.mark.trains
 def test_pro2_voc_export_trains(tmp_path):
     """ArcGIS Pro 2.x: 9-digit JPEG chips, <name> holding class values or names, a missing
     label file (chip dropped) and a chip without objects (a negative)."""

@@ -39,6 +39,7 @@ def classified(model, scene, tmp_path_factory):
     return out, result, seen
 
 
+@pytest.mark.trains
 def test_classifies_a_new_raster_with_class_values_and_colours(model, scene, classified):
     out, result, seen = classified
     raster, truth = scene
@@ -72,6 +73,7 @@ def test_classifies_a_new_raster_with_class_values_and_colours(model, scene, cla
     assert not [p for p in os.listdir(out.parent) if p.startswith(".")]  # no temporary file left
 
 
+@pytest.mark.trains
 def test_two_tilings_agree_no_seams(model, scene, tmp_path):
     """The trained U-Net with two tile sizes and paddings: the same classes nearly everywhere
     (what differs are object borders, where the model itself is unsure with more or less context)."""
@@ -101,6 +103,7 @@ def test_any_tiling_gives_the_same_raster_with_a_local_model(tmp_path):
     assert first[100, 50] in (0, 2)
 
 
+@pytest.mark.trains
 def test_extent_and_cell_size_give_the_output_grid(model, scene, tmp_path):
     raster = scene[0]
     t = h.T0
@@ -121,6 +124,7 @@ def test_extent_and_cell_size_give_the_output_grid(model, scene, tmp_path):
     assert set(np.unique(pred2)) <= {0, 3, 7, 255}
 
 
+@pytest.mark.trains
 def test_nodata_in_gives_nodata_out(model, tmp_path):
     raster, _ = ih.scene(tmp_path, seed=12, size=96)
     with rasterio.open(raster) as src:
@@ -137,6 +141,7 @@ def test_nodata_in_gives_nodata_out(model, tmp_path):
     assert result.details["skipped_tiles"] >= 1  # a tile with no data never reaches the model
 
 
+@pytest.mark.trains
 def test_predict_background_false_and_tta(model, scene, tmp_path):
     t = h.T0
     extent = [t.c, t.f + 64 * t.e, t.c + 64 * t.a, t.f]  # the top-left 64 x 64 px: a quarter of the work
@@ -159,6 +164,7 @@ def classified_path(model, scene, tmp_path, extent):
     return out
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("arguments, words", [
     ("colour_balancing true", "valid arguments: batch_size, padding, predict_background, test_time_augmentation, "
                               "tile_size"),
@@ -174,6 +180,7 @@ def test_bad_arguments_are_named(model, scene, tmp_path, arguments, words):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.trains
 def test_band_count_that_does_not_fit_is_refused(model, tmp_path):
     path = h.write_raster(tmp_path / "five.tif", h.random_image(5, 64, 64))
     with pytest.raises(InputError) as e:
@@ -183,6 +190,7 @@ def test_band_count_that_does_not_fit_is_refused(model, tmp_path):
     assert not (tmp_path / "o.tif").exists()
 
 
+@pytest.mark.trains
 def test_an_alpha_band_is_a_mask(model, tmp_path):
     data = h.random_image(4, 48, 48)
     data[3] = 255
@@ -199,6 +207,7 @@ def test_an_alpha_band_is_a_mask(model, tmp_path):
     assert pred2.shape == (24, 24) and (pred2[:, :10] == 255).all() and (pred2[:, 10:] != 255).all()
 
 
+@pytest.mark.trains
 def test_cancel_leaves_no_output(model, scene, tmp_path):
     out = tmp_path / "canceled.tif"
     seen = []
@@ -211,6 +220,7 @@ def test_cancel_leaves_no_output(model, scene, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.trains
 def test_other_devices_are_named(model, scene, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -219,6 +229,7 @@ def test_other_devices_are_named(model, scene, tmp_path):
     assert e.value.parameter == "DEVICE"
 
 
+@pytest.mark.trains
 def test_raster_function_predict_tile_matches_the_tool(model, scene, classified):
     from dl_engine.infer.raster_function import predict_tile
     emd = json.loads(open(model.emd).read())

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 import infer_helpers as ih  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.trains  # every test uses the UNET that infer_helpers.trained_model trains
 
 
 @pytest.fixture(scope="module")

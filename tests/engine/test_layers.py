@@ -77,7 +77,7 @@ def within(module: str, package: str) -> bool:
 # dl_engine/<name>.py or dl_engine/<name>/ → floor; the entry points (``cli``) sit on top.
 FLOORS = {
     "": 0, "errors": 0, "events": 0, "arguments": 0, "formats": 0, "devices": 0,  # the contract
-    "checks": 0, "interpreter": 0,  # standard-library helpers of the configurations and the runner
+    "checks": 0, "json_config": 0, "interpreter": 0,  # standard-library helpers of the configs and the runner
     "data": 1, "export": 1, "models": 1, "package": 1, "runtime": 1, "raster_info": 1,
     "train": 2, "infer": 2,
     "autodl": 3,
@@ -166,7 +166,9 @@ BLOCKED = ("numpy", "rasterio", "shapely", "torch", "timm")
 # What the QGIS side imports in QGIS's own process (the algorithms' declarations and checks).
 LIGHT = ["dl_engine.errors", "dl_engine.events", "dl_engine.arguments", "dl_engine.formats",
          "dl_engine.devices", "dl_engine.export.config", "dl_engine.train.config", "dl_engine.autodl.config",
-         "dl_engine.infer.config", "dl_engine.models.registry", "dl_engine.interpreter"]
+         "dl_engine.infer.config", "dl_engine.models.registry", "dl_engine.interpreter",
+         # read in QGIS's process too: the inference tools' ARGUMENTS names, a package's classes
+         "dl_engine.infer.arguments", "dl_engine.package.reader"]
 
 # Run in a fresh interpreter: argv[1] a JSON list of modules; prints one JSON object.
 PROBE = r'''

@@ -137,6 +137,7 @@ def test_timm_backbone_by_name():
     assert enc.model(torch.randn(1, 5, 64, 64))[-1].shape[1] == enc.channels[-1]
 
 
+@pytest.mark.heavy  # VGG11
 def test_output_stride_dilates_where_the_backbone_can():
     logs = []
     assert bb.create_encoder("RESNET18", 3, pretrained=False, output_stride=16).output_stride == 16

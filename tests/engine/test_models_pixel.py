@@ -109,6 +109,7 @@ def test_bf16_autocast_and_channels_last(model_type):
     assert y.shape == (2, 4, 64, 64) and torch.isfinite(y.float()).all()
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("model_type, arguments", [
     ("UNET", {}), ("PSPNET", {}), ("PSPNET", {"use_unet": False}), ("DEEPLAB", {})])
 def test_learns_and_uses_every_parameter(model_type, arguments):
@@ -214,8 +215,8 @@ def test_distributed_data_parallel(tmp_path):
 
 
 @pytest.mark.parametrize("backbone, model_type", [
-    ("VGG11", "UNET"),  # a full-size first feature map
-    ("VGG11", "DEEPLAB"),  # no dilated variant: output stride 32
+    pytest.param("VGG11", "UNET", marks=pytest.mark.heavy),  # a full-size first feature map
+    pytest.param("VGG11", "DEEPLAB", marks=pytest.mark.heavy),  # no dilated variant: output stride 32
     *[(b, m) for b in ("MOBILENET_V2", "timm:convnext_atto") for m in MODELS],  # convnext: first map at 1/4
 ])
 def test_other_backbones(backbone, model_type):

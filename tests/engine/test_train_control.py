@@ -32,6 +32,7 @@ def config(export, out, **kw):
     return TrainConfig(in_folder=export, out_folder=str(out), **kw)
 
 
+@pytest.mark.trains
 def test_deadline_ends_training_with_an_annealed_schedule_and_a_package(export, tmp_path):
     seconds = 12.0
     control = TrainControl(deadline=time.time() + seconds)
@@ -46,6 +47,7 @@ def test_deadline_ends_training_with_an_annealed_schedule_and_a_package(export, 
     assert result.metrics.get("miou") is not None
 
 
+@pytest.mark.trains
 def test_soft_stop_and_pruning_keep_the_best_epoch(export, tmp_path):
     epochs = []
     control = TrainControl(on_epoch=lambda epoch, value: epochs.append((epoch, value)) or epoch >= 1)
@@ -59,6 +61,7 @@ def test_soft_stop_and_pruning_keep_the_best_epoch(export, tmp_path):
     assert (tmp_path / "s" / "s.emd").is_file()
 
 
+@pytest.mark.trains
 def test_automatic_batch_size_on_the_cpu(export, tmp_path):
     control = TrainControl()
     seen = []
@@ -88,6 +91,7 @@ def test_cpu_batch_size_follows_the_chip_size():
     assert all("automatic" in line for line in log)
 
 
+@pytest.mark.trains
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_automatic_batch_size_on_a_gpu_fits_and_grows(export, tmp_path):
     control = TrainControl()

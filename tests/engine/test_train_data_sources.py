@@ -67,6 +67,7 @@ def exports(tmp_path_factory):
     return th.learnable_export(base / "a", seed=0), th.learnable_export(base / "b", seed=1), base
 
 
+@pytest.mark.trains
 def test_arcgis_pro_style_export_trains(exports, tmp_path):
     export, _, _ = exports
     pro = as_pro2(export, tmp_path / "pro_export")
@@ -78,6 +79,7 @@ def test_arcgis_pro_style_export_trains(exports, tmp_path):
     assert emd["IsMultispectral"] is False  # 8-bit RGB JPEG chips: ImageNet statistics
 
 
+@pytest.mark.trains
 def test_two_folders_train_as_one(exports, tmp_path):
     a, b, _ = exports
     seen = []
@@ -91,6 +93,7 @@ def test_two_folders_train_as_one(exports, tmp_path):
     assert Path(result.out_model_file).is_file()
 
 
+@pytest.mark.trains
 def test_multispectral_uint16_deeplab(tmp_path):
     export = th.learnable_export(tmp_path, seed=2, bands=4, dtype="uint16")
     result = run_training(config(export, tmp_path / "ms", model_type="DEEPLAB", max_epochs=6))
@@ -102,6 +105,7 @@ def test_multispectral_uint16_deeplab(tmp_path):
     assert result.metrics["miou"] > 0.3, result.history
 
 
+@pytest.mark.trains
 def test_pspnet_trains(exports, tmp_path):
     export, _, _ = exports
     result = run_training(config(export, tmp_path / "psp", model_type="PSPNET", max_epochs=3,

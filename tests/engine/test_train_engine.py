@@ -39,6 +39,7 @@ def collect():
     return seen, Events(sink=seen.append)
 
 
+@pytest.mark.trains
 def test_model_learns_and_package_is_complete(export, tmp_path):
     seen, events = collect()
     out = tmp_path / "roofs"
@@ -77,6 +78,7 @@ def test_model_learns_and_package_is_complete(export, tmp_path):
     assert any(e["event"] == "result" and e["out_model_file"].endswith("roofs.dlpk") for e in seen)
 
 
+@pytest.mark.trains
 def test_learning_rate_finder_and_early_stopping(export, tmp_path):
     seen, events = collect()
     result = run_training(config(export, tmp_path / "m", learning_rate=None, max_epochs=30, max_steps=None,
@@ -133,6 +135,7 @@ def test_format_the_model_cannot_train_on(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.trains
 def test_cancel_keeps_a_resumable_checkpoint_and_resume_finishes(export, tmp_path):
     out = tmp_path / "run"
     seen, events = collect()
@@ -157,6 +160,7 @@ def test_cancel_keeps_a_resumable_checkpoint_and_resume_finishes(export, tmp_pat
     assert (out / "run.dlpk").is_file() and not check.exists()
 
 
+@pytest.mark.trains
 def test_resume_refuses_a_checkpoint_of_another_run(export, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(Canceled):
@@ -166,6 +170,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(export, tmp_path):
     assert e.value.parameter == "ARGUMENTS" and "another run" in e.value.message
 
 
+@pytest.mark.trains
 def test_fine_tune_from_a_package_and_refuse_another_backbone(export, tmp_path):
     first = run_training(config(export, tmp_path / "a", max_epochs=2))
     seen, events = collect()
@@ -180,6 +185,7 @@ def test_fine_tune_from_a_package_and_refuse_another_backbone(export, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.trains
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 def test_cuda_mixed_precision_channels_last(export, tmp_path):
     seen, events = collect()
@@ -188,6 +194,7 @@ def test_cuda_mixed_precision_channels_last(export, tmp_path):
     assert result.metrics["miou"] > 0.4
 
 
+@pytest.mark.trains
 def test_data_error_in_a_loader_worker_keeps_its_parameter(export, tmp_path):
     """A chip that breaks while DataLoader worker processes read it: still a named error."""
     broken = tmp_path / "broken"

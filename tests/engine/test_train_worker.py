@@ -47,6 +47,7 @@ def events_of(text):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.trains
 def test_worker_trains_and_reports(export, tmp_path):
     cfg = write_config(tmp_path, export, tmp_path / "model", max_epochs=2)
     p = subprocess.run([sys.executable, "-m", "dl_engine", "train", "--config", str(cfg)], env=env(),
@@ -60,6 +61,7 @@ def test_worker_trains_and_reports(export, tmp_path):
     assert any("device: cpu" in e.get("message", "") for e in events)
 
 
+@pytest.mark.heavy  # a real worker (imports torch), refused before training
 def test_worker_bad_input_is_an_error_event(export, tmp_path):
     cfg = write_config(tmp_path, export, tmp_path / "model", arguments="no_such_thing 1")
     p = subprocess.run([sys.executable, "-m", "dl_engine", "train", "--config", str(cfg)], env=env(),
@@ -71,6 +73,7 @@ def test_worker_bad_input_is_an_error_event(export, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.trains
 def test_sigterm_stops_the_worker_within_two_seconds(export, tmp_path):
     out = tmp_path / "model"
     cfg = write_config(tmp_path, export, out, max_epochs=50, stop_training=False)
@@ -94,6 +97,7 @@ def test_sigterm_stops_the_worker_within_two_seconds(export, tmp_path):
     assert not list(out.glob("*.dlpk"))
 
 
+@pytest.mark.trains
 def test_torchrun_two_cpu_processes_write_a_valid_package(export, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     if torchrun is None:

@@ -310,6 +310,7 @@ def test_qgis_process(qgis_process_env, tmp_path):
 
 # ---- a real AutoDL run (the engine) ---------------------------------------------------------------
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_autodl_two_networks_within_the_budget(autodl_alg, data_dir, tmp_path):
     """Classified_Tiles of the elevation sample, UnetClassifier + PSPNetClassifier on the CPU within

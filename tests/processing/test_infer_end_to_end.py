@@ -27,7 +27,7 @@ from dlt_infer_helpers import (CLASSIFY_OBJECTS_ALG, CLASSIFY_PIXELS_ALG, DETECT
                                needs_inference_engine, raster_grid, run_alg, trained_buildings_dlpk,
                                trained_trees_classifier, trained_trees_detector)
 
-pytestmark = [needs_inference_engine, pytest.mark.slow]
+pytestmark = [needs_inference_engine, pytest.mark.slow, pytest.mark.trains]  # the fixtures train the models
 
 
 def emd_classes(model):

@@ -131,6 +131,7 @@ def test_model_passes_the_export_to_training(provider, data_dir, tmp_path, monke
     assert config["out_folder"] == str(out)
 
 
+@pytest.mark.trains
 @needs_engine
 @pytest.mark.slow
 def test_model_exports_and_trains(provider, data_dir, tmp_path):

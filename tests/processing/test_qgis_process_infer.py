@@ -77,6 +77,7 @@ def test_detect_and_classify_objects_with_a_fake_worker(qgis_process_env, data_d
     assert [f.name() for f in layer.fields()][-2:] == ["ClassLabel", "Confidence"]
 
 
+@pytest.mark.trains
 @needs_inference_engine
 @pytest.mark.slow
 def test_qgis_process_classify_pixels(qgis_process_env, trained_buildings_dlpk, data_dir, tmp_path):

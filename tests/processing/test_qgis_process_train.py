@@ -51,6 +51,7 @@ def test_several_folders_reach_the_worker(qgis_process_env, tmp_path):
     assert config["in_folder"] == f"{first};{second}" and config["max_epochs"] == 4
 
 
+@pytest.mark.trains
 @needs_engine
 @pytest.mark.slow
 def test_qgis_process_export_then_train(qgis_process_env, data_dir, tmp_path):

@@ -210,6 +210,7 @@ def test_worker_error_event_becomes_a_named_exception(train_alg, tmp_path, monke
 
 # ---- real training (the engine) -------------------------------------------------------------------
 
+@pytest.mark.trains
 @needs_engine
 @pytest.mark.slow
 def test_export_then_train_unet(train_alg, data_dir, tmp_path):
@@ -245,6 +246,7 @@ class CancelAfterFirstEpoch(QgsProcessingFeedback):
             self.cancel()
 
 
+@pytest.mark.trains
 @needs_engine
 @pytest.mark.slow
 def test_cancel_then_resume(train_alg, data_dir, tmp_path):

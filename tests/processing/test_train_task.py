@@ -90,6 +90,7 @@ def test_task_cancel_stops_the_worker(tasks, tmp_path, monkeypatch, mode):
         assert "resume true" in task.error
 
 
+@pytest.mark.trains
 @needs_engine
 @pytest.mark.slow
 def test_task_trains_for_real(tasks, data_dir, tmp_path):
