@@ -223,6 +223,7 @@ def test_emd_round_trip(keyword):
     rebuilt.load_state_dict(trained, strict=True)
 
 
+@pytest.mark.heavy  # the default backbones: RESNET34, RESNET50, DARKNET53
 @pytest.mark.parametrize("keyword", MODEL_TYPES)
 def test_default_backbone_builds(keyword):
     """Every type builds with its default BACKBONE_MODEL (RESNET34, RESNET50, DARKNET53)."""
