@@ -1,5 +1,5 @@
 """The inference worker: ``python -m dl_engine infer --config cfg.json`` (flags override the
-file). Events go to stdout as JSON lines (train/events.py): ``log``, ``progress``, ``result``
+file). Events go to stdout as JSON lines (dl_engine/events.py): ``log``, ``progress``, ``result``
 (InferResult.event()), ``error`` (``parameter``, ``message``), ``canceled``; anything else a
 library prints goes to stderr. SIGTERM/SIGINT stop the run at the next batch, leaving no output.
 

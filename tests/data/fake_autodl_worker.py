@@ -19,29 +19,15 @@ runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
 import csv
 import json
 import os
-import signal
 import sys
 import time
 
 from dl_engine.events import EXIT_BAD_INPUT, EXIT_CANCELED, EXIT_OK, Events
 
+from fake_signals import catch_sigterm, sigterm_within  # beside this script
+
 EVENTS = Events.json_lines()
-SIGTERM = []  # set by catch_sigterm
 FINISH_TRIAL_S = 3.0  # how long the graceful cancel takes
-
-
-def catch_sigterm():
-    """As in the real worker, SIGTERM only sets a flag: writing an event inside the handler could
-    meet the stream's lock held mid-write."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: SIGTERM.append(signum))
-
-
-def sigterm_within(seconds):
-    """Wait up to ``seconds``; True when SIGTERM came (``catch_sigterm`` first)."""
-    deadline = time.monotonic() + seconds
-    while not SIGTERM and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return bool(SIGTERM)
 
 
 def load_config():

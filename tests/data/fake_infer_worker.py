@@ -24,31 +24,16 @@ runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
 import json
 import os
 import shutil
-import signal
 import sys
-import time
 
 from dl_engine.events import EXIT_BAD_INPUT, EXIT_CANCELED, EXIT_OK, Events
 
+from fake_signals import catch_sigterm, sigterm_within  # beside this script
+
 EVENTS = Events.json_lines()
-SIGTERM = []  # set by catch_sigterm
 
 # Detections in raster pixels: (col0, row0, col1, row1, class name, class value, confidence).
 BOXES = [(10, 10, 30, 40, "Tree", 1, 91.5), (100, 50, 120, 60, "Tree", 1, 55.0), (5, 200, 25, 230, "Car", 2, 70.25)]
-
-
-def catch_sigterm():
-    """As in the real worker, SIGTERM only sets a flag: writing an event inside the handler could
-    meet the stream's lock held mid-write."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: SIGTERM.append(signum))
-
-
-def sigterm_within(seconds):
-    """Wait up to ``seconds``; True when SIGTERM came (``catch_sigterm`` first)."""
-    deadline = time.monotonic() + seconds
-    while not SIGTERM and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return bool(SIGTERM)
 
 
 def open_raster(path):
