@@ -1,6 +1,6 @@
 """Command line of the engine (no QGIS): ``python -m dl_engine export --help``,
 ``python -m dl_engine train --help``, ``python -m dl_engine infer --help``,
-``python -m dl_engine autodl --help``."""
+``python -m dl_engine autodl --help``, ``python -m dl_engine importweights --help``."""
 
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     _infer_parser(sub)
     from .autodl.cli import add_parser as _autodl_parser
     _autodl_parser(sub)
+    from .models.cli import add_parser as _import_weights_parser  # Import Pretrained Weights
+    _import_weights_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train.cli import run as _run_train
@@ -84,6 +86,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "autodl":
         from .autodl.cli import run as _run_autodl
         return _run_autodl(args)
+    if args.command == "importweights":
+        from .models.cli import run as _run_import_weights
+        return _run_import_weights(args)
     if args.command == "infer":
         from .infer.cli import run as _run_infer
         return _run_infer(args)

@@ -86,3 +86,10 @@ def test_algorithm_interface(provider):
     help_text = alg.shortHelpString()
     for keyword in list(METADATA_FORMATS) + list(IMAGE_FORMATS) + list(REFERENCE_SYSTEMS):
         assert keyword in help_text
+
+
+def test_setup_algorithms_are_registered(provider):
+    ids = {a.id() for a in provider.algorithms()}
+    assert "deeplearningtools:importpretrainedweights" in ids
+    alg = QgsApplication.processingRegistry().algorithmById("deeplearningtools:importpretrainedweights")
+    assert alg.group() == "Setup"
