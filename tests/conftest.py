@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# No test downloads weights (dl_engine/models/weights.py): models without cached weights start
+# from random ones, also in the worker processes the tests start. The download code is tested
+# against a stand-in hub on 127.0.0.1 (tests/engine/test_pretrained_download.py).
+os.environ.setdefault("DLT_WEIGHTS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

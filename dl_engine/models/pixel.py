@@ -73,12 +73,13 @@ def _encoder(ctx: BuildContext, output_stride=None):
 
     return create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
                           weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
-                          output_stride=output_stride, rgb_bands=getattr(ctx, "rgb_bands", None))
+                          output_stride=output_stride, rgb_bands=getattr(ctx, "rgb_bands", None),
+                          warn=getattr(ctx, "warn", None))
 
 
 def _built(module, encoder) -> BuiltModel:
     return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
-                      encoder_parameters=list(module.encoder.parameters()))
+                      encoder_parameters=list(module.encoder.parameters()), pretrained_source=encoder.pretrained_source)
 
 
 def build_unet(ctx: BuildContext) -> BuiltModel:

@@ -26,6 +26,7 @@ class BuildContext:
     weight_init_scheme: str = "RANDOM"  # RANDOM, RED_BAND, ALL_RANDOM: first conv for bands beyond RGB
     log: Callable[[str], None] = print
     rgb_bands: Optional[List[int]] = None  # input channels that are red, green, blue (default the first three)
+    warn: Optional[Callable[[str], None]] = None  # the one warning when no pretrained weights load (default: log)
 
 
 @dataclass
@@ -34,6 +35,9 @@ class BuiltModel:
     backbone_name: str  # resolved backbone name written to the emd (e.g. "resnet34", "timm:convnext_tiny")
     pretrained_loaded: bool  # pretrained backbone weights were found and loaded
     encoder_parameters: List[Any] = field(default_factory=list)  # backbone parameters (FREEZE freezes these)
+    # where the backbone's weights came from (emd PretrainedWeights): "timm/resnet34.a1_in1k (Hugging
+    # Face hub)", "imported: <path>", or "random" (models/weights.py)
+    pretrained_source: str = "random"
 
 
 @dataclass

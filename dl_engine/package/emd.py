@@ -5,7 +5,9 @@
 arcgis.learn's ``_inferencing`` modules: those rebuild arcgis.learn's networks, whose
 state dicts do not match ours. ``Engine`` says which engine made the package and holds
 what rebuilding the network needs beyond the standard keys (the MODEL_TYPE keyword, the
-BACKBONE_MODEL as given, the model arguments).
+BACKBONE_MODEL as given, the model arguments). ``PretrainedWeights`` (ours too) says which
+weights training started from: "timm/resnet34.a1_in1k (Hugging Face hub)", "imported: <path>",
+"model: <PRETRAINED_MODEL>" or "random".
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ INFERENCE_FUNCTIONS = {
 
 # Keys we set ourselves: a spec's emd_params may not override them.
 _OURS = ("Framework", "ModelType", "InferenceFunction", "ExtractBands", "Classes", "ModelName", "ModelFile",
-         "ImageHeight", "ImageWidth", "Engine")
+         "ImageHeight", "ImageWidth", "PretrainedWeights", "Engine")
 
 
 def inference_function_name(kind: str) -> str:
@@ -98,6 +100,7 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     if spec.kind == "pixel":
         emd["per_class_metrics"] = per_class_metrics_json(record)
     emd["DatasetType"] = record.data.metadata_format
+    emd["PretrainedWeights"] = pretrained_weights(record)  # ours: the weights training started from
     emd["Engine"] = {
         "name": ENGINE_NAME,
         "version": ENGINE_VERSION,
@@ -107,6 +110,12 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
         "num_classes": record.class_map.num_classes,
     }
     return _plain(emd)
+
+
+def pretrained_weights(record: TrainedModel) -> str:
+    """The weights training started from: the record's source, else "random" (or
+    "pretrained" for a record that loaded weights without saying which)."""
+    return record.pretrained_weights or ("pretrained" if record.pretrained_loaded else "random")
 
 
 def write_emd(emd: Dict[str, Any], path: str) -> None:

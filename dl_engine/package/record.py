@@ -58,3 +58,6 @@ class TrainedModel:
     settings: Dict[str, Any]  # the run's parameters for model_metrics.html (TrainConfig as a dict + device)
     samples: List[SampleResult] = field(default_factory=list)
     pretrained_loaded: bool = False
+    # what training started from (emd PretrainedWeights): "timm/resnet34.a1_in1k (Hugging Face hub)",
+    # "imported: <path>", "model: <PRETRAINED_MODEL>", "random"; empty: "random" or not recorded
+    pretrained_weights: str = ""

@@ -304,7 +304,7 @@ def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Opti
 
 def _settings_rows(record: TrainedModel, emd: Dict[str, Any]) -> List[List[str]]:
     rows = [["Model type", record.model_type], ["Backbone", f"{record.backbone_keyword} ({record.backbone})"],
-            ["Pretrained backbone weights", "yes" if record.pretrained_loaded else "no"],
+            ["Pretrained weights", emd.get("PretrainedWeights") or ("yes" if record.pretrained_loaded else "no")],
             ["Metadata format", record.data.metadata_format],
             ["Training data", "; ".join(record.data.paths)],
             ["Classes", ", ".join(c["Name"] for c in emd.get("Classes", []))],

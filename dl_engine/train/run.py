@@ -81,8 +81,9 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     spec, td, args = plan.spec, plan.data, plan.arguments
     built = spec.build(BuildContext(backbone=config.backbone, in_channels=td.normalization.bands_in,
                                     num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
-                                    arguments=args, pretrained=True, weight_init_scheme=config.weight_init_scheme,
-                                    log=events.log))
+                                    arguments=args, pretrained=not config.pretrained_model,
+                                    weight_init_scheme=config.weight_init_scheme, log=events.log,
+                                    warn=events.warning))
     model = built.module
     pretrained_loaded = built.pretrained_loaded
     if config.pretrained_model:
@@ -312,7 +313,9 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
         chip_size=plan.chip_size, resize_to=config.resize_to, learning_rate=float(learning_rate),
         monitor=plan.monitor, best_value=state.best, best_epoch=state.best_epoch, history=state.history,
         metrics=metrics, settings=settings, samples=_sample_results(model, task, runtime, valid_ds, td),
-        pretrained_loaded=pretrained_loaded)
+        pretrained_loaded=pretrained_loaded,
+        pretrained_weights=(f"model: {os.path.abspath(config.pretrained_model)}" if config.pretrained_model
+                            else built.pretrained_source))
     paths = write_model_package(record, {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                 config.out_folder, log=events.log, dlpk=config.write_dlpk)
     return TrainResult(out_model_file=str(paths.dlpk), out_folder=os.path.abspath(config.out_folder),

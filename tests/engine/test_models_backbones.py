@@ -1,5 +1,6 @@
-"""Backbones: BACKBONE_MODEL keywords and timm: names, cached pretrained weights only (never
-the network), any band count and WEIGHT_INIT_SCHEME for the first convolution."""
+"""Backbones: BACKBONE_MODEL keywords and timm: names, cached pretrained weights (downloads are
+off in the tests: DLT_WEIGHTS_OFFLINE, tests/conftest.py; test_pretrained_download.py tests them),
+any band count and WEIGHT_INIT_SCHEME for the first convolution."""
 
 import socket
 import time
@@ -18,6 +19,7 @@ def empty_caches(tmp_path, monkeypatch):
     """Every test starts with empty torch hub and Hugging Face caches of its own."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("DLT_WEIGHTS_DIR", raising=False)
     return tmp_path
 
 
@@ -105,8 +107,12 @@ def test_unknown_timm_name_suggests_close_ones():
     assert "resnet18" in err.value.message
 
 
-def test_timm_model_without_features_only_is_a_data_error():
-    with pytest.raises(InputError) as err:  # timm: "features_only not implemented for ConvMixer"
+def test_timm_model_without_features_only_is_a_data_error(monkeypatch):
+    def create_model(name, **kwargs):  # what timm 1.0.20 said for ConvMixer (1.0.31 builds every model)
+        raise RuntimeError(f"features_only not implemented for {name}")
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(InputError) as err:
         bb.create_encoder("timm:convmixer_768_32", 3, pretrained=False, log=lambda m: None)
     assert err.value.parameter == "BACKBONE_MODEL" and "features_only" in err.value.message
 
@@ -153,8 +159,9 @@ def test_empty_cache_never_touches_the_network(no_network):
     start = time.monotonic()
     enc = bb.create_encoder("RESNET34", 3, pretrained=True, log=logs.append)
     assert time.monotonic() - start < 10
-    assert not enc.pretrained_loaded
-    assert "no cached pretrained weights for resnet34: training starts from random weights" in logs
+    assert not enc.pretrained_loaded and enc.pretrained_source == "random"
+    assert [m for m in logs if m.startswith("no pretrained weights for resnet34 (downloads are off: "
+                                            "DLT_WEIGHTS_OFFLINE=1): training starts from random weights")]
 
 
 def test_loads_weights_from_the_hugging_face_cache(empty_caches, no_network):
@@ -163,7 +170,7 @@ def test_loads_weights_from_the_hugging_face_cache(empty_caches, no_network):
     assert bb.find_cached_weights("resnet18") == [str(path)]
     logs = []
     enc = bb.create_encoder("RESNET18", 3, pretrained=True, log=logs.append)
-    assert enc.pretrained_loaded
+    assert enc.pretrained_loaded and enc.pretrained_source == "timm/resnet18.a1_in1k (Hugging Face hub)"
     assert any(str(path) in m for m in logs)
     got = enc.model.state_dict()
     for key in ("conv1.weight", "bn1.running_mean", "layer2.0.downsample.0.weight", "layer4.1.conv2.weight"):
@@ -202,7 +209,7 @@ def test_weights_of_another_network_are_skipped(empty_caches):
     enc = bb.create_encoder("RESNET18", 3, pretrained=True, log=logs.append)
     assert not enc.pretrained_loaded
     assert any("do not fit" in m for m in logs)
-    assert any("no cached pretrained weights" in m for m in logs)
+    assert any(m.startswith("no pretrained weights for resnet18") for m in logs)
 
 
 def test_tagged_timm_name_looks_for_that_tag_only(empty_caches):

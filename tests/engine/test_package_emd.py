@@ -17,7 +17,7 @@ HEAD = ["Framework", "ModelType", "InferenceFunction", "ExtractBands", "ignore_m
         "SupportsVariableTileSize", "Classes", "ModelFormat", "MinCellSize", "MaxCellSize", "ArcGISLearnVersion",
         "monitored_valid_loss", "ModelFile", "ImageHeight", "ImageWidth", "ImageSpaceUsed", "LearningRate",
         "ModelName", "backend", "ModelParameters", "accuracy", "miou", "resize_to", "IsMultispectral"]
-TAIL = ["per_class_metrics", "DatasetType", "Engine"]
+TAIL = ["per_class_metrics", "DatasetType", "PretrainedWeights", "Engine"]  # PretrainedWeights: ours
 
 
 def test_rgb_pixel_model_keys_order_and_values(exports, fake_spec, tmp_path):
@@ -48,6 +48,7 @@ def test_rgb_pixel_model_keys_order_and_values(exports, fake_spec, tmp_path):
     assert emd["Engine"]["name"] == "deeplearningtools" and emd["Engine"]["model_type"] == "TESTUNET"
     assert emd["Engine"]["backbone_keyword"] == "RESNET34" and emd["Engine"]["arguments"] == {"depth": 4}
     assert emd["Engine"]["num_classes"] == 3
+    assert emd["PretrainedWeights"] == "random"
     # Written with indent=4 and read back unchanged.
     path = tmp_path / "m.emd"
     write_emd(emd, str(path))
@@ -107,3 +108,10 @@ def test_real_unet_spec(exports):
     assert emd["Engine"]["model_type"] == "UNET" and emd["ModelParameters"]["backbone"] == "resnet34"
     assert list(emd) == HEAD[:1] + ["ModelConfiguration"] + HEAD[1:] + TAIL  # arcgis.learn's UnetClassifier order
     assert emd["Framework"] == "PyTorch" and emd["InferenceFunction"] == "DeepLearningToolsClassifier.py"
+
+
+def test_pretrained_weights_say_where_training_started(exports, fake_spec):
+    source = "timm/resnet34.a1_in1k (Hugging Face hub)"
+    emd = build_emd(make_record(exports["rgb"], pretrained_loaded=True, pretrained_weights=source))
+    assert emd["PretrainedWeights"] == source
+    assert build_emd(make_record(exports["rgb"], pretrained_loaded=True))["PretrainedWeights"] == "pretrained"

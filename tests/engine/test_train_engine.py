@@ -70,6 +70,10 @@ def test_model_learns_and_package_is_complete(export, tmp_path):
     assert emd["ImageHeight"] == emd["ImageWidth"] == 32
     assert emd["ModelFile"] == "roofs.pth" and emd["ExtractBands"] == [0, 1, 2]
     assert emd["ModelParameters"]["backbone"] == "resnet18"
+    # no cached weights and downloads off (tests/conftest.py): random weights, one warning saying how to get them
+    assert emd["PretrainedWeights"] == "random"
+    assert len([e for e in seen if e.get("level") == "warning" and "no pretrained weights for resnet18" in e["message"]
+                and "importpretrainedweights" in e["message"]]) == 1
     # events: progress per batch rising to 100, one metric per epoch, a result
     progress = [e["percent"] for e in seen if e["event"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) > 6 * 4
@@ -177,6 +181,7 @@ def test_fine_tune_from_a_package_and_refuse_another_backbone(export, tmp_path):
     second = run_training(config(export, tmp_path / "b", max_epochs=1, pretrained_model=first.out_model_file),
                           events)
     assert any("fine-tuning from" in e.get("message", "") for e in seen)
+    assert json.loads(Path(second.emd).read_text())["PretrainedWeights"] == f"model: {first.out_model_file}"
     # starting from the trained weights, the first epoch is already good
     assert second.history[0]["miou"] > first.history[0]["miou"]
     with pytest.raises(InputError) as e:
