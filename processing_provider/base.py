@@ -25,6 +25,7 @@ GROUPS = {
     "trainingdata": "Training data",
     "training": "Training",
     "inference": "Inference",
+    "accuracy": "Accuracy",
 }
 
 # Separates the arcpy keyword from its explanation in enum option labels.

@@ -7,6 +7,8 @@ from qgis.PyQt.QtGui import QIcon
 
 from .classify_objects import ClassifyObjectsUsingDeepLearning
 from .classify_pixels import ClassifyPixelsUsingDeepLearning
+from .compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetection
+from .compute_accuracy_for_pixel_classification import ComputeAccuracyForPixelClassification
 from .detect_objects import DetectObjectsUsingDeepLearning
 from .export_training_data import ExportTrainingDataForDeepLearning
 from .train_deep_learning_model import TrainDeepLearningModel
@@ -38,6 +40,8 @@ class DeepLearningToolsProvider(QgsProcessingProvider):
         ClassifyPixelsUsingDeepLearning,
         DetectObjectsUsingDeepLearning,
         ClassifyObjectsUsingDeepLearning,
+        ComputeAccuracyForObjectDetection,
+        ComputeAccuracyForPixelClassification,
     )
 
     def id(self):

@@ -9,6 +9,8 @@
 #   4. Classify Pixels Using Deep Learning: the trained .dlpk on hag.tif
 #      → demo-output/buildings_classified.tif (+ .qml: the model's class names and colours),
 #      and the IoU of the building class against the footprints rasterized on the output grid
+#   5. Compute Accuracy For Pixel Classification: the classified raster against the footprints, every pixel
+#      → demo-output/buildings_confusion_matrix.csv (ArcGIS's confusion matrix layout), printed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -166,6 +168,32 @@ print(f"  IoU of the building class (value {building['Value']}) against the foot
 PYEOF
   echo "  model package:     $dlpk"
   echo "  classified raster: $CLASSIFIED (style: ${CLASSIFIED%.tif}.qml)"
+
+  # ---- 5. accuracy: the classified raster against the footprints (EPSG:4326 polygons, reprojected; no class
+  # field, so every footprint is class 1 and the rest class 0), every pixel (SAMPLING 3 = ALL_PIXELS): the IoU row
+  # repeats the building IoU above. OUT_CONFUSION_MATRIX is a .csv (a .gpkg would give a GeoPackage table).
+  ACCURACY_ALG=deeplearningtools:computeaccuracyforpixelclassification
+  MATRIX="$OUT/buildings_confusion_matrix.csv"
+  rm -f "$MATRIX" "${MATRIX%.csv}.csvt"
+  ACCURACY_PARAMS=("IN_RASTER=$CLASSIFIED" "IN_GROUND_TRUTH_DATA=$DATA/elevation/buildings.geojson" SAMPLING=3
+                   "OUT_CONFUSION_MATRIX=$MATRIX")
+  echo
+  echo "== accuracy: qgis_process run $ACCURACY_ALG -- ${ACCURACY_PARAMS[*]}"
+  if ! "$QGIS_PROCESS" run "$ACCURACY_ALG" -- "${ACCURACY_PARAMS[@]}" >"$WORK/accuracy.txt" 2>"$WORK/accuracy.log" </dev/null; then
+    cat "$WORK/accuracy.txt" "$WORK/accuracy.log" >&2
+    echo "compute accuracy failed" >&2
+    exit 1
+  fi
+  [ -f "$MATRIX" ] || { echo "compute accuracy wrote no table" >&2; exit 1; }
+  { grep -E "^overall accuracy " "$WORK/accuracy.txt" || true; } | sed 's/^/  /'
+  echo "  confusion matrix (rows: classified, columns: footprints; 0 = background, 1 = building): $MATRIX"
+  "$PY" - "$MATRIX" <<'PYEOF'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="", encoding="utf-8")))
+widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+for row in rows:
+    print("    " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+PYEOF
 fi
 
 echo

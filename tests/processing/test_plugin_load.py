@@ -93,3 +93,10 @@ def test_setup_algorithms_are_registered(provider):
     assert "deeplearningtools:importpretrainedweights" in ids
     alg = QgsApplication.processingRegistry().algorithmById("deeplearningtools:importpretrainedweights")
     assert alg.group() == "Setup"
+
+
+def test_accuracy_algorithms_are_registered(provider):
+    ids = {a.id() for a in provider.algorithms()}
+    for name in ("computeaccuracyforobjectdetection", "computeaccuracyforpixelclassification"):
+        assert f"deeplearningtools:{name}" in ids
+        assert QgsApplication.processingRegistry().algorithmById(f"deeplearningtools:{name}").group() == "Accuracy"
