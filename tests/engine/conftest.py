@@ -1,16 +1,9 @@
 """Fixtures for the export engine tests (plain Python: no QGIS)."""
 
-import sys
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-for p in (str(REPO), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+# tests/conftest.py puts the repository on sys.path; pytest puts this folder there (rootdir-relative
+# "prepend" import mode), so the helpers below import by name.
 
 pytest.register_assert_rewrite("engine_helpers", "export_format_helpers")
 import engine_helpers as h  # noqa: E402

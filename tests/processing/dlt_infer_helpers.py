@@ -18,8 +18,6 @@ FAKE_INFER_WORKER = DATA / "fake_infer_worker.py"
 def engine_has_inference() -> bool:
     """Whether the inference engine has landed: ``dl_engine.infer`` offers ``run_inference``
     and the command line has its ``infer`` command (what the worker runs)."""
-    if str(REPO) not in sys.path:
-        sys.path.append(str(REPO))
     try:
         import dl_engine.infer as infer
 
