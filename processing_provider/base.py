@@ -26,6 +26,7 @@ GROUPS = {
     "training": "Training",
     "inference": "Inference",
     "accuracy": "Accuracy",
+    "setup": "Setup",
 }
 
 # Separates the arcpy keyword from its explanation in enum option labels.

@@ -11,6 +11,7 @@ from .compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetec
 from .compute_accuracy_for_pixel_classification import ComputeAccuracyForPixelClassification
 from .detect_objects import DetectObjectsUsingDeepLearning
 from .export_training_data import ExportTrainingDataForDeepLearning
+from .import_pretrained_weights import ImportPretrainedWeights
 from .train_deep_learning_model import TrainDeepLearningModel
 from .train_using_autodl import TrainUsingAutoDL
 
@@ -42,6 +43,7 @@ class DeepLearningToolsProvider(QgsProcessingProvider):
         ClassifyObjectsUsingDeepLearning,
         ComputeAccuracyForObjectDetection,
         ComputeAccuracyForPixelClassification,
+        ImportPretrainedWeights,
     )
 
     def id(self):
