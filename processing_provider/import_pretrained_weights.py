@@ -44,7 +44,8 @@ folder above it), torch hub's <code>checkpoints</code> folder, or any folder hol
 </ul>
 <p><b>BACKBONE_MODEL</b>: the backbone the weights belong to, as training takes it: an arcpy keyword
 (<code>RESNET34</code>, <code>RESNET50</code>, <code>DENSENET121</code>, <code>MOBILENET_V2</code>,
-<code>EFFICIENTNET_LITE0</code>, …) or <code>timm:&lt;name&gt;</code>.</p>
+<code>EFFICIENTNET_LITE0</code>, …), <code>timm:&lt;name&gt;</code> or <code>torchgeo:&lt;Enum&gt;.&lt;MEMBER&gt;</code>
+(torchgeo's file, e.g. <code>resnet50_sentinel2_all_moco-df8b932e.pth</code>).</p>
 <p>The tensors are checked against the backbone before they are accepted: at least 90 % of its
 encoder's parameters must come from the file (tensors named by another implementation are
 accepted when their shapes follow the backbone's in order). Weights that do not fit are refused

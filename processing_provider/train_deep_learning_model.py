@@ -91,8 +91,11 @@ stops it within two seconds; the last per-epoch checkpoint stays in OUT_FOLDER a
 <b>OUT_FOLDER</b>: where the model goes.</p>
 <p><b>MAX_EPOCHS</b>, <b>BATCH_SIZE</b>: positive integers. <b>LEARNING_RATE</b>: empty runs a
 learning-rate finder. <b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</code>…<code>RESNET152</code>,
-<code>DENSENET121</code>…, <code>VGG16</code>, <code>MOBILENET_V2</code>, …) or <code>timm:&lt;name&gt;</code>;
-pretrained weights come from the local torch/timm cache only (no download).
+<code>DENSENET121</code>…, <code>VGG16</code>, <code>MOBILENET_V2</code>, …), <code>timm:&lt;name&gt;</code>
+or torchgeo's remote-sensing weights <code>torchgeo:&lt;Enum&gt;.&lt;MEMBER&gt;</code> (e.g.
+<code>torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO</code> for the 13 Sentinel-2 bands; the export must
+have the weights' bands in their order, and chips are normalised as the weights were trained);
+pretrained weights are downloaded on first use and cached.
 <b>PRETRAINED_MODEL</b>: a <code>.emd</code> or <code>.dlpk</code> to fine-tune (same model type).
 <b>VALIDATION_PERCENTAGE</b>: share of chips held out (0 to below 100). <b>STOP_TRAINING</b>: stop when
 <b>MONITOR</b> no longer improves. <b>FREEZE</b>: train only the head, the backbone stays frozen.

