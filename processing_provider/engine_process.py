@@ -35,6 +35,10 @@ from dl_engine.errors import Canceled
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON_ENV_VAR = "DLT_PYTHON"
 PYTHON_SETTING = "deep_learning_tools/python"  # QgsSettings key (a plugin setting, later a dialog)
+# The pretrained weights folder (dl_engine.models.weights.WEIGHTS_DIR_ENV): the QgsSettings key, shown in
+# Settings ▸ Options ▸ Processing ▸ Providers ▸ Deep learning tools, and the variable the worker reads.
+WEIGHTS_DIR_ENV_VAR = "DLT_WEIGHTS_DIR"
+WEIGHTS_DIR_SETTING = "deep_learning_tools/weights_dir"
 
 STDERR_TAIL_LINES = 40
 
@@ -48,19 +52,35 @@ def _installation_python() -> Optional[str]:
     return installation_python()
 
 
+def _setting(key: str) -> Optional[str]:
+    """A plugin setting (QgsSettings), stripped; None when empty or outside a running QGIS."""
+    try:
+        from qgis.core import QgsApplication, QgsSettings
+
+        if QgsApplication.instance() is not None:
+            return (QgsSettings().value(key, "", type=str) or "").strip() or None
+    except Exception:  # no settings backend
+        pass
+    return None
+
+
 def _configured_python() -> Optional[str]:
     """``DLT_PYTHON``, else the plugin setting (only inside a running QGIS)."""
     value = os.environ.get(PYTHON_ENV_VAR, "").strip()
     if value:
         return value
-    try:
-        from qgis.core import QgsApplication, QgsSettings
+    return _setting(PYTHON_SETTING)
 
-        if QgsApplication.instance() is not None:
-            return (QgsSettings().value(PYTHON_SETTING, "", type=str) or "").strip() or None
-    except Exception:  # no settings backend: fall back to the installation's Python
-        pass
-    return None
+
+def weights_dir() -> Optional[str]:
+    """The pretrained weights folder the worker gets as ``DLT_WEIGHTS_DIR``: the environment variable when
+    QGIS was started with it (it wins, as ``DLT_PYTHON`` wins over its setting, and is passed on as it is),
+    else the plugin setting ``deep_learning_tools/weights_dir`` (``~`` expanded, made absolute), else None:
+    the hubs' own caches (``dl_engine/models/weights.py``)."""
+    if os.environ.get(WEIGHTS_DIR_ENV_VAR, "").strip():
+        return os.environ[WEIGHTS_DIR_ENV_VAR].strip()
+    value = _setting(WEIGHTS_DIR_SETTING)
+    return os.path.abspath(os.path.expanduser(value)) if value else None
 
 
 def worker_python() -> str:
@@ -83,7 +103,8 @@ def worker_python() -> str:
 
 
 def worker_env(configured: bool = False) -> Dict[str, str]:
-    """Environment for the worker: the plugin folder first on PYTHONPATH, unbuffered output.
+    """Environment for the worker: the plugin folder first on PYTHONPATH, unbuffered output, and
+    ``DLT_WEIGHTS_DIR`` from the plugin setting when the environment does not set it (``weights_dir``).
 
     With the installation's own Python the parent's existing ``sys.path`` entries follow, so
     the venv or user site-packages where torch lives (visible to QGIS through its own
@@ -103,6 +124,9 @@ def worker_env(configured: bool = False) -> Dict[str, str]:
             seen.add(key)
             path.append(entry)
     env["PYTHONPATH"] = os.pathsep.join(path)
+    folder = weights_dir()
+    if folder:
+        env[WEIGHTS_DIR_ENV_VAR] = folder
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env

@@ -51,8 +51,10 @@ encoder's parameters must come from the file (tensors named by another implement
 accepted when their shapes follow the backbone's in order). Weights that do not fit are refused
 with the reason, and nothing is written.</p>
 <p>Output: <b>OUT_LOCATION</b>, the file written:
-<code>&lt;weights folder&gt;/imported/&lt;timm model&gt;.safetensors</code> (the weights folder is
-the environment variable <code>DLT_WEIGHTS_DIR</code>, else <code>~/.cache/torch/dlt-imported</code>).
+<code>&lt;weights folder&gt;/imported/&lt;timm model&gt;.safetensors</code> (the weights folder is the
+<i>Pretrained weights folder</i> setting in Settings ▸ Options ▸ Processing ▸ Providers ▸ Deep learning tools,
+or the environment variable <code>DLT_WEIGHTS_DIR</code>, which wins; without either,
+<code>~/.cache/torch/dlt-imported</code>).
 Importing again replaces it. The work runs in the Python that has PyTorch
 (<code>DLT_PYTHON</code> chooses another).</p>
 """

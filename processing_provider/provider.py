@@ -10,6 +10,7 @@ from .classify_pixels import ClassifyPixelsUsingDeepLearning
 from .compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetection
 from .compute_accuracy_for_pixel_classification import ComputeAccuracyForPixelClassification
 from .detect_objects import DetectObjectsUsingDeepLearning
+from .engine_process import WEIGHTS_DIR_ENV_VAR, WEIGHTS_DIR_SETTING
 from .export_training_data import ExportTrainingDataForDeepLearning
 from .import_pretrained_weights import ImportPretrainedWeights
 from .train_deep_learning_model import TrainDeepLearningModel
@@ -64,6 +65,45 @@ class DeepLearningToolsProvider(QgsProcessingProvider):
     def svgIconPath(self):  # noqa: N802 (QGIS API name)
         return os.path.join(PLUGIN_DIR, "icon.svg")
 
+    def load(self):
+        """The provider's settings in Settings ▸ Options ▸ Processing ▸ Providers, then the algorithms."""
+        add_settings(self.name(), self.icon())
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self):
+        remove_settings()
+
     def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
         for algorithm_class in self.ALGORITHMS:
             self.addAlgorithm(algorithm_class())
+
+
+# ---- settings in Settings ▸ Options ▸ Processing ▸ Providers ▸ Deep learning tools ---------------------------
+
+WEIGHTS_DIR_DESCRIPTION = (f"Pretrained weights folder (empty: the Hugging Face and torch hub caches; "
+                           f"the environment variable {WEIGHTS_DIR_ENV_VAR} wins)")
+
+
+def add_settings(group, icon=None):
+    """The pretrained weights folder as a Processing setting, stored under the plugin's own QgsSettings key
+    (``deep_learning_tools/weights_dir``, which the worker runner reads). Without the Processing plugin
+    (``processing`` not importable) there is no Options page; the key still works."""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig, Setting
+    except ImportError:
+        return
+    setting = Setting(group, WEIGHTS_DIR_ENV_VAR, WEIGHTS_DIR_DESCRIPTION, "", valuetype=Setting.FOLDER)
+    setting.qname = WEIGHTS_DIR_SETTING  # not Processing/Configuration/…: one key for the dialog and the runner
+    if icon is not None:
+        ProcessingConfig.settingIcons[group] = icon
+    ProcessingConfig.addSetting(setting)
+    setting.read()
+
+
+def remove_settings():
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+    except ImportError:
+        return
+    ProcessingConfig.settings.pop(WEIGHTS_DIR_ENV_VAR, None)

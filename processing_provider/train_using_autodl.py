@@ -75,6 +75,15 @@ where it is.</p>
 <code>map.txt</code>). <b>OUT_MODEL</b>: the best model's <code>.dlpk</code> (the extension is added
 when left out). <b>PRETRAINED_MODEL</b>: an optional <code>.emd</code> or <code>.dlpk</code>; its network
 starts from it.</p>
+<p><b>Pretrained weights</b>: each network starts from its backbone's ImageNet weights, downloaded on
+first use and cached for offline use: in the <i>Pretrained weights folder</i> (Settings ▸ Options ▸
+Processing ▸ Providers ▸ Deep learning tools, or the environment variable <code>DLT_WEIGHTS_DIR</code>), else
+in the hubs' own caches (<code>~/.cache/huggingface/hub</code>, <code>~/.cache/torch/hub/checkpoints</code>).
+Offline with no cached copy, a network starts from random weights with a warning (an unreachable hub is
+not asked again in the run); on machines without internet, bring the weights with <i>Import Pretrained
+Weights</i>, or train a model with <b>BACKBONE_MODEL</b> <code>EFFICIENTNET_LITE0</code> (ImageNet weights
+installed with the plugin, they work offline) in <i>Train Deep Learning Model</i> and give it as
+PRETRAINED_MODEL.</p>
 <p><b>TOTAL_TIME_LIMIT</b>: the budget in hours, fractions allowed (0.05 = 3 minutes, 0.5 = 30
 minutes); the run ends within it. Each network gets a share of it; a longer budget trains longer
 and, in ADVANCED mode, tries more backbones.</p>

@@ -44,6 +44,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlparse
 
 WEIGHTS_DIR_ENV = "DLT_WEIGHTS_DIR"
+# The plugin's setting that the worker runner passes on as DLT_WEIGHTS_DIR (processing_provider/engine_process.py)
+WEIGHTS_DIR_SETTING_NAME = ("the setting Pretrained weights folder in Options ▸ Processing ▸ Providers ▸ "
+                            "Deep learning tools")
 OFFLINE_ENV = "DLT_WEIGHTS_OFFLINE"  # 1: never download (HF_HUB_OFFLINE=1 does the same)
 IMPORTED = "imported"
 HF_SUBDIR = "huggingface"  # <weights folder>/huggingface: a Hugging Face hub cache (models--…)
@@ -404,9 +407,10 @@ def how_to_get(timm_name: str, cfg: Any, problems: List[str]) -> str:
         copy.append(f"{os.path.basename(urlparse(cfg.url).path)} ({cfg.url}) into {torch_download_dir()}")
     return (f"no pretrained weights for {timm_name} ({why}): training starts from random weights. To start "
             f"from ImageNet weights: run once with a connection to the hub (they are then cached and used "
-            f"offline); or bring them with the Import Pretrained Weights tool ({IMPORT_TOOL}); or set "
-            f"{WEIGHTS_DIR_ENV} to a folder that holds them (huggingface/ and torch/hub/checkpoints/ as the "
-            f"hubs write them)" + (f"; or copy {' or '.join(copy)}" if copy else ""))
+            f"offline); or bring them with the Import Pretrained Weights tool ({IMPORT_TOOL}); or choose a "
+            f"weights folder that holds them ({WEIGHTS_DIR_SETTING_NAME}, or {WEIGHTS_DIR_ENV}: "
+            f"huggingface/ and torch/hub/checkpoints/ in it as the hubs write them)"
+            + (f"; or copy {' or '.join(copy)}" if copy else ""))
 
 
 # ---- downloads -----------------------------------------------------------------------------------------

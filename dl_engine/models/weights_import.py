@@ -341,7 +341,9 @@ def write_imported(state: Dict[str, Any], target: str, source: str = "", backbon
                 os.remove(temporary)
     except Exception as exc:  # noqa: BLE001 - OSError, or safetensors' own error for a full disk
         raise InputError("", f"cannot write the weights into {folder}: {exc}; choose a writable weights "
-                             f"folder (environment variable DLT_WEIGHTS_DIR)") from None
+                             f"folder (the setting Pretrained weights folder in Options ▸ Processing ▸ "
+                             f"Providers ▸ Deep learning tools, or the environment variable "
+                             f"DLT_WEIGHTS_DIR)") from None
     return target
 
 

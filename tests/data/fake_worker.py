@@ -11,7 +11,7 @@ Writes its pid to OUT_FOLDER/pid when given, so a test can check the process is 
     python fake_worker.py config -m dl_engine train --config FILE
 
 (what a DLT_PYTHON wrapper script passes on) answers with a result whose metrics hold the
-config it was given and the PYTHONPATH it saw.
+config it was given and the PYTHONPATH and DLT_WEIGHTS_DIR it saw (None when unset).
 
 The events and the exit codes are the engine's own (dl_engine.events.Events and EXIT_*): the
 runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
@@ -34,7 +34,8 @@ def echo_config():
     config = json.load(open(sys.argv[sys.argv.index("--config") + 1], encoding="utf-8"))
     EVENTS.progress(50.0)
     EVENTS.result(out_model_file=os.path.join(config["out_folder"], "fake.dlpk"), out_folder=config["out_folder"],
-                  metrics={"config": config, "argv": sys.argv[2:], "pythonpath": os.environ.get("PYTHONPATH", "")})
+                  metrics={"config": config, "argv": sys.argv[2:], "pythonpath": os.environ.get("PYTHONPATH", ""),
+                           "weights_dir": os.environ.get("DLT_WEIGHTS_DIR")})
     return EXIT_OK
 
 

@@ -2,6 +2,7 @@
 events forwarded to the feedback, errors named, crashes summarised, cancel within 2 s."""
 
 import importlib.util
+import json
 import os
 import sys
 import threading
@@ -157,3 +158,63 @@ def test_dlt_python_override(runner, monkeypatch, tmp_path):
 def test_installation_python_is_never_qgis(runner):
     python = runner.worker_python()
     assert os.path.basename(python).startswith("python")
+
+
+# ---- the pretrained weights folder: a plugin setting passed on as DLT_WEIGHTS_DIR ----------------------------
+
+@pytest.fixture
+def weights_setting(runner, qgis_app):
+    """Sets the plugin's weights folder setting for one test, and removes it after."""
+    from qgis.core import QgsSettings
+
+    def set_value(value):
+        QgsSettings().setValue(runner.WEIGHTS_DIR_SETTING, value)
+
+    yield set_value
+    QgsSettings().remove(runner.WEIGHTS_DIR_SETTING)
+
+
+def echo_environment(runner, tmp_path):
+    """What the worker saw: the fake worker in config mode, run through run_worker."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"out_folder": str(tmp_path / "model")}))
+    result = runner.run_worker([FAKE, "config", "-m", "dl_engine", "train", "--config", str(config)], None,
+                               python=sys.executable)
+    return result["metrics"]
+
+
+def test_weights_folder_setting_reaches_the_worker(runner, weights_setting, tmp_path, monkeypatch):
+    monkeypatch.delenv("DLT_WEIGHTS_DIR", raising=False)
+    assert echo_environment(runner, tmp_path)["weights_dir"] is None  # no setting: the hubs' own caches
+    folder = tmp_path / "weights"
+    weights_setting(f"  {folder}  ")
+    assert echo_environment(runner, tmp_path)["weights_dir"] == str(folder)
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~" is the user's home folder
+    weights_setting("~/dlt-weights")
+    assert runner.worker_env()["DLT_WEIGHTS_DIR"] == str(tmp_path / "dlt-weights")
+
+
+def test_weights_folder_environment_variable_wins(runner, weights_setting, tmp_path, monkeypatch):
+    weights_setting(str(tmp_path / "from-the-setting"))
+    monkeypatch.setenv("DLT_WEIGHTS_DIR", str(tmp_path / "from-the-environment"))
+    assert echo_environment(runner, tmp_path)["weights_dir"] == str(tmp_path / "from-the-environment")
+    monkeypatch.setenv("DLT_WEIGHTS_DIR", "  ")  # blank: as if unset
+    assert echo_environment(runner, tmp_path)["weights_dir"] == str(tmp_path / "from-the-setting")
+
+
+def test_weights_folder_in_the_processing_options(runner, provider):
+    """Settings ▸ Options ▸ Processing ▸ Providers ▸ Deep learning tools shows the setting, stored under the
+    key the runner reads."""
+    from processing.core.ProcessingConfig import ProcessingConfig, Setting
+
+    setting = ProcessingConfig.settings["DLT_WEIGHTS_DIR"]
+    assert setting.group == provider.name()
+    assert setting.qname == runner.WEIGHTS_DIR_SETTING == "deep_learning_tools/weights_dir"
+    assert setting.valuetype == Setting.FOLDER
+    assert "DLT_WEIGHTS_DIR" in setting.description
+
+
+def test_weights_folder_names_match_the_engine(runner):
+    from dl_engine.models.weights import WEIGHTS_DIR_ENV
+
+    assert runner.WEIGHTS_DIR_ENV_VAR == WEIGHTS_DIR_ENV
