@@ -136,20 +136,9 @@ else
   emd="${dlpk%.dlpk}.emd"
   [ -f "$emd" ] || emd="$(ls "$MODEL"/*.emd 2>/dev/null | head -1)"
   WEIGHTS="$("$PY" - "$emd" <<'PYEOF' 2>/dev/null || echo "unknown (no emd beside $dlpk)"
-import json, os, sys
+import json, sys
 emd = json.load(open(sys.argv[1], encoding="utf-8"))
-weights = emd.get("PretrainedWeights") or "not recorded"
-path = weights[len("imported: "):] if weights.startswith("imported: ") else ""
-if os.path.isfile(path):  # imported weights say where they came from (a wheel's checkpoint, a file, a cache)
-    try:
-        from safetensors import safe_open
-        with safe_open(path, "pt") as f:
-            source = (f.metadata() or {}).get("source")
-        if source:
-            weights += f" (imported from {source})"
-    except Exception:
-        pass
-print(weights)
+print(emd.get("PretrainedWeights") or "not recorded")  # imported weights name their origin too
 PYEOF
 )"
   echo "  started from weights: $WEIGHTS"

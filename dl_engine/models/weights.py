@@ -189,6 +189,20 @@ def _download_cfg(timm_name: str) -> Any:
         return None
 
 
+def imported_source(path: str) -> str:
+    """What the emd records for imported weights: the file, and what it was imported from (the
+    safetensors metadata Import Pretrained Weights writes), e.g. the package that shipped them."""
+    origin = ""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            origin = (f.metadata() or {}).get("source", "")
+    except Exception:  # noqa: BLE001 - the label is a nicety; the file is checked when loaded
+        pass
+    return f"imported: {path}" + (f" (from {origin})" if origin else "")
+
+
 def cached_weights(timm_name: str) -> List[Tuple[str, str]]:
     """(path, source) of the files on disk that may hold ``timm_name``'s pretrained weights, best
     first: imported weights, the Hugging Face hub caches, torch hub's checkpoints, a config's
@@ -199,7 +213,7 @@ def cached_weights(timm_name: str) -> List[Tuple[str, str]]:
     found: List[Tuple[str, str]] = []
     imported = imported_weights_path(timm_name)
     if os.path.isfile(imported):
-        found.append((imported, f"imported: {imported}"))
+        found.append((imported, imported_source(imported)))
     checkpoints = torch_checkpoint_dirs()
     for cfg in _pretrained_cfgs(timm_name):
         if cfg.file and os.path.isfile(cfg.file):
@@ -223,7 +237,7 @@ def cached_weights(timm_name: str) -> List[Tuple[str, str]]:
             bundled_weights = None
         bundled = bundled_weights(timm_name, log=lambda message: None) if bundled_weights else None
         if bundled:
-            found.append((bundled, f"imported: {bundled}"))
+            found.append((bundled, imported_source(bundled)))
     unique: Dict[str, str] = {}
     for path, source in found:
         unique.setdefault(path, source)
