@@ -90,14 +90,17 @@ stops it within two seconds; the last per-epoch checkpoint stays in OUT_FOLDER a
 <code>map.txt</code>), or several separated by <code>;</code> (same format, band count and tile size).
 <b>OUT_FOLDER</b>: where the model goes.</p>
 <p><b>MAX_EPOCHS</b>, <b>BATCH_SIZE</b>: positive integers. <b>LEARNING_RATE</b>: empty runs a
-learning-rate finder. <b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</code>…<code>RESNET152</code>,
+learning-rate finder (at most 100 steps and a tenth of the run; 0.001 when the run is too short).
+<b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</code>…<code>RESNET152</code>,
 <code>DENSENET121</code>…, <code>VGG16</code>, <code>MOBILENET_V2</code>, …), <code>timm:&lt;name&gt;</code>
 or torchgeo's remote-sensing weights <code>torchgeo:&lt;Enum&gt;.&lt;MEMBER&gt;</code> (e.g.
 <code>torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOCO</code> for the 13 Sentinel-2 bands; the export must
 have the weights' bands in their order, and chips are normalised as the weights were trained).
 <b>PRETRAINED_MODEL</b>: a <code>.emd</code> or <code>.dlpk</code> to fine-tune (same model type).
 <b>VALIDATION_PERCENTAGE</b>: share of chips held out (0 to below 100). <b>STOP_TRAINING</b>: stop when
-<b>MONITOR</b> no longer improves. <b>FREEZE</b>: train only the head, the backbone stays frozen.
+<b>MONITOR</b> no longer improves. <b>FREEZE</b>: with pretrained backbone weights, the head trains
+first with the backbone frozen (a quarter of the epochs), then everything trains, the backbone at a
+tenth of the learning rate.
 <b>ARGUMENTS</b>: model arguments as <code>name value;name value</code> (e.g.
 <code>class_balancing true;focal_loss true</code>); an unknown name is an error that lists the valid ones.
 <b>AUGMENTATION_PARAMETERS</b>: the transforms for <code>CUSTOM</code>. <b>CHIP_SIZE</b>: empty = the

@@ -27,7 +27,7 @@ from .trial import FAILED, SKIPPED, TrialRecord, TrialSpec, model_name, remove_f
 DEFAULT_LEARNING_RATE = {"pixel": 2e-3, "detection": 1e-3}
 LR_FACTORS = (0.2, 5.0)
 # An evaluation trial this long (seconds) spends a little of it on the learning-rate finder
-# (40-100 steps) instead of taking the default rate.
+# (up to 100 steps, train/lr_finder.py) instead of taking the default rate.
 LR_FINDER_SECONDS = 600
 # BASIC with several networks: the share of the budget that evaluates them; the rest continues
 # the best one from its weights (time on one network counts more than the choice of network

@@ -121,7 +121,7 @@ def run_trial(plan: Plan, record: TrialRecord, folder: str, deadline: float, eve
     spec = record.spec
     attempt_batch = spec.batch_upper
     for attempt in range(3):  # out of GPU memory during training: halve the batch and try again
-        control = TrainControl(deadline=deadline, stop=stop, on_epoch=_curve_hook(record, on_epoch))
+        control = TrainControl(deadline=deadline, stop=stop, on_epoch=_curve_hook(record, on_epoch), advise=False)
         record.curve = []
         try:
             result = run_training(train_config(plan, replace(spec, batch_upper=attempt_batch), folder), events,

@@ -23,6 +23,9 @@ class TrainControl:
     stop: Callable[[], bool] = lambda: False  # soft stop: end like at the deadline
     # after each epoch: (epoch from 0, monitored value or None) -> True to stop (pruning)
     on_epoch: Optional[Callable[[int, Optional[float]], bool]] = None
+    # a model that learned nothing: the warning lists what to try with Train Deep Learning Model's
+    # parameters (MAX_EPOCHS, LEARNING_RATE, …); False (AutoDL's trials, which have none): the reason only
+    advise: bool = True
     # filled in by the run
     batch_size: Optional[int] = None  # the batch size used (the automatic one where asked)
     training_started: Optional[float] = None  # time.time() when the first epoch began

@@ -5,7 +5,17 @@ progress per batch and cancel between batches.
 With a deadline (TrainControl, AutoDL's trials) the schedule is shaped by time: the number
 of steps that fit before the deadline is estimated from the measured step and validation
 times and re-estimated after every epoch, so the learning rate has annealed when time is up;
-the last epoch is cut short and validated so that it still counts."""
+the last epoch is cut short and validated so that it still counts.
+
+Freeze-then-unfreeze (FREEZE with pretrained backbone weights; fastai's ``fine_tune``):
+the first ``freeze_epochs`` train the head with the backbone frozen (one one-cycle over
+them), then the backbone is unfrozen and everything trains (a second one-cycle over the
+rest) with the backbone at ``encoder_lr_scale`` (a tenth) of the head's rate. Early
+stopping waits for the second phase. Both phases follow from the step, so resume needs no
+more state.
+
+Every validation also judges whether the model learned anything (verdict.py); the verdict
+travels in the epoch's metrics (``learned_nothing``, ``learned_nothing_reason``)."""
 
 from __future__ import annotations
 
@@ -20,6 +30,7 @@ import torch
 from ..errors import Canceled
 from . import checkpoint as ckpt
 from . import schedule
+from . import verdict
 from .control import EARLY_STOPPING, PRUNED, STOPPED, TIME_LIMIT, TrainControl
 from .distributed import Dist
 from ..events import Events, plain
@@ -56,6 +67,8 @@ class LoopSettings:
     progress_start: float = 0.0  # percent already used (learning-rate finder)
     checkpoint_path: Optional[str] = None
     fingerprint: str = ""
+    freeze_epochs: int = 0  # epochs with the backbone frozen (FREEZE with pretrained weights); 0: none
+    encoder_lr_scale: float = 0.1  # the backbone's rate after unfreezing, relative to the head's
 
 
 class Trainer:
@@ -63,7 +76,11 @@ class Trainer:
                  train_loader, train_sampler, valid_loader, valid_sampler, settings: LoopSettings,
                  cancel: Callable[[], bool] = lambda: False,
                  on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
-                 control: Optional[TrainControl] = None):
+                 control: Optional[TrainControl] = None, encoder_parameters: Optional[List[Any]] = None,
+                 rewrap: Optional[Callable[[], torch.nn.Module]] = None):
+        """``encoder_parameters``: the backbone's (frozen by the caller for the first
+        ``settings.freeze_epochs``); ``rewrap``: a new DDP wrapper once they train again (DDP
+        syncs only the parameters that required gradients when it was made)."""
         self.on_epoch = on_epoch  # e.g. TensorBoard scalars
         self.model = model  # the network itself (state dicts, validation)
         self.net = net  # what training calls: the DDP wrapper in a distributed run, else the model
@@ -75,8 +92,16 @@ class Trainer:
         self.control = control or TrainControl()
         self._valid_seconds: Optional[float] = None  # the last validation's duration (deadline reserve)
         self._step_seconds: Optional[float] = None  # measured seconds per optimizer step
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+        self.encoder_parameters = list(encoder_parameters or []) if settings.freeze_epochs > 0 else []
+        self.rewrap = rewrap
+        if self.encoder_parameters:  # two groups: the head, and the backbone at its own rate once unfrozen
+            mine = {id(p) for p in self.encoder_parameters}
+            groups = [{"params": [p for p in model.parameters() if id(p) not in mine and p.requires_grad],
+                       "lr_scale": 1.0},
+                      {"params": self.encoder_parameters, "lr_scale": float(settings.encoder_lr_scale)}]
+        else:
+            groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        self.optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay,
                                            betas=(0.95, 0.99))
         self.scaler = torch.amp.GradScaler("cuda") if runtime.needs_grad_scaler else None
         self.steps_per_epoch = max(len(train_loader), 1)
@@ -84,6 +109,9 @@ class Trainer:
         if settings.max_steps:
             self.step_cap = min(self.step_cap, settings.max_steps)
         self.total_steps = self.step_cap  # the schedule's length; shaped by time under a deadline
+        # the step at which the backbone trains again (the second cycle starts); None: no freezing
+        self.unfreeze_step = (self.steps_per_epoch * settings.freeze_epochs if self.encoder_parameters else None)
+        self.frozen = bool(self.encoder_parameters)
 
     # ---- resume ---------------------------------------------------------------------------
 
@@ -117,6 +145,8 @@ class Trainer:
         self.control.training_started = time.time()
         while state.epoch < self.s.max_epochs and not self._out_of_steps(state):
             epoch = state.epoch
+            if self.frozen and epoch >= self.s.freeze_epochs:
+                self._unfreeze(state)
             t0 = time.perf_counter()
             step0 = state.step
             train_loss, samples = self._train_epoch(state)
@@ -152,7 +182,7 @@ class Trainer:
                                best=state.best, improved=improved, per_class=metrics.get("per_class"),
                                device=self.runtime.description)
             if (self.s.stop_training and not state.stop_reason and state.stale >= self.s.patience
-                    and state.epoch < self.s.max_epochs):
+                    and state.epoch < self.s.max_epochs and not self.frozen):  # not before the backbone trains
                 state.stop_reason = EARLY_STOPPING
                 self.events.log(f"early stopping: {self.s.monitor.lower()} has not improved for {state.stale} "
                                 f"epochs; keeping epoch {state.best_epoch + 1}")
@@ -173,6 +203,27 @@ class Trainer:
         self.control.stop_reason = state.stop_reason
         self.control.training_ended = time.time()
         return state
+
+    # ---- freeze-then-unfreeze ------------------------------------------------------------------
+
+    def _unfreeze(self, state: FitState) -> None:
+        for p in self.encoder_parameters:
+            p.requires_grad_(True)
+        self.frozen = False
+        if self.rewrap is not None:
+            self.net = self.rewrap()
+        state.stale = 0  # early stopping counts from the second phase
+        self.events.log(f"epoch {state.epoch + 1}: backbone unfrozen; it trains at {self.s.encoder_lr_scale:g} "
+                        f"times the head's learning rate")
+
+    def _rate(self, step: int):
+        """(learning rate, beta1) at ``step``: one cycle, or two around the unfreezing."""
+        b = self.unfreeze_step
+        if b and b < self.total_steps:
+            if step < b:
+                return schedule.one_cycle(step, b, self.s.learning_rate)
+            return schedule.one_cycle(step - b, self.total_steps - b, self.s.learning_rate)
+        return schedule.one_cycle(step, self.total_steps, self.s.learning_rate)
 
     # ---- deadline ---------------------------------------------------------------------------
 
@@ -215,7 +266,7 @@ class Trainer:
                 break
             self._check_cancel()
             batch = to_device(batch, self.runtime.device, self.runtime.channels_last)
-            lr, beta1 = schedule.one_cycle(state.step, self.total_steps, self.s.learning_rate)
+            lr, beta1 = self._rate(state.step)
             schedule.apply(self.optimizer, lr, beta1)
             loss = self.task.training_loss(self.net, batch, self.runtime)
             self.optimizer.zero_grad(set_to_none=True)
@@ -258,8 +309,14 @@ class Trainer:
             loss_sum, n = loss_sum + s, n + k
         totals = torch.tensor([loss_sum, n], dtype=torch.float64, device=self.runtime.device)
         self.dist.all_sum(totals)
-        metrics = self.task.metrics(self.task.reduce(acc, self.dist))
+        reduced = self.task.reduce(acc, self.dist)
+        metrics = self.task.metrics(reduced)
         metrics["valid_loss"] = float(totals[0] / totals[1]) if totals[1] > 0 else None
+        reason = verdict.judge(self.task, reduced, monitor_key(self.s.monitor))
+        if reason is not None:  # None: the validation chips cannot tell
+            metrics["learned_nothing"] = bool(reason)
+            if reason:
+                metrics["learned_nothing_reason"] = reason
         return metrics
 
     def _check_cancel(self) -> None:

@@ -31,13 +31,15 @@ from ..runtime import choose_runtime
 from .distributed import Dist, from_environment
 from ..events import Events, plain
 from .loader import default_workers, make_loader
-from .lr_finder import find_learning_rate
+from .lr_finder import DEFAULT_LR, MIN_STEPS, SHARE, find_learning_rate, finder_steps
 from .loop import FitState, LoopSettings, Trainer
 from .metrics import MONITOR_KEYS
 from .pretrained import load_pretrained
 from .families import task_for
 
 LR_FINDER_SHARE = 5.0  # percent of the progress bar the learning-rate finder takes
+FREEZE_SHARE = 0.25  # FREEZE with pretrained weights: the share of the epochs that train the head alone
+ENCODER_LR_SCALE = 0.1  # the backbone's learning rate after unfreezing, relative to the head's
 SHOW_RESULTS = 4  # validation chips in show_results.png
 
 
@@ -90,14 +92,10 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     if config.pretrained_model:
         load_pretrained(config.pretrained_model, model, spec, built.backbone_name, td, events.log)
         pretrained_loaded = True
-    _freeze(config, built, pretrained_loaded, events)
+    freeze_epochs = _freeze_epochs(config, built, pretrained_loaded, events)
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    net = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-        net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.is_cuda else None)
 
     task = plan.task
     task.prepare(td, model, plan.chip_size, events.log)  # a look at the training data (class balance, …)
@@ -108,6 +106,10 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     if config.auto_batch_size and not dist.enabled:
         batch = choose_batch_size(model, task, runtime, train_ds, plan.chip_size, batch, events.log)
     control.batch_size = batch
+    if freeze_epochs:  # after the batch size probe, which must see the whole network train
+        for p in built.encoder_parameters:
+            p.requires_grad_(False)
+    net = _wrap(model, dist, runtime)  # after freezing: DDP syncs what requires gradients now
     train_loader, train_sampler = make_loader(train_ds, batch, task.collate, True, config.seed, workers,
                                               runtime.is_cuda, dist.rank, dist.world_size,
                                               # a last batch of one chip breaks BatchNorm: drop the
@@ -125,7 +127,8 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     check_path = ckpt.path_for(out_folder)
     fingerprint = ckpt.fingerprint(model_type=spec.keyword, backbone=built.backbone_name, folders=td.data.paths,
                                    bands=td.normalization.bands_in, classes=td.class_map.names,
-                                   chip_size=plan.chip_size, batch_size=batch, max_epochs=config.max_epochs)
+                                   chip_size=plan.chip_size, batch_size=batch, max_epochs=config.max_epochs,
+                                   **({"freeze_epochs": freeze_epochs} if freeze_epochs else {}))
     check_cancel = _cancel_check(cancel, dist, runtime)
     saved = _resume_state(args, check_path, fingerprint, events)
 
@@ -133,11 +136,19 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     if saved is not None:
         learning_rate = float(saved["learning_rate"])
     elif learning_rate is None:
-        iterations = min(100, max(40, 3 * len(train_loader)))
-        learning_rate, _ = find_learning_rate(
-            model, net, task, runtime, dist, events, train_loader, train_sampler, iterations,
-            args["weight_decay"], check_cancel,
-            lambda f: events.progress(LR_FINDER_SHARE * f, "finding the learning rate"))
+        planned = len(train_loader) * int(config.max_epochs)
+        if config.max_steps:
+            planned = min(planned, int(config.max_steps))
+        iterations = finder_steps(planned)
+        if iterations:
+            learning_rate, _ = find_learning_rate(
+                model, net, task, runtime, dist, events, train_loader, train_sampler, iterations,
+                args["weight_decay"], check_cancel,
+                lambda f: events.progress(LR_FINDER_SHARE * f, "finding the learning rate"))
+        else:
+            learning_rate = DEFAULT_LR
+            events.log(f"learning rate {learning_rate:.2e}, AdamW's safe default: the run plans {planned} steps, "
+                       f"too few for the learning-rate finder ({MIN_STEPS} steps within {SHARE:.0%} of the run)")
     else:
         events.log(f"learning rate {learning_rate:.2e}")
 
@@ -146,10 +157,13 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                             patience=int(args.get("patience") or config.patience),
                             weight_decay=float(args["weight_decay"]), max_steps=config.max_steps,
                             progress_start=LR_FINDER_SHARE if config.learning_rate is None else 0.0,
-                            checkpoint_path=check_path, fingerprint=fingerprint)
+                            checkpoint_path=check_path, fingerprint=fingerprint, freeze_epochs=freeze_epochs,
+                            encoder_lr_scale=ENCODER_LR_SCALE)
     board = _tensorboard(config, out_folder, events) if dist.is_main else None
     trainer = Trainer(model, net, task, runtime, dist, events, train_loader, train_sampler, valid_loader,
-                      valid_sampler, settings, cancel, on_epoch=board, control=control)
+                      valid_sampler, settings, cancel, on_epoch=board, control=control,
+                      encoder_parameters=built.encoder_parameters if freeze_epochs else None,
+                      rewrap=(lambda: _wrap(model, dist, runtime)) if dist.enabled else None)
     state = trainer.load_state_dict(saved) if saved is not None else FitState()
     if saved is not None:
         events.log(f"resuming after epoch {state.epoch} of {config.max_epochs} from {check_path}")
@@ -160,6 +174,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                                f"'resume true'" if os.path.isfile(check_path) else "training canceled") from None
 
     model.load_state_dict(state.best_state)
+    _learned_nothing(state, plan, learning_rate, pretrained_loaded, events, control.advise)
     result = None
     if dist.is_main:
         events.progress(98.5, "writing the model package")
@@ -238,15 +253,67 @@ def _check_out_folder(path: str) -> None:
         raise InputError("OUT_FOLDER", f"{parent} is not writable")
 
 
-def _freeze(config: TrainConfig, built, pretrained_loaded: bool, events: Events) -> None:
+def _freeze_epochs(config: TrainConfig, built, pretrained_loaded: bool, events: Events) -> int:
+    """FREEZE with pretrained weights: the epochs that train the head with the backbone frozen
+    (fastai's fine_tune): FREEZE_SHARE of them, at least 1, leaving at least 1 to train
+    everything, the backbone at ENCODER_LR_SCALE of the rate; all of them when MAX_EPOCHS is 1.
+    0: no freezing (FREEZE off, or nothing pretrained to protect: said once in the log)."""
     if not config.freeze:
+        return 0
+    if not pretrained_loaded or not built.encoder_parameters:
+        events.log("FREEZE has nothing to protect: the backbone starts from random weights, so it trains from "
+                   "the first epoch")
+        return 0
+    epochs = int(config.max_epochs)
+    frozen = epochs if epochs < 2 else min(epochs - 1, max(1, int(round(FREEZE_SHARE * epochs))))
+    count = sum(p.numel() for p in built.encoder_parameters)
+    if frozen >= epochs:
+        events.log(f"backbone frozen ({count:,} parameters): MAX_EPOCHS {epochs} trains the head only (a second "
+                   "epoch would fine-tune the backbone too)")
+    else:
+        events.log(f"backbone frozen for the first {frozen} of {epochs} epochs ({count:,} parameters): the head "
+                   f"learns first, then everything trains, the backbone at {ENCODER_LR_SCALE:g} times the rate")
+    return frozen
+
+
+def _wrap(model, dist: Dist, runtime):
+    """What training calls: the model, or its DistributedDataParallel wrapper under torchrun."""
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.is_cuda else None)
+
+
+ADVICE = {
+    "pixel": "ARGUMENTS 'class_balancing true' or 'focal_loss true' when the foreground is rare",
+    "classification": "ARGUMENTS 'class_balancing true' or 'oversample true' when a class is rare",
+}
+
+
+def _learned_nothing(state: FitState, plan: "_Plan", learning_rate: float, pretrained_loaded: bool,
+                     events: Events, advise: bool = True) -> None:
+    """The kept model learned nothing (verdict.py, or no validation finite): one warning that
+    says what to try; the metrics carry ``learned_nothing`` (and the reason)."""
+    m = state.best_metrics
+    reason = m.get("learned_nothing_reason") if m.get("learned_nothing") else None
+    if reason is None and not m and state.history and plan.data.valid:
+        reason = "no epoch had a finite validation value (training diverged)"
+        m["learned_nothing"] = True
+        m["learned_nothing_reason"] = reason
+    if not reason:
         return
+    said = f"the model learned nothing: {reason} (epoch {state.best_epoch + 1}, the one kept)"
+    if not advise:
+        events.warning(said)
+        return
+    tries = [f"more epochs (MAX_EPOCHS; {len(state.history)} ran)",
+             f"a lower LEARNING_RATE (this run used {learning_rate:.1e}; try {learning_rate / 10:.0e})",
+             "check the labels and classes of the export (are the objects labelled, with the right class values?)"]
     if not pretrained_loaded:
-        events.warning("FREEZE is ignored: there are no pretrained weights to keep, so the backbone trains too")
-        return
-    for p in built.encoder_parameters:
-        p.requires_grad_(False)
-    events.log(f"backbone frozen ({sum(p.numel() for p in built.encoder_parameters):,} parameters)")
+        tries.append("a pretrained backbone (BACKBONE_MODEL EFFICIENTNET_LITE0 has ImageNet weights offline)")
+    if plan.spec.kind in ADVICE:
+        tries.append(ADVICE[plan.spec.kind])
+    events.warning(f"{said}. Try " + "; ".join(tries) + ".")
 
 
 def _resume_state(args, path: str, fingerprint: str, events: Events):
@@ -310,6 +377,8 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
                     stopped_early=state.stopped_early, batch_size=batch)
     if state.stop_reason:
         settings["stop_reason"] = state.stop_reason
+    if metrics.get("learned_nothing"):  # shown in model_metrics.html's settings
+        settings["learned_nothing"] = metrics.get("learned_nothing_reason") or True
     record = TrainedModel(
         name=name, model_type=plan.spec.keyword, backbone=built.backbone_name, backbone_keyword=config.backbone,
         arguments=plan.arguments, class_map=td.class_map, normalization=td.normalization, data=td.data,

@@ -2,7 +2,8 @@
 rate warms up from max_lr/25 to max_lr over the first 25 % of steps, then anneals by a
 cosine to max_lr/1e5; AdamW's beta1 moves the other way (0.95 → 0.85 → 0.95).
 
-A pure function of the step, so a resumed run needs no scheduler state."""
+A pure function of the step, so a resumed run needs no scheduler state. Freeze-then-unfreeze
+(loop.py) runs two cycles: one over the frozen phase, one over the rest."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def one_cycle(step: int, total: int, max_lr: float) -> Tuple[float, float]:
 
 
 def apply(optimizer, lr: float, beta1: float) -> None:
+    """Every group at ``lr`` times its ``lr_scale`` (1 unless set: discriminative rates)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
         group["betas"] = (beta1, group["betas"][1])

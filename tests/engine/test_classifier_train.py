@@ -78,6 +78,7 @@ def test_classifier_learns_a_visible_class(labeled):
     matrix = np.array(result.metrics["confusion_matrix"])
     assert matrix.shape == (2, 2) and matrix.sum() == len(prepare_data(DataConfig(export, 25)).valid)
     assert np.trace(matrix) / matrix.sum() == pytest.approx(result.metrics["accuracy"])
+    assert result.metrics["learned_nothing"] is False  # better than always one class (train/verdict.py)
     metric_events = [e for e in seen if e["event"] == "metric"]
     assert len(metric_events) == 6 and all(e["monitor"] == "ACCURACY" for e in metric_events)
 

@@ -133,6 +133,7 @@ def test_faster_rcnn_learns_easy_objects(tmp_path):
     aps = [h["average_precision"] for h in result.history]
     assert max(aps) > 0.4, aps
     assert result.metrics["average_precision"] == pytest.approx(max(aps))
+    assert result.metrics["learned_nothing"] is False  # boxes that score 0.5 and match (train/verdict.py)
     assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"]
     emd = json.loads(Path(result.emd).read_text())
     assert emd["monitored_average_precision"] == pytest.approx(max(aps))

@@ -80,16 +80,23 @@ def test_model_learns_and_package_is_complete(export, tmp_path):
     metrics = [e for e in seen if e["event"] == "metric"]
     assert [m["epoch"] for m in metrics] == list(range(1, 7)) and all(m["samples_per_s"] > 0 for m in metrics)
     assert any(e["event"] == "result" and e["out_model_file"].endswith("roofs.dlpk") for e in seen)
+    # it learned: no warning that it did not
+    assert result.metrics["learned_nothing"] is False
+    assert not any("learned nothing" in e.get("message", "") for e in seen)
 
 
 @pytest.mark.trains
 def test_learning_rate_finder_and_early_stopping(export, tmp_path):
     seen, events = collect()
+    # batch 4: 12 steps an epoch, 360 planned; the finder may take 10 % of them
     result = run_training(config(export, tmp_path / "m", learning_rate=None, max_epochs=30, max_steps=None,
-                                 arguments="patience 1", monitor="MIOU"), events)
+                                 batch_size=4, arguments="patience 1", monitor="MIOU"), events)
     logs = [e["message"] for e in seen if e["event"] == "log"]
-    assert any("learning-rate finder" in m and "chosen" in m for m in logs)
-    assert 1e-5 <= result.learning_rate <= 1e-2
+    finder = [m for m in logs if "learning-rate finder" in m]
+    assert len(finder) == 1 and "chosen" in finder[0], logs  # reported once
+    steps = int(finder[0].split("learning-rate finder: ")[1].split(" steps")[0])
+    assert 5 < steps <= 36, finder
+    assert 1e-5 <= result.learning_rate < 1e-2
     assert len(result.history) < 30  # stopped early
     assert any("early stopping" in m for m in logs)
     best = max(h["miou"] for h in result.history)
