@@ -22,6 +22,7 @@ from ..errors import Canceled, InputError
 from ..models import rs_weights
 from ..models.registry import BuildContext, ModelSpec, get_spec, model_types
 from . import checkpoint as ckpt
+from . import verdict
 from ..arguments import parse_arguments
 from .arguments import TRAINER_ARGUMENTS
 from .batch_size import choose_batch_size
@@ -301,6 +302,12 @@ def _learned_nothing(state: FitState, plan: "_Plan", learning_rate: float, pretr
         m["learned_nothing"] = True
         m["learned_nothing_reason"] = reason
     if not reason:
+        return
+    chips = len(plan.data.valid)
+    if verdict.is_guess_level(reason) and chips < verdict.MIN_CHIPS_FOR_GUESS:
+        m["learned_nothing"] = False  # too few validation chips to call the model useless
+        events.log(f"on its {chips} validation chip(s) {reason}; too few chips to judge (export more, or raise "
+                   "VALIDATION_PERCENTAGE, to have the model checked)")
         return
     said = f"the model learned nothing: {reason} (epoch {state.best_epoch + 1}, the one kept)"
     if not advise:

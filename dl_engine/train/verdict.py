@@ -28,7 +28,16 @@ import numpy as np
 from .metrics import pixel_metrics
 
 MARGIN = 0.01  # a metric this close to the guess is no better than it
+# Comparing with a guess needs this many validation chips; on fewer (a small export's split)
+# the metric is too noisy to call a model useless, so only "predicts nothing" is judged.
+MIN_CHIPS_FOR_GUESS = 10
+NO_BETTER = "its validation "  # how a "no better than a guess" reason starts
 SCORE_THRESHOLD = 0.5  # Detect Objects' default threshold
+
+
+def is_guess_level(reason: Optional[str]) -> bool:
+    """The reason says "no better than a guess" (not "predicts nothing")."""
+    return bool(reason) and reason.startswith(NO_BETTER)
 
 
 def judge(task, state, monitor_key: str) -> Optional[str]:
@@ -71,7 +80,7 @@ def _guess(truth: np.ndarray, predicted: np.ndarray, metric: Callable[[np.ndarra
 
 
 def _no_better(key: str, value: float, guess: float, answer: str) -> str:
-    return (f"its validation {key} ({value:.3f}) is no better than a guess that ignores the image "
+    return (f"{NO_BETTER}{key} ({value:.3f}) is no better than a guess that ignores the image "
             f"({guess:.3f}: {answer})")
 
 

@@ -132,3 +132,26 @@ def test_a_run_that_learned_nothing_says_so(tmp_path):
     final = [e for e in seen if e["event"] == "result"][0]
     assert json.loads(json.dumps(final["metrics"]))["learned_nothing"] is True
     assert "learned_nothing" in (tmp_path / "m" / "model_metrics.html").read_text()
+
+
+@pytest.mark.parametrize("chips, warned", [(5, False), (v.MIN_CHIPS_FOR_GUESS, True)])
+def test_a_guess_level_verdict_needs_enough_validation_chips(chips, warned):
+    """On a handful of validation chips "no better than a guess" is noise: a log line, no warning,
+    no flag; "predicts nothing" is still a warning there (test above)."""
+    from types import SimpleNamespace
+
+    from dl_engine.train.loop import FitState
+    from dl_engine.train.run import _learned_nothing
+
+    reason = v._no_better("miou", 0.05, 0.088, "classes at random in the model's proportions")
+    assert v.is_guess_level(reason) and not v.is_guess_level("it predicts no foreground: …")
+    state = FitState(best_epoch=0, best_metrics={"learned_nothing": True, "learned_nothing_reason": reason},
+                     history=[{"valid_loss": 1.0}])
+    plan = SimpleNamespace(data=SimpleNamespace(valid=list(range(chips))), spec=SimpleNamespace(kind="pixel"))
+    seen = []
+    _learned_nothing(state, plan, 1e-3, True, Events(sink=seen.append))
+    warnings = [e for e in seen if e.get("level") == "warning"]
+    assert bool(warnings) is warned
+    assert state.best_metrics["learned_nothing"] is warned
+    if not warned:
+        assert any("too few chips to judge" in e["message"] for e in seen)
