@@ -282,6 +282,7 @@ def test_cancel_waits_for_the_best_model_so_far(autodl_alg, tmp_path, monkeypatc
 
 # ---- headless -------------------------------------------------------------------------------------
 
+@pytest.mark.heavy  # a qgis_process run of several seconds: make test only
 @pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process.bin not installed")
 def test_qgis_process(qgis_process_env, tmp_path):
     described = qgis_process(qgis_process_env, "help", AUTODL_ALG)

@@ -97,6 +97,7 @@ def test_qgis_process_run_panoptic_with_instances(qgis_process_env, data_dir, tm
     assert [(c["Value"], c["Name"]) for c in emd["Panoptic_Segmentation_Instance_Classes"]] == [(1, "Tree")]
 
 
+@pytest.mark.heavy  # a qgis_process run of several seconds: make test only
 def test_qgis_process_large_export_uses_worker_processes(qgis_process_env, data_dir, tmp_path):
     """Inside qgis_process sys.executable is not Python: the workers must still start, with the
     installation's own interpreter, and write the same chips as one worker does."""

@@ -57,6 +57,7 @@ def test_classify_pixels_with_a_fake_worker(qgis_process_env, data_dir, tmp_path
     assert (config["tool"], config["arguments"], config["device"]) == ("classify_pixels", "batch_size 2", "cpu")
 
 
+@pytest.mark.heavy  # a qgis_process run of several seconds: make test only
 def test_detect_and_classify_objects_with_a_fake_worker(qgis_process_env, data_dir, tmp_path):
     from qgis.core import QgsVectorLayer
 
