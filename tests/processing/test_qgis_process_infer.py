@@ -16,7 +16,10 @@ from dlt_infer_helpers import (CLASSIFY_OBJECTS_ALG, CLASSIFY_PIXELS_ALG, DETECT
 from test_qgis_process import QGIS_PROCESS, qgis_process, qgis_process_env  # noqa: F401 (fixture)
 from test_qgis_process_train import results_of
 
-pytestmark = pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process.bin not installed")
+# Each test starts qgis_process (about a second): make test runs them; make test-fast keeps the export's
+# qgis_process tests (test_qgis_process.py) as its headless check.
+pytestmark = [pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process.bin not installed"),
+              pytest.mark.heavy]
 
 
 @pytest.mark.parametrize("alg_id, names", [
@@ -57,7 +60,6 @@ def test_classify_pixels_with_a_fake_worker(qgis_process_env, data_dir, tmp_path
     assert (config["tool"], config["arguments"], config["device"]) == ("classify_pixels", "batch_size 2", "cpu")
 
 
-@pytest.mark.heavy  # a qgis_process run of several seconds: make test only
 def test_detect_and_classify_objects_with_a_fake_worker(qgis_process_env, data_dir, tmp_path):
     from qgis.core import QgsVectorLayer
 

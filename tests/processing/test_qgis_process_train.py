@@ -14,7 +14,10 @@ from dlt_helpers import EXPORT_ALG
 from test_qgis_process import QGIS_PROCESS, qgis_process, qgis_process_env  # noqa: F401 (fixture)
 from dlt_train_helpers import TRAIN_ALG, dlpk_and_emd, fake_export, fake_python, needs_engine
 
-pytestmark = pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process.bin not installed")
+# Each test starts qgis_process (about a second): make test runs them; make test-fast keeps the export's
+# qgis_process tests (test_qgis_process.py) as its headless check.
+pytestmark = [pytest.mark.skipif(not os.path.exists(QGIS_PROCESS), reason="qgis_process.bin not installed"),
+              pytest.mark.heavy]
 
 
 def results_of(completed):
