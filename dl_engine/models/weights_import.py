@@ -84,56 +84,51 @@ def find_fitting_state(path: str, name: str, timm_name: str,
                        log: Callable[[str], None] = print) -> Tuple[Dict[str, Any], str]:
     """(the state dict in ``path`` that fits ``timm_name``, the file it came from)."""
     reference = _Reference(timm_name)
-    refused: List[str] = []
-    with tempfile.TemporaryDirectory(prefix="dlt-import-") as scratch:
-        candidates = _candidates(path, timm_name, scratch)
-        if not candidates:
-            what = "folder" if os.path.isdir(path) else "file"
-            raise InputError(PARAMETER, f"the {what} {path!r} holds no weight file; give {ACCEPTED}")
-        for candidate, shown in candidates:
-            messages: List[str] = []
-            state = read_weights(candidate, messages.append)
-            if state is None:
-                refused.append(f"{shown}: {messages[-1] if messages else 'not a weight file'}")
-                continue
-            fitted, why = fit_state(state, reference)
-            if fitted is not None:
-                if why:
-                    log(f"{shown}: {why}")
-                return fitted, shown
-            refused.append(f"{shown}: {why}")
-    listed = "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else "")
-    raise InputError(PARAMETER, f"no weights in {path!r} fit {name} (timm model {timm_name}): {listed}. "
-                                f"Give {name}'s weights as {ACCEPTED}; or choose the BACKBONE_MODEL "
-                                f"these weights belong to")
+    return _first_fitting(path, timm_name, None, lambda state: fit_state(state, reference), log, f"{name} (timm model {timm_name})",
+                          f"Give {name}'s weights as {ACCEPTED}; or choose the BACKBONE_MODEL these weights belong to",
+                          ACCEPTED)
 
 
 def find_remote_state(path: str, remote: "rs_weights.RSWeights",
                       log: Callable[[str], None] = print) -> Tuple[Dict[str, Any], str]:
     """(the state dict in ``path`` of torchgeo's ``remote`` weights, the file it came from): the
     tensors load as they are into its timm ResNet for its band count (the trainer's rule)."""
+    def fit(state):
+        model, _ = backbones._pretrained_as_is(remote.backbone, remote.arch, remote.in_chans, state, {},
+                                               lambda message: None)
+        return (state, "") if model is not None else (None, f"not {remote.arch} weights for {remote.in_chans} bands")
+
+    wanted = f"{remote.filename} ({remote.url})"
+    return _first_fitting(path, remote.arch, remote.filename, fit, log,
+                          f"{remote.backbone} ({remote.arch}, {remote.in_chans} bands)", f"Give {wanted}", wanted)
+
+
+def _first_fitting(path: str, arch: str, preferred: Optional[str], fit, log, what: str, advice: str,
+                   accepted: str) -> Tuple[Dict[str, Any], str]:
+    """The first weight file in ``path`` (a file, folder or wheel) whose tensors ``fit`` accepts:
+    ``fit(state) -> (state to keep or None, why)``; an InputError listing what was refused."""
     refused: List[str] = []
     with tempfile.TemporaryDirectory(prefix="dlt-import-") as scratch:
-        candidates = _candidates(path, remote.arch, scratch)
-        candidates.sort(key=lambda c: os.path.basename(c[0]) != remote.filename)
+        candidates = _candidates(path, arch, scratch)
+        if preferred:
+            candidates.sort(key=lambda c: os.path.basename(c[0]) != preferred)
         if not candidates:
-            what = "folder" if os.path.isdir(path) else "file"
-            raise InputError(PARAMETER, f"the {what} {path!r} holds no weight file; give {remote.filename} "
-                                        f"({remote.url})")
+            kind = "folder" if os.path.isdir(path) else "file"
+            raise InputError(PARAMETER, f"the {kind} {path!r} holds no weight file; give {accepted}")
         for candidate, shown in candidates:
             messages: List[str] = []
             state = read_weights(candidate, messages.append)
             if state is None:
                 refused.append(f"{shown}: {messages[-1] if messages else 'not a weight file'}")
                 continue
-            model, _ = backbones._pretrained_as_is(remote.backbone, remote.arch, remote.in_chans, state, {},
-                                                   lambda message: None)
-            if model is not None:
-                return state, shown
-            refused.append(f"{shown}: not {remote.arch} weights for {remote.in_chans} bands")
+            kept, why = fit(state)
+            if kept is not None:
+                if why:
+                    log(f"{shown}: {why}")
+                return kept, shown
+            refused.append(f"{shown}: {why}")
     listed = "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else "")
-    raise InputError(PARAMETER, f"no weights in {path!r} fit {remote.backbone} ({remote.arch}, {remote.in_chans} "
-                                f"bands): {listed}. Give {remote.filename} ({remote.url})")
+    raise InputError(PARAMETER, f"no weights in {path!r} fit {what}: {listed}. {advice}")
 
 
 def read_weights(path: str, log: Callable[[str], None] = print) -> Optional[Dict[str, Any]]:
