@@ -309,7 +309,7 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
     @staticmethod
     def check_model_type(model_type: str) -> None:
         available = available_model_types()
-        if available is not None and model_type not in available:
+        if model_type not in available:
             raise QgsProcessingException(
                 f"MODEL_TYPE: {model_type} is not available in this version; available: {', '.join(available)}"
             )

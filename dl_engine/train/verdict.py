@@ -79,6 +79,17 @@ def _guess(truth: np.ndarray, predicted: np.ndarray, metric: Callable[[np.ndarra
     return best, which
 
 
+def _against_guess(m: np.ndarray, truth: np.ndarray, pred: np.ndarray, score: Callable[[np.ndarray], float],
+                   key: str, one_class: Callable[[int], str]) -> str:
+    """"" when the model's ``score`` beats the best guess that ignores the image by MARGIN, else why not."""
+    value = score(m)
+    guess, which = _guess(truth, pred, score)
+    if value <= guess + MARGIN:
+        return _no_better(key, value, guess, "classes at random in the model's proportions" if which is None
+                          else one_class(which))
+    return ""
+
+
 def _no_better(key: str, value: float, guess: float, answer: str) -> str:
     return (f"{NO_BETTER}{key} ({value:.3f}) is no better than a guess that ignores the image "
             f"({guess:.3f}: {answer})")
@@ -96,12 +107,7 @@ def judge_pixels(matrix: np.ndarray, names: Sequence[str], background: bool, exc
         return f"it predicts no foreground: every validation pixel is classed as {names[0]}"
     key = monitor_key if monitor_key in ("miou", "dice", "f1") else "miou"
     score = lambda x: float(pixel_metrics(x, names, background, exclude)[key])  # noqa: E731
-    value = score(m)
-    guess, which = _guess(truth, pred, score)
-    if value <= guess + MARGIN:
-        return _no_better(key, value, guess, "classes at random in the model's proportions" if which is None
-                          else f"'{names[which]}' everywhere")
-    return ""
+    return _against_guess(m, truth, pred, score, key, lambda c: f"'{names[c]}' everywhere")
 
 
 def judge_classes(confusion: np.ndarray, names: Sequence[str], exclude: Sequence[int],
@@ -116,12 +122,7 @@ def judge_classes(confusion: np.ndarray, names: Sequence[str], exclude: Sequence
         return f"it gives every validation chip the same class ({names[used[0]] if used else 'none'})"
     key = monitor_key if monitor_key in ("accuracy", "f1") else "accuracy"
     score = lambda x: float(pixel_metrics(x, names, False, exclude)[key])  # noqa: E731
-    value = score(m)
-    guess, which = _guess(truth, pred, score)
-    if value <= guess + MARGIN:
-        return _no_better(key, value, guess, "classes at random in the model's proportions" if which is None
-                          else f"always '{names[which]}'")
-    return ""
+    return _against_guess(m, truth, pred, score, key, lambda c: f"always '{names[c]}'")
 
 
 def judge_multi_label(counts: np.ndarray, names: Sequence[str], exclude: Sequence[int]) -> Optional[str]:
