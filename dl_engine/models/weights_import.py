@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import InputError
 from . import backbones, rs_weights
-from .weights import imported_weights_path
+from .weights import imported_weights_path, read_state_dict
 
 PARAMETER = "IN_WEIGHTS"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".pth.tar")
@@ -132,29 +132,13 @@ def _first_fitting(path: str, arch: str, preferred: Optional[str], fit, log, wha
 
 
 def read_weights(path: str, log: Callable[[str], None] = print) -> Optional[Dict[str, Any]]:
-    """A weight file's tensors (safetensors recognised by content too: hub blobs have no suffix)."""
-    if not path.endswith(".safetensors") and _is_safetensors(path):
-        try:
-            from safetensors.torch import load_file
-
-            return dict(load_file(path, device="cpu"))
-        except Exception as exc:  # noqa: BLE001 - a broken file is refused with the reason
-            log(f"cannot read {path}: {exc}")
-            return None
-    state = backbones.read_state_dict(path, log)
+    """A weight file's tensors (``weights.read_state_dict``: safetensors by name or content, else
+    ``torch.load(weights_only=True)``); None, with the reason, for a file without tensors."""
+    state = read_state_dict(path, log)
     if state is not None and not state:
         log("it holds no tensors")
         return None
     return state
-
-
-def _is_safetensors(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
-    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000
 
 
 # ---- does it fit? ----------------------------------------------------------------------------------
