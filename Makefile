@@ -4,6 +4,7 @@
 #   make test-fast  setup + every test that trains no network (under 2 minutes on 2 cores)
 #   make demo    setup + scripts/demo.sh (headless qgis_process) into demo-output/
 #   make bench   setup + benchmarks/export_bench.py
+#   make package dist/deep_learning_tools.zip for the QGIS plugin repository (no set-up needed)
 
 SHELL := /bin/bash
 SYSTEM_PYTHON := /usr/bin/python3
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-stamp
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv
 
-.PHONY: setup qgis venv test test-fast demo bench clean
+.PHONY: setup qgis venv test test-fast demo bench package clean
 
 setup: qgis $(STAMP)
 
@@ -36,13 +37,17 @@ $(PY): | qgis
 
 venv: $(PY)
 
-# pip runs only when requirements/constraints changed since the last install.
-# The torch stack goes in with --isolated (why: requirements-torch.txt); override with
-# `make setup TORCH_PIP_FLAGS=` where pip's own configuration should apply.
-TORCH_PIP_FLAGS ?= --isolated
-$(STAMP): requirements.txt requirements-torch.txt constraints.txt | $(PY)
+# pip runs only when the requirement lists or constraints changed since the last install.
+# requirements-engine.txt (the engine's one pinned list, shared with the plugin's environment
+# installer) goes in with --isolated: pip's configuration on these machines find-links a
+# CPU-only torch 2.13.0 wheel that the registry's torchvision 0.28.0 does not import against,
+# and --isolated takes the matching pair from the package index. Override with
+# `make setup ENGINE_PIP_FLAGS=` where pip's own configuration should apply.
+# requirements.txt: the development and test packages.
+ENGINE_PIP_FLAGS ?= --isolated
+$(STAMP): requirements-engine.txt requirements.txt constraints.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check $(ENGINE_PIP_FLAGS) -r requirements-engine.txt
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --disable-pip-version-check $(TORCH_PIP_FLAGS) -r requirements-torch.txt
 	touch $(STAMP)
 
 test: setup
@@ -58,6 +63,11 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/export_bench.py
+
+# The plugin zip (scripts/make_package.py: what goes in, and the plugin repository's checks).
+# Standard library only, so any python3 builds it.
+package:
+	python3 scripts/make_package.py
 
 clean:
 	rm -rf demo-output benchmarks/output .pytest_cache .qgis-settings
