@@ -32,11 +32,13 @@ MAX_BYTES = 25_000_000  # plugins.qgis.org's PLUGIN_MAX_UPLOAD_SIZE
 # minus the exclusions below. requirements-engine.txt is the pinned list the environment installer
 # reads; the files it names with -c/-r (constraints) are added by requirement_files().
 INCLUDE_FILES = ("__init__.py", "metadata.txt", "LICENSE", "icon.svg", "README.md", "requirements-engine.txt")
-INCLUDE_FOLDERS = ("dl_engine", "processing_provider", "plugin")
-# Development-only top-level entries, named so that a test can tell "left out on purpose" from
-# "forgotten": tests, benchmarks, dev scripts, set-up files, notes, CI.
+INCLUDE_FOLDERS = ("dl_engine", "processing_provider", "plugin", "icons")
+# Development-only top-level entries, named so that a new top-level entry is either in the lists
+# above or here (``unclassified``): tests, benchmarks, dev scripts, set-up files, notes, CI.
 DEV_ONLY = ("tests", "benchmarks", "scripts", "docs", ".ci", "Makefile", "pytest.ini",
             "requirements.txt", "requirements-torch.txt")
+# Made by running things (and ignored by git): never packaged, never reported.
+GENERATED = ("demo-output", "dist", "build")
 # Never inside an included folder either (caches, editor and VCS litter).
 EXCLUDED_NAMES = {"__pycache__", "__MACOSX", ".git", ".gitignore", ".gitattributes", ".DS_Store",
                   ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints", "tests"}
@@ -88,6 +90,17 @@ def collect(repo: str = REPO) -> list:
             files += [os.path.join(root, n) for n in names if not excluded(n)]
     unique = sorted({os.path.abspath(f) for f in files})
     return [(path, f"{PACKAGE_NAME}/{os.path.relpath(path, repo).replace(os.sep, '/')}") for path in unique]
+
+
+def unclassified(repo: str = REPO) -> list:
+    """Top-level entries that are neither packaged nor named development-only: a new runtime
+    folder (icons, data files) that would silently be missing from the zip."""
+    packaged = set(INCLUDE_FILES + INCLUDE_FOLDERS)
+    for name in INCLUDE_FILES:
+        if name.startswith("requirements") and os.path.isfile(os.path.join(repo, name)):
+            packaged |= {os.path.relpath(f, repo) for f in requirement_files(os.path.join(repo, name))}
+    return sorted(e for e in os.listdir(repo) if not (e in packaged or e in DEV_ONLY or e in GENERATED
+                                                     or e.startswith(".") or excluded(e)))
 
 
 def read_metadata(text: str) -> dict:
@@ -217,6 +230,9 @@ def main(argv=None) -> int:
     except PackageError as e:
         print(f"package not built:\n{e}", file=sys.stderr)
         return 1
+    for entry in unclassified():
+        print(f"warning: {entry} is neither packaged nor development-only: add it to INCLUDE_* or DEV_ONLY "
+              f"in {os.path.relpath(__file__)}", file=sys.stderr)
     files = sum(1 for n in report.names if not n.endswith("/"))
     print(f"{os.path.relpath(report.path)}: version {report.version}, {files} files, "
           f"{report.size / 1e6:.2f} MB (limit {MAX_BYTES / 1e6:.0f} MB)")

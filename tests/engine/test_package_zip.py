@@ -58,7 +58,7 @@ def test_one_top_folder_with_the_plugin_entry_point(built, names):
         init = zf.read(f"{TOP}/__init__.py").decode()
         assert zf.testzip() is None
     assert re.search(r"^def classFactory\(iface\)", init, re.M)
-    for name in ("metadata.txt", "LICENSE", "icon.svg", "requirements-engine.txt"):
+    for name in ("metadata.txt", "LICENSE", "icon.svg", "requirements-engine.txt", "icons/environment.svg"):
         assert f"{TOP}/{name}" in names, name
 
 
@@ -96,6 +96,10 @@ def test_every_plugin_module_and_no_development_file(names):
         assert parts[1] not in NOT_PLUGIN | {"Makefile", "pytest.ini", ".ci", ".venv"}, name
         assert not any(p.startswith(".") or p == "__pycache__" for p in parts), name
         assert not name.endswith((".pyc", ".pyo")), name
+
+
+def test_every_top_level_entry_is_packaged_or_named_development_only():
+    assert make_package.unclassified() == []
 
 
 def test_constraints_the_pinned_list_uses_come_along(built, names):
