@@ -31,6 +31,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from dl_engine.infer.config import CONFIDENCE_FIELD, InferConfig  # standard library only
 
+from . import output_styles
 from .base import check_config, config_default
 from .inference_base import (
     COMMON_HELP,
@@ -71,7 +72,9 @@ tile, in the raster's CRS.</p>
 (<code>batch_size</code>: objects per step; <code>tile_size</code>: without IN_FEATURES, the size of
 the image tiles in pixels, default the model's chip size). An unknown name is an error that lists the valid ones. Advanced: <b>DEVICE</b> <code>auto</code>,
 <code>cpu</code>, <code>cuda</code> or <code>cuda:N</code>.</p>
-<p>Output: <b>OUT_FEATURE_CLASS</b>.</p>
+<p>Output: <b>OUT_FEATURE_CLASS</b>. Loaded into the project, it is named after the model and the
+raster (<i>houses.dlpk — Classified objects on OSBS_029</i>) and categorised by CLASS_LABEL_FIELD in the
+model's class colours.</p>
 """
 
 
@@ -172,6 +175,10 @@ class ClassifyObjectsUsingDeepLearning(InferenceAlgorithm):
                 dest_id, count, classified = self.tiles(parameters, context, feedback, config, layer, path)
         finally:
             remove_quietly(config.out_path, config.in_features)
+        classes = output_styles.model_classes(config.model, feedback)
+        output_styles.style_output(
+            context, dest_id, output_styles.layer_name(config.model, "Classified objects", layer.name()),
+            lambda out: output_styles.style_classified_objects(out, classes, config.class_label_field))
         feedback.pushInfo(f"OUT_FEATURE_CLASS: {classified} of {count} features classified")
         return {"OUT_FEATURE_CLASS": dest_id}
 

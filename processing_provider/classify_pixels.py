@@ -2,23 +2,16 @@
 
 Thin: IN_RASTER becomes a GDAL path, the parameters an ``InferConfig`` (tool
 ``classify_pixels``), and the engine writes a single-band class-value GeoTIFF in a worker
-process. The output is styled with the model's classes: a paletted renderer with the class
-names and colours of the emd, set by a layer post-processor when QGIS loads the output and
-saved as a ``.qml`` beside it, so the raster opens styled wherever it is opened later.
+process. The output is styled with the model's classes (output_styles.py): a paletted renderer
+with the class names and colours of the emd, set by a layer post-processor when QGIS loads the
+output and saved as a ``.qml`` beside it, so the raster opens styled wherever it is opened later.
 """
 
 import os
-from typing import Any, Dict, List
 
-from qgis.core import (
-    QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
-    QgsProcessingParameterRasterDestination,
-    QgsPalettedRasterRenderer,
-    QgsRasterLayer,
-)
-from qgis.PyQt.QtGui import QColor
+from qgis.core import QgsProcessingException, QgsProcessingParameterRasterDestination
 
+from . import output_styles
 from .base import PROCESSING_MODE, check_config, keyword_help
 from .inference_base import (
     COMMON_HELP,
@@ -30,7 +23,6 @@ from .inference_base import (
     cell_size_parameter,
     device_parameter,
     extent_parameter,
-    model_classes,
     model_parameter,
     raster_parameter,
     remove_quietly,
@@ -48,7 +40,8 @@ HELP = f"""
 <code>PSPNET</code>, <code>DEEPLAB</code>), as ArcGIS Pro's <i>Classify Pixels Using Deep Learning</i>
 does. The output is a single-band raster of class values on the grid of IN_RASTER (or of EXTENT and
 CELL_SIZE), with the model's class names and colours (a paletted style, also saved as a
-<code>.qml</code> beside the output). Pixels the model does not classify (outside the raster's data)
+<code>.qml</code> beside the output), named after the model and the raster
+(<i>landcover.dlpk — Classified pixels on OSBS_029</i>). Pixels the model does not classify (outside the raster's data)
 are NoData.</p>
 {COMMON_HELP}
 <p><b>ARGUMENTS</b>: <code>name value;name value</code> with {arguments_help(ARGUMENT_NAMES)}:
@@ -63,74 +56,6 @@ classify at this resolution (raster CRS units; the raster is resampled). Advance
 <code>auto</code>, <code>cpu</code>, <code>cuda</code> or <code>cuda:N</code>.</p>
 <p>Output: <b>OUT_CLASSIFIED_RASTER</b> (GeoTIFF; another format is converted by GDAL).</p>
 """
-
-
-# QGIS keeps a pointer to a post-processor only: the Python object must stay alive until the
-# layer is loaded. One per output path (a later run replaces an earlier one).
-_POST_PROCESSORS: Dict[str, "ClassStyle"] = {}
-
-
-class ClassStyle(QgsProcessingLayerPostProcessorInterface):
-    """Sets a paletted renderer with the model's class values, names and colours on the
-    loaded output layer (as QGIS's own algorithms style their outputs)."""
-
-    def __init__(self, classes: List[Dict[str, Any]]):
-        super().__init__()
-        self.classes = classes
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
-        if isinstance(layer, QgsRasterLayer) and layer.isValid():
-            apply_class_style(layer, self.classes)
-
-    @classmethod
-    def create(cls, key: str, classes: List[Dict[str, Any]]) -> "ClassStyle":
-        processor = cls(classes)
-        _POST_PROCESSORS[key] = processor
-        return processor
-
-
-def palette_classes(classes: List[Dict[str, Any]]) -> List[QgsPalettedRasterRenderer.Class]:
-    """The emd's Classes as paletted renderer classes (random colours where the emd has none)."""
-    import random
-
-    rng = random.Random(0)
-    out = []
-    for entry in classes:
-        try:
-            value = int(entry.get("Value"))
-        except (TypeError, ValueError):
-            continue
-        color = entry.get("Color")
-        drawn = [rng.randrange(256) for _ in range(3)]
-        if isinstance(color, (list, tuple)) and len(color) >= 3 and all(
-            isinstance(c, (int, float)) and 0 <= c <= 255 for c in color[:3]
-        ):
-            qcolor = QColor(int(color[0]), int(color[1]), int(color[2]))
-        else:
-            qcolor = QColor(*drawn)
-        name = str(entry.get("Name") or value)
-        out.append(QgsPalettedRasterRenderer.Class(value, qcolor, name))
-    return out
-
-
-def apply_class_style(layer: QgsRasterLayer, classes: List[Dict[str, Any]]) -> bool:
-    palette = palette_classes(classes)
-    if not palette:
-        return False
-    renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, palette)
-    layer.setRenderer(renderer)
-    layer.triggerRepaint()
-    return True
-
-
-def save_class_style(path: str, classes: List[Dict[str, Any]], feedback=None) -> None:
-    """``<output>.qml``: QGIS loads it as the default style of the raster wherever it is opened."""
-    layer = QgsRasterLayer(path, "classified", "gdal")
-    if not layer.isValid() or not apply_class_style(layer, classes):
-        return
-    message, ok = layer.saveDefaultStyle()
-    if not ok and feedback is not None:
-        feedback.pushWarning(f"the class style could not be saved beside {path}: {message}")
 
 
 class ClassifyPixelsUsingDeepLearning(InferenceAlgorithm):
@@ -154,7 +79,7 @@ class ClassifyPixelsUsingDeepLearning(InferenceAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUT_CLASSIFIED_RASTER", "Classified raster"))
 
     def build_config(self, parameters, context, feedback):
-        """(InferConfig checked here, the destination as QGIS knows it); what needs the model is
+        """(InferConfig checked here, the destination as QGIS knows it, the raster layer); what needs the model is
         the worker's check."""
         from dl_engine.infer.config import InferConfig
 
@@ -172,11 +97,11 @@ class ClassifyPixelsUsingDeepLearning(InferenceAlgorithm):
             cell_size=self.cell_size(parameters, context),
             device=self.device(parameters, context),
         )
-        return check_config(config), destination
+        return check_config(config), destination, layer
 
     def infer(self, parameters, context, feedback):
         # ``destination`` is the key under which QGIS loads the output; ``out`` the file.
-        config, destination = self.build_config(parameters, context, feedback)
+        config, destination, layer = self.build_config(parameters, context, feedback)
         out = config.out_path
         geotiff = os.path.splitext(out)[1].lower() in GEOTIFF_EXTENSIONS
         if not geotiff:  # the engine writes GeoTIFF; GDAL converts it at the end
@@ -193,14 +118,12 @@ class ClassifyPixelsUsingDeepLearning(InferenceAlgorithm):
             if not geotiff:
                 remove_quietly(config.out_path, config.out_path + ".aux.xml")
 
-        classes = result.get("classes") if isinstance(result.get("classes"), list) else None
-        if classes is None:
-            classes = model_classes(config.model, feedback)
+        classes = output_styles.model_classes(config.model, feedback)
         if classes:
-            save_class_style(out, classes, feedback)
-            if context.willLoadLayerOnCompletion(destination):
-                details = context.layerToLoadOnCompletionDetails(destination)
-                details.setPostProcessor(ClassStyle.create(destination, classes))
+            output_styles.save_class_style(out, classes, feedback)
+        output_styles.attach(context, destination,
+                             output_styles.layer_name(config.model, "Classified pixels", layer.name()),
+                             lambda loaded: output_styles.style_class_raster(loaded, classes))
         names = {0: "background"}
         names.update({as_int(c.get("Value")): str(c.get("Name")) for c in classes if as_int(c.get("Value")) is not None})
         line = summary(result, names)

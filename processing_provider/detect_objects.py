@@ -22,8 +22,11 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from dl_engine.arguments import parse_arguments  # standard library only
+from dl_engine.infer.arguments import TOOL_ARGUMENTS, TOOL_NAMES  # standard library only
 from dl_engine.infer.config import CLASS_VALUE_NUMBER_FIELD, InferConfig  # standard library only
 
+from . import output_styles
 from .base import PROCESSING_MODE, check_config, config_default, keyword_help
 from .inference_base import (
     COMMON_HELP,
@@ -67,7 +70,9 @@ a tile's padding), <code>tile_size</code>. An unknown name is an error that list
 field <code>ClassValue</code> holds the class value.</p>
 <p>{keyword_help(PROCESSING_MODE)}. <b>EXTENT</b>: only this area (any CRS). Advanced:
 <b>DEVICE</b> <code>auto</code>, <code>cpu</code>, <code>cuda</code> or <code>cuda:N</code>.</p>
-<p>Output: <b>OUT_DETECTED_OBJECTS</b> (polygons).</p>
+<p>Output: <b>OUT_DETECTED_OBJECTS</b> (polygons). Loaded into the project, it is named after the model
+and the raster (<i>trees.dlpk — Detected objects on OSBS_029</i>) and drawn as outlines in the model's
+class colours, labelled with the class and the confidence.</p>
 """
 
 
@@ -166,9 +171,26 @@ class DetectObjectsUsingDeepLearning(InferenceAlgorithm):
                     count += 1
         finally:
             remove_quietly(config.out_path)
+        classes = output_styles.model_classes(config.model, feedback)
+        output_styles.style_output(
+            context, dest_id, output_styles.layer_name(config.model, "Detected objects", layer.name()),
+            lambda out: output_styles.style_detections(out, classes, config.class_value_field,
+                                                       config.confidence_score_field))
         line = summary(result)
         feedback.pushInfo(f"OUT_DETECTED_OBJECTS: {count} objects detected" + (f" — {line}" if line else ""))
+        if count == 0:
+            feedback.pushWarning(nothing_detected(config.arguments))
         return {"OUT_DETECTED_OBJECTS": dest_id}
+
+
+def nothing_detected(arguments: str) -> str:
+    """What to do when no object passed the confidence threshold (ARGUMENTS threshold)."""
+    threshold = parse_arguments(arguments, TOOL_ARGUMENTS[TOOL], TOOL_NAMES[TOOL]).get("threshold")
+    lower = max(round(float(threshold) / 2, 2), 0.05)
+    return (f"No objects detected at the confidence threshold {float(threshold):g} (ARGUMENTS threshold, 0–1, "
+            f"default {TOOL_ARGUMENTS[TOOL]['threshold']:g}). To see less certain detections, lower it: ARGUMENTS "
+            f"'threshold {lower:g}'. Also check that the raster shows what the model was trained on (bands, cell "
+            f"size).")
 
 
 def _as_type(geometry, single: bool):

@@ -255,25 +255,6 @@ def _show_rect(extent) -> str:
 
 
 # ---------------------------------------------------------------------------
-# The model's classes (styling)
-# ---------------------------------------------------------------------------
-
-
-def model_classes(model_path: str, feedback=None) -> List[Dict[str, Any]]:
-    """The emd's ``Classes`` (Value, Name, Color) of a .dlpk/.emd; [] when they cannot be read
-    (a warning, not an error: the output is there, only its styling is missing)."""
-    try:
-        from dl_engine.package.reader import open_package
-
-        with open_package(model_path, "IN_MODEL_DEFINITION") as package:
-            return list(package.classes)
-    except Exception as error:  # InputError and anything else: styling is a nicety
-        if feedback is not None:
-            feedback.pushWarning(f"IN_MODEL_DEFINITION: the model's class names and colours cannot be read: {error}")
-        return []
-
-
-# ---------------------------------------------------------------------------
 # The engine's GeoJSON output
 # ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ InferConfig it is given) and prints the worker's JSON-line events.
   feature but the last with a label and a confidence (the last one is left out, as the engine
   leaves out features outside the raster), or without IN_FEATURES four tiles.
   GeoJSON in the raster's CRS with a top-level ``crs_wkt``.
+- ``empty``: as ``ok``, but detect_objects finds nothing (an empty FeatureCollection).
 - ``error``: an ``error`` event naming IN_RASTER (a band count mismatch), exit 2.
 - ``slow``: progress, then sleeps; SIGTERM → a ``canceled`` event, exit 130.
 
@@ -92,10 +93,10 @@ def classify_pixels(config):
     return {"out_path": config["out_path"], "width": width, "height": height}
 
 
-def detect_objects(config):
+def detect_objects(config, boxes=BOXES):
     _, gt, wkt = open_raster(config["in_raster"])
     features = []
-    for c0, r0, c1, r1, name, value, score in BOXES:
+    for c0, r0, c1, r1, name, value, score in boxes:
         features.append({"type": "Feature", "geometry": box(gt, c0, r0, c1, r1), "properties": {
             config["class_value_field"]: name, "ClassValue": value, config["confidence_score_field"]: score}})
     write_geojson(config["out_path"], wkt, features)
@@ -138,9 +139,10 @@ def main():
     if mode == "slow":
         catch_sigterm()
     EVENTS.progress(5.0, "loading the model")
-    if mode == "ok":
+    if mode in ("ok", "empty"):
         EVENTS.log(f"{config['tool']} on cpu")
-        result = {"classify_pixels": classify_pixels, "detect_objects": detect_objects,
+        detect = detect_objects if mode == "ok" else (lambda c: detect_objects(c, boxes=[]))
+        result = {"classify_pixels": classify_pixels, "detect_objects": detect,
                   "classify_objects": classify_objects}[config["tool"]](config)
         EVENTS.progress(100.0)
         EVENTS.result(**result)
