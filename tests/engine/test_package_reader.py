@@ -155,7 +155,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_package(tmp_path / "none.dlpk")
     (tmp_path / "x.dlpk").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="cannot be extracted"):
+    with pytest.raises(InputError, match="cannot be read as a zip"):
         open_package(tmp_path / "x.dlpk")
     (tmp_path / "x.emd").write_text("[1, 2]")
     with pytest.raises(InputError, match="JSON object"):
