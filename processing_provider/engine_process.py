@@ -9,6 +9,12 @@ feedback is canceled (SIGTERM, then kill after ``stop_timeout``) and returns the
 event's fields. Only plain Python and ``QgsProcessingException`` are used here, so the same
 runner serves Processing algorithms and ``plugin/tasks.py``.
 
+Which Python (``resolve_worker_python``): ``DLT_PYTHON``, the plugin setting ``deep_learning_tools/python``,
+the plugin-managed environment (``dl_engine.environment``) once installed, QGIS's own Python when it finds the
+engine's packages (a developer's .venv); otherwise one message says what is missing and how to set it up.
+Only QGIS's own interpreter gets QGIS's ``sys.path``; any other, a venv of the same base Python included, gets
+the plugin folder alone on PYTHONPATH.
+
 The feedback may be any object with ``isCanceled()``, ``setProgress(percent)`` and
 ``pushInfo(text)``; ``pushWarning``, ``pushConsoleInfo``, ``pushDebugInfo`` and
 ``setProgressText`` are used when present.
@@ -16,6 +22,7 @@ The feedback may be any object with ``isCanceled()``, ``setProgress(percent)`` a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -25,6 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from qgis.core import QgsProcessingException
@@ -64,14 +72,6 @@ def _setting(key: str) -> Optional[str]:
     return None
 
 
-def _configured_python() -> Optional[str]:
-    """``DLT_PYTHON``, else the plugin setting (only inside a running QGIS)."""
-    value = os.environ.get(PYTHON_ENV_VAR, "").strip()
-    if value:
-        return value
-    return _setting(PYTHON_SETTING)
-
-
 def weights_dir() -> Optional[str]:
     """The pretrained weights folder the worker gets as ``DLT_WEIGHTS_DIR``: the environment variable when
     QGIS was started with it (it wins, as ``DLT_PYTHON`` wins over its setting, and is passed on as it is),
@@ -83,38 +83,155 @@ def weights_dir() -> Optional[str]:
     return os.path.abspath(os.path.expanduser(value)) if value else None
 
 
-def worker_python() -> str:
-    """The Python to run the engine with; never the QGIS binary."""
-    configured = _configured_python()
-    if configured:
-        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
-            raise QgsProcessingException(
-                f"{PYTHON_ENV_VAR}: {configured!r} is not an executable Python; point it at the Python "
-                f"that has PyTorch installed (e.g. /path/to/venv/bin/python)"
-            )
-        return configured
-    python = _installation_python()
-    if python is None:
+# The packages the engine's commands import; QGIS's own Python runs the engine only when it finds them all
+# (the developer path: a .venv on QGIS's sys.path).
+ENGINE_MODULES = ("torch", "torchvision", "timm", "rasterio", "shapely")
+INSTALL_ALGORITHM = "deeplearningtools:installdeeplearningframeworks"
+SETUP_HINT = (
+    "run Install Deep Learning Frameworks (Processing Toolbox ▸ Deep learning tools ▸ Setup, or "
+    f"`qgis_process run {INSTALL_ALGORITHM}`), or Plugins ▸ Deep learning tools ▸ Deep learning environment…"
+)
+
+
+MANAGED_SOURCE = "the plugin's deep-learning environment"
+OWN_SOURCE = "QGIS's own Python"
+
+
+@dataclass(frozen=True)
+class WorkerPython:
+    """The interpreter that runs the engine and why it was chosen (``source``: human words)."""
+
+    python: str
+    source: str
+
+
+def _executable(value: str, source: str) -> WorkerPython:
+    python = os.path.abspath(os.path.expanduser(value))
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise QgsProcessingException(
-            f"No Python interpreter found next to QGIS's Python ({sys.prefix}); set the environment "
-            f"variable {PYTHON_ENV_VAR} to the Python that has PyTorch installed"
+            f"{source}: {value!r} is not an executable Python; point it at the Python that has the engine's "
+            f"packages (e.g. /path/to/venv/bin/python), or clear it and {SETUP_HINT}"
         )
-    return python
+    return WorkerPython(python, source)
+
+
+def _managed_python() -> Optional[str]:
+    """The plugin-managed environment's interpreter when its stamp says it is ready (no subprocess)."""
+    try:
+        from dl_engine.environment import manager  # standard library only
+        return manager.ready_python()
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def missing_engine_modules() -> List[str]:
+    """The engine packages QGIS's own Python cannot find; looked up, never imported (torch takes seconds)."""
+    missing = []
+    for name in ENGINE_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a broken half-imported package
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _listing(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _environment_state() -> str:
+    """The managed environment in a few words, for the setup message."""
+    try:
+        from dl_engine.environment import location
+        folder = location.env_dir()
+        installed = os.path.exists(location.env_python(folder))
+    except (ImportError, OSError, ValueError):
+        return "the plugin's deep-learning environment is not installed"
+    if installed:
+        return (f"the plugin's deep-learning environment ({folder}) is not ready (its installation did not finish, "
+                f"a package is broken or the plugin's pinned packages changed)")
+    return f"the plugin's deep-learning environment ({folder}) is not installed"
+
+
+def setup_message(what: str, missing: Sequence[str], own: Optional[str]) -> str:
+    """One message listing everything missing at once, and how to set it up."""
+    if own is None:
+        qgis_side = f"no Python interpreter was found next to QGIS's Python ({sys.prefix})"
+    else:
+        qgis_side = f"QGIS's Python ({own}) lacks {_listing(missing)}"
+    return (
+        f"{what} needs the deep-learning engine, which is not set up: {_environment_state()}, and {qgis_side}. "
+        f"To set it up, {SETUP_HINT}; or set the environment variable {PYTHON_ENV_VAR} or the plugin setting "
+        f"{PYTHON_SETTING} to a Python that has {_listing(ENGINE_MODULES)}."
+    )
+
+
+def resolve_worker_python(what: str = "This tool") -> WorkerPython:
+    """The Python that runs the engine, never the QGIS binary, in this order: ``DLT_PYTHON``, the plugin
+    setting ``deep_learning_tools/python``, the managed environment when it is ready, QGIS's own Python
+    when it finds every engine package. Otherwise one QgsProcessingException says what is missing."""
+    value = os.environ.get(PYTHON_ENV_VAR, "").strip()
+    if value:
+        return _executable(value, PYTHON_ENV_VAR)
+    value = _setting(PYTHON_SETTING)
+    if value:
+        return _executable(value, f"The plugin setting {PYTHON_SETTING}")
+    managed = _managed_python()
+    if managed:
+        return WorkerPython(managed, MANAGED_SOURCE)
+    own = _installation_python()
+    missing = missing_engine_modules()
+    if own is not None and not missing:
+        return WorkerPython(own, OWN_SOURCE)
+    raise QgsProcessingException(setup_message(what, missing, own))
+
+
+def worker_python(what: str = "This tool") -> str:
+    """The Python to run the engine with (``resolve_worker_python``)."""
+    return resolve_worker_python(what).python
+
+
+def python_prefix(python: str) -> str:
+    """The ``sys.prefix`` an interpreter will have, read from the disk (nothing is run): a venv's folder
+    (``pyvenv.cfg`` beside the executable or one folder up, as CPython looks for it), else its installation."""
+    folder = os.path.dirname(os.path.abspath(python))  # not resolved: a venv's python links to its base
+    for candidate in (folder, os.path.dirname(folder)):
+        if os.path.isfile(os.path.join(candidate, "pyvenv.cfg")):
+            return candidate
+    folder = os.path.dirname(os.path.realpath(python))
+    return os.path.dirname(folder) if os.path.basename(folder).lower() in ("bin", "scripts") else folder
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def is_installation_python(python: str) -> bool:
+    """Whether ``python`` is the running installation's own interpreter, so that our ``sys.path`` suits it.
+    A venv made from the same base interpreter runs the same binary but has another prefix: it is not
+    (given our sys.path, Debian's dist-packages would shadow the venv's own packages)."""
+    own = _installation_python()
+    return (own is not None and _same_file(python, own)
+            and _same_file(python_prefix(python), sys.prefix))
 
 
 def worker_env(configured: bool = False) -> Dict[str, str]:
     """Environment for the worker: the plugin folder first on PYTHONPATH, unbuffered output, and
     ``DLT_WEIGHTS_DIR`` from the plugin setting when the environment does not set it (``weights_dir``).
 
-    With the installation's own Python the parent's existing ``sys.path`` entries follow, so
-    the venv or user site-packages where torch lives (visible to QGIS through its own
-    PYTHONPATH) are seen. Another Python (``DLT_PYTHON``) may be another Python version, so
-    it gets only the plugin folder and the user's PYTHONPATH, never our stdlib folders.
+    ``configured=False``: the worker runs the installation's own Python; the parent's existing ``sys.path``
+    entries follow, so the venv or user site-packages where torch lives (visible to QGIS through its own
+    PYTHONPATH) are seen. ``configured=True``: another interpreter (``DLT_PYTHON``, the setting, the managed
+    environment; maybe another Python version, maybe a venv of QGIS's own): only the plugin folder, never
+    our sys.path, QGIS's PYTHONPATH or PYTHONHOME, so its own site-packages come first.
     """
     env = dict(os.environ)
     entries: List[str] = [PLUGIN_DIR]
     if configured:
-        entries += [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env.pop("PYTHONHOME", None)  # OSGeo4W sets it for QGIS's Python; another interpreter has its own
     else:
         entries += [p for p in sys.path if p and os.path.exists(p)]
     seen, path = set(), []
@@ -210,23 +327,45 @@ def feed_event(feedback, event: Dict[str, Any]) -> None:
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
-def missing_module_message(python: str, lines: Sequence[str], what: str) -> Optional[str]:
-    """The fix for the most common failure: the worker's Python lacks torch (or another package)."""
+_PROBE = ("import importlib.util as u, sys\n"
+          "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))")
+
+
+def missing_in(python: str, env: Optional[Dict[str, str]] = None) -> List[str]:
+    """The engine packages ``python`` (with the worker's environment) cannot find; [] when it cannot say."""
+    try:
+        done = subprocess.run([python, "-c", _PROBE, *ENGINE_MODULES], env=env, capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def missing_module_message(python: str, lines: Sequence[str], what: str,
+                           env: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """The fix for the most common failure: the worker's Python lacks torch (or another package). With
+    ``env`` (the worker's), every engine package it lacks is named at once, not only the first it tripped on."""
     # Our own package missing a module is a broken install, not a missing dependency.
     missing = [m.split(".")[0] for m in _MISSING_MODULE.findall("\n".join(lines)) if not m.startswith("dl_engine")]
     if not missing:
         return None
     module = missing[-1]
+    others = [m for m in (missing_in(python, env) if env is not None else []) if m != module]
+    also = f" (it also lacks {_listing(others)})" if others else ""
+    managed = _managed_python()
+    repair = (" The plugin's deep-learning environment is broken: run Install Deep Learning Frameworks with "
+              "REINSTALL to repair it." if managed and _same_file(managed, python) else "")
     return (
-        f"{what} cannot start: the Python it runs with ({python}) cannot import '{module}'. Install it "
-        f"there (the plugin folder's requirements.txt and requirements-torch.txt list what training needs), "
-        f"or set the environment variable {PYTHON_ENV_VAR} to a Python that has it."
+        f"{what} cannot start: the Python it runs with ({python}) cannot import '{module}'{also}.{repair} "
+        f"To set up the engine, {SETUP_HINT}; or set the environment variable {PYTHON_ENV_VAR} to a Python "
+        f"that has {_listing(ENGINE_MODULES)}."
     )
 
 
-def crash_message(python: str, code: int, stderr_tail: Sequence[str], what: str) -> str:
+def crash_message(python: str, code: int, stderr_tail: Sequence[str], what: str,
+                  env: Optional[Dict[str, str]] = None) -> str:
     """What the user reads when the worker died: the end of its stderr, not a whole traceback."""
-    hint = missing_module_message(python, stderr_tail, what)
+    hint = missing_module_message(python, stderr_tail, what, env)
     if hint:
         return hint
     lines = [line for line in stderr_tail if line.strip()]
@@ -292,12 +431,10 @@ def run_worker(
     ``QgsProcessingException``: QGIS shows a traceback for any other exception class) and ``QgsProcessingException`` with the end of stderr
     when the worker crashes.
     """
-    python = python or worker_python()
+    python = python or worker_python(what)
     if env is None:
-        own = _installation_python()
-        # Our sys.path (stdlib included) suits only the same interpreter binary.
-        same = own is not None and os.path.realpath(python) == os.path.realpath(own)
-        env = worker_env(configured=not same)
+        # Our sys.path (stdlib included) suits only the installation's own interpreter (same binary, same prefix).
+        env = worker_env(configured=not is_installation_python(python))
     command = [python, *command_args]
     popen_extra: Dict[str, Any] = {}
     if os.name == "nt":
@@ -409,13 +546,13 @@ def run_worker(
         message = str(error.get("message") or "failed").strip()
         if parameter:
             raise QgsProcessingException(f"{parameter}: {message}")
-        hint = missing_module_message(python, [message, *stderr_tail], what)
+        hint = missing_module_message(python, [message, *stderr_tail], what, env)
         raise QgsProcessingException(hint or message)
     if code == ev.EXIT_OK and result is not None:
         return result
     if code == ev.EXIT_OK:
         raise QgsProcessingException(f"{what} finished without reporting its outputs")
-    raise QgsProcessingException(crash_message(python, code, list(stderr_tail), what))
+    raise QgsProcessingException(crash_message(python, code, list(stderr_tail), what, env))
 
 
 def _drain(lines: "queue.Queue", handle) -> None:
