@@ -55,7 +55,7 @@ def check_fits(parameter: str, value: int, bytes_for: Callable[[int], float], wh
     """Raise InputError(parameter) when ``bytes_for(value)`` exceeds the budget.
 
     ``what`` says what is allocated ("one 3-band chip per worker"); ``shown`` is how the value
-    is named in the message (default ``parameter value``); ``minimum`` is the smallest value the
+    is named in the message (default: the value); ``minimum`` is the smallest value the
     parameter accepts (no smaller value is proposed)."""
     host = available_bytes()
     pool, where = (device_bytes, "GPU memory") if device_bytes and device_bytes < host else (host, "memory")
@@ -66,7 +66,7 @@ def check_fits(parameter: str, value: int, bytes_for: Callable[[int], float], wh
     largest = _largest_fitting(bytes_for, budget, minimum, value)
     tail = (f"; the largest value that fits is {largest}" if largest is not None
             else f"; even {minimum} does not fit: free memory or use a machine with more")
-    label = shown or f"{parameter} {value}"
+    label = shown or f"{value}"
     raise InputError(parameter, f"{label} would need {human(needed)}{f' ({what})' if what else ''}, more than "
                                 f"the {human(budget)} this run may use (half of the {human(pool)} of {where} "
                                 f"available){tail}")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from .. import checks
 from ..errors import InputError
+from ..memory_budget import check_fits
 from ..formats import METADATA_FORMATS, get_format  # noqa: F401 (METADATA_FORMATS: the export's choices)
 
 IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
@@ -22,6 +24,14 @@ CROP_MODES = ("FIXED_SIZE", "BOUNDING_BOX")
 # QGIS side (layer_inputs) and the command line (geojson_labels) both read these.
 CLASS_VALUE_FIELD_NAMES = ("classvalue", "value")
 CLASS_NAME_FIELD_NAMES = ("classname", "class_name")
+
+
+def chip_bytes(tile_x: int, tile_y: int, bands: int = 1, itemsize: int = 1, workers: int = 1,
+               rotated: bool = False) -> int:
+    """What cutting chips holds at once: per worker one chip's bands twice (read, then warped
+    or written) and its label as 64-bit integers while it is rasterised; a rotated chip reads
+    the window around it (up to twice the area)."""
+    return int(tile_x) * int(tile_y) * (2 * bands * itemsize + 8) * max(workers, 1) * (2 if rotated else 1)
 
 
 @dataclass
@@ -83,6 +93,8 @@ class ExportConfig:
     crop_mode: str = "FIXED_SIZE"  # Labeled_Tiles / MultiLabeled_Tiles / Imagenet
     blacken_around_feature: bool = False  # Labeled_Tiles / Imagenet: pixels outside the feature set to 0
     instance_labels: Optional[VectorLabels] = None  # Panoptic_Segmentation instances (IN_INSTANCE_DATA)
+    # The CRS assumed for a raster that has none (the label layer's, as "EPSG:32617" or WKT); None: none
+    assumed_crs: Optional[str] = None
 
     def check(self) -> None:
         """Every rule on a single value, before anything is read or written; raises
@@ -108,6 +120,7 @@ class ExportConfig:
             raise InputError("ROTATION_ANGLE", f"must be 0 (no rotated copies) or an angle between 0 and 360 degrees "
                                                f"(exclusive); got {angle!r}")
         checks.whole_number("PARALLEL_PROCESSING_FACTOR", self.workers, minimum=0, what="0 = every core")
+        self.check_memory()
         checks.extent(self.extent)
         if self.cell_size is not None:
             if self.reference_system == "PIXEL_SPACE":
@@ -115,6 +128,33 @@ class ExportConfig:
                                               "pixels); leave CELL_SIZE empty or use MAP_SPACE")
             checks.positive_number("CELL_SIZE", self.cell_size, "map units of the raster's CRS, or empty for the "
                                                                 "raster's own")
+
+    def check_memory(self, bands: int = 1, itemsize: int = 1) -> None:
+        """TILE_SIZE_X x TILE_SIZE_Y chips, one per worker, fit in memory (``chip_bytes``). Before the
+        raster is read: for one 8-bit band (only sizes no raster could cut are refused); the run checks
+        again with the raster's bands and data type. The larger side is the one named."""
+        workers = int(self.workers) or os.cpu_count() or 1
+        rotated = bool(self.rotation_angle)
+        what = (f"{workers} worker(s) each holding one {bands}-band chip of {itemsize}-byte pixels and its label"
+                + (", rotated" if rotated else ""))
+        x, y = int(self.tile_size_x), int(self.tile_size_y)
+        if x >= y:
+            check_fits("TILE_SIZE_X", x, lambda v: chip_bytes(v, y, bands, itemsize, workers, rotated), what,
+                       shown=f"{x} (with TILE_SIZE_Y {y})")
+        check_fits("TILE_SIZE_Y", y, lambda v: chip_bytes(x, v, bands, itemsize, workers, rotated), what,
+                   shown=f"{y} (with TILE_SIZE_X {x})")
+        if x < y:
+            check_fits("TILE_SIZE_X", x, lambda v: chip_bytes(v, y, bands, itemsize, workers, rotated), what)
+
+    def warnings(self) -> List[str]:
+        """What the run does that the user may not expect (given once in its log as warnings)."""
+        found = []
+        for axis, tile, stride in (("X", self.tile_size_x, self.stride_x), ("Y", self.tile_size_y, self.stride_y)):
+            if stride > tile and not get_format(self.metadata_format).feature_chips:
+                found.append(f"STRIDE_{axis} {stride} is larger than TILE_SIZE_{axis} {tile}: a strip of "
+                             f"{stride - tile} px between neighbouring chips is skipped, so parts of the raster are "
+                             f"in no chip; set STRIDE_{axis} to {tile} or less to cover the whole raster")
+        return found
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .frames import Frame, feature_frame, grid_frames, rotate, rotations
 from .grid import Grid, build_grid, count_tiles
 from .items import raster_items
 from .label_formats import LabelContext
+from .preflight import named_write_errors, preflight
 from .pools import chip_pool
 from .labels import VectorLabelIndex, bucket_size_for, label_dtype_for_values, mask_union
 from ..raster_info import RasterInfo, describe, open_raster, quiet_georeferencing, read_info
@@ -93,10 +94,12 @@ def run_export(config: ExportConfig, events: Optional[Events] = None,
     events = events or Events()
     cancel = cancel or (lambda: False)
     with quiet_georeferencing(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        if config.metadata_format == "CycleGAN":
-            result = _run_cyclegan(config, events.progress, cancel, events.log)
-        else:
-            result = _run(config, events.progress, cancel, events.log)
+        config = preflight(config, events.log)
+        with named_write_errors(config):
+            if config.metadata_format == "CycleGAN":
+                result = _run_cyclegan(config, events.progress, cancel, events.log)
+            else:
+                result = _run(config, events.progress, cancel, events.log)
     events.result(out_folder=result.out_folder, num_tiles=result.num_tiles,
                   next_tile_index=result.next_tile_index)
     return result
@@ -289,6 +292,11 @@ def _check_overlap(vector: VectorLabelIndex, grids: List[Grid]) -> None:
 def _check_output(c: ExportConfig) -> Optional[ExistingExport]:
     """None for a new export; the earlier export when appending with START_INDEX."""
     out = c.out_folder
+        if all(g.crs is None for g in grids):  # nothing to reproject by: the raster is what lacks
+            raise InputError("IN_RASTER", "the raster has no coordinate reference system and the label features "
+                                          f"do not fall on its coordinates (features cover "
+                                          f"{tuple(round(v, 3) for v in tb)}, the raster "
+                                          f"{tuple(round(v, 3) for v in gb)}); assign the raster its CRS")
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError("OUT_FOLDER", f"{out} is a file; give a new or empty folder")
     if not os.path.isdir(out) or not os.listdir(out):
