@@ -27,6 +27,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from qgis.core import QgsProcessingException
 
 from dl_engine import events as ev  # standard library only
 from dl_engine.errors import Canceled
+from dl_engine.host import HOST_PID_ENV, TEMPORARY_ENV  # standard library only
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON_ENV_VAR = "DLT_PYTHON"
@@ -423,8 +425,13 @@ def run_worker(
     what: str = "Training",
     poll_interval: float = 0.1,
     stop_timeout: float = 1.5,
+    temporary: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Run ``<python> <command_args…>`` and return the fields of its ``result`` event.
+
+    The worker watches this process (``DLT_HOST_PID``) and stops when it dies. ``temporary``:
+    files or folders written for this run only; the worker removes them when it ends, also when
+    this process died first, and so does this function.
 
     Raises ``QgsProcessingException`` ("PARAMETER: message") for an ``error`` event,
     ``dl_engine.errors.Canceled`` when canceled (an algorithm re-raises it as
@@ -435,6 +442,10 @@ def run_worker(
     if env is None:
         # Our sys.path (stdlib included) suits only the installation's own interpreter (same binary, same prefix).
         env = worker_env(configured=not is_installation_python(python))
+    env = dict(env, **{HOST_PID_ENV: str(os.getpid())})
+    temporary = [os.path.abspath(p) for p in temporary]
+    if temporary:
+        env[TEMPORARY_ENV] = os.pathsep.join(temporary)
     command = [python, *command_args]
     popen_extra: Dict[str, Any] = {}
     if os.name == "nt":
@@ -532,6 +543,7 @@ def run_worker(
     finally:
         if process.poll() is None:  # an exception in a feedback callback: never leave it running
             _stop(process, stop_timeout)
+        _remove(temporary)
 
     code = process.returncode
     if canceled_by_us or code == ev.EXIT_CANCELED or (canceled_message and result is None):
@@ -553,6 +565,17 @@ def run_worker(
     if code == ev.EXIT_OK:
         raise QgsProcessingException(f"{what} finished without reporting its outputs")
     raise QgsProcessingException(crash_message(python, code, list(stderr_tail), what, env))
+
+
+def _remove(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def _drain(lines: "queue.Queue", handle) -> None:

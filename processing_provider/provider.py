@@ -5,6 +5,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .check_deep_learning_environment import CheckDeepLearningEnvironment
 from .classify_objects import ClassifyObjectsUsingDeepLearning
 from .classify_pixels import ClassifyPixelsUsingDeepLearning
 from .compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetection
@@ -13,6 +14,7 @@ from .detect_objects import DetectObjectsUsingDeepLearning
 from .engine_process import WEIGHTS_DIR_ENV_VAR, WEIGHTS_DIR_SETTING
 from .export_training_data import ExportTrainingDataForDeepLearning
 from .import_pretrained_weights import ImportPretrainedWeights
+from .install_deep_learning_frameworks import InstallDeepLearningFrameworks
 from .train_deep_learning_model import TrainDeepLearningModel
 from .train_using_autodl import TrainUsingAutoDL
 
@@ -45,6 +47,8 @@ class DeepLearningToolsProvider(QgsProcessingProvider):
         ComputeAccuracyForObjectDetection,
         ComputeAccuracyForPixelClassification,
         ImportPretrainedWeights,
+        InstallDeepLearningFrameworks,
+        CheckDeepLearningEnvironment,
     )
 
     def id(self):
