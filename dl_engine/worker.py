@@ -1,21 +1,33 @@
-"""The worker side of an engine process (``python -m dl_engine train|infer|autodl``): events
+"""The worker side of an engine process (``python -m dl_engine train|infer|autodl|export``): events
 as JSON lines on stdout (library prints go to stderr so the stream stays parseable),
 SIGTERM/SIGINT as a cancel flag, the exit codes of ``dl_engine.events``, and config files
-with flags that override them. The QGIS side's runner is processing_provider/engine_process.py."""
+with flags that override them. The QGIS side's runner is processing_provider/engine_process.py.
+
+A worker the plugin started (``DLT_HOST_PID`` set) dies with its host: when the host is gone it
+cancels, as SIGTERM does, and if the run has not ended ``STOP_GRACE`` seconds later it kills its
+own child processes (DataLoader workers, the export's pool) and exits. Either way it removes the
+files the host wrote for this run only (``DLT_TEMPORARY``) and its own temporary folder, where
+everything this process makes with ``tempfile`` lands (an extracted package, for one)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import traceback
 from dataclasses import fields
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from . import events as ev
 from .arguments import argument_bool
 from .errors import Canceled, InputError
+from .host import TEMPORARY_ENV, Host, watch
+
+STOP_GRACE = 3.0  # seconds a run gets to stop by itself after its host died
 
 
 def _flag_bool(text: str) -> bool:
@@ -64,19 +76,99 @@ def config_from_args(cls, a, required: Sequence[str]):
     return cls.from_json(json.dumps(raw))
 
 
+def temporary_paths() -> List[str]:
+    """The files and folders the host wrote for this run only (``DLT_TEMPORARY``)."""
+    return [p for p in os.environ.get(TEMPORARY_ENV, "").split(os.pathsep) if p.strip()]
+
+
+def remove_paths(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+
+class _RunFiles:
+    """This run's temporary files: the host's (``DLT_TEMPORARY``) and a folder of its own that
+    ``tempfile`` uses in this process; ``remove`` (idempotent) deletes both."""
+
+    def __init__(self) -> None:
+        self.paths = temporary_paths()
+        self._previous = tempfile.tempdir
+        self.folder = tempfile.mkdtemp(prefix=f"dlt-worker-{os.getpid()}-")
+        tempfile.tempdir = self.folder
+        self._lock = threading.Lock()
+
+    def remove(self) -> None:
+        with self._lock:
+            if tempfile.tempdir == self.folder:
+                tempfile.tempdir = self._previous
+            remove_paths([*self.paths, self.folder])
+
+
+def _silence_output() -> None:
+    """The host is gone, and with it the reader of our pipes: write to nowhere from now on
+    instead of failing on the closed pipe."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+    except OSError:
+        pass
+
+
+def _kill_children() -> None:
+    """Child processes started through multiprocessing (DataLoader workers, the export's pool)."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None:
+        return
+    try:
+        for child in multiprocessing.active_children():
+            child.kill()
+    except Exception:  # noqa: BLE001 - leaving anyway
+        pass
+
+
+def _watch_host(stop: dict, files: _RunFiles, done: threading.Event) -> None:
+    """Cancel when the host dies; hard exit if the run has not ended ``STOP_GRACE`` later."""
+    host = Host.from_environment()
+    if host is None:
+        return
+
+    def on_death() -> None:
+        _silence_output()
+        stop["flag"] = True
+        if done.wait(STOP_GRACE):
+            return
+        _kill_children()
+        files.remove()
+        os._exit(ev.EXIT_CANCELED)
+
+    watch(host, on_death)
+
+
 def run_job(job: Callable[[object, Callable[[], bool]], None], what: str) -> int:
     """Run ``job(events, cancel)`` as a worker; returns the exit code. Installs the signal
-    handlers and swaps stdout: call it only from a worker's entry point."""
+    handlers, the host watch and this run's temporary folder, and swaps stdout: call it only
+    from a worker's entry point."""
     out = sys.stdout
     sys.stdout = sys.stderr  # library prints must not break the event stream
     events = ev.Events.json_lines(out)
     stop = {"flag": False}
+    files = _RunFiles()
+    done = threading.Event()
 
     def on_signal(signum, frame):
         stop["flag"] = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _watch_host(stop, files, done)
     try:
         job(events, lambda: stop["flag"])
         return ev.EXIT_OK
@@ -91,6 +183,8 @@ def run_job(job: Callable[[object, Callable[[], bool]], None], what: str) -> int
         events.error("", f"the {what} worker failed: {type(e).__name__}: {e}")
         return ev.EXIT_CRASH
     finally:
+        files.remove()
+        done.set()
         sys.stdout = out
 
 

@@ -1,10 +1,16 @@
 """deeplearningtools:exporttrainingdatafordeeplearning — Export Training Data For Deep Learning.
 
-Thin: resolves QGIS layers and parameters into a ``dl_engine.export.ExportConfig``
-(see ``layer_inputs``) and runs ``dl_engine.export.run_export`` in QGIS's process,
-its events shown on the feedback (``engine_process.feed_event``) as a worker's are.
+Thin: QGIS reads the layers (any provider, unsaved edits included: ``layer_inputs``) into a
+``dl_engine.export.ExportConfig``, checked here (``ExportConfig.check``), and writes it as a job
+into a temporary folder (``dl_engine.export.job``: the labels as WKB, rasters that are not plain
+files as GeoTIFFs). ``python -m dl_engine export --job`` runs it in a worker process with the
+engine's Python (``engine_process.run_worker``: progress, log, cancel), so QGIS's own Python needs
+no rasterio. The job folder is removed on every exit path, by the worker too when QGIS dies.
 Rules about tile sizes, formats, folders, extents live in the engine.
 """
+
+import shutil
+import tempfile
 
 from qgis.core import (
     QgsProcessing,
@@ -23,13 +29,12 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from dl_engine.events import Events  # standard library only
-
 from dl_engine.export.config import ExportConfig  # standard library only
+from dl_engine.export.job import write_job  # standard library only
 
 from .base import (PROCESSING_MODE, DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default,
                    keyword_help, run_guarded)
-from .engine_process import feed_event
+from .engine_process import run_worker
 
 CANCELED_MESSAGE = "Export canceled: nothing was written"
 
@@ -256,9 +261,10 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("NUM_TILES", "Number of chips written"))
 
     # ------------------------------------------------------------------
-    def build_config(self, parameters, context, feedback):
+    def build_config(self, parameters, context, feedback, folder=None):
         """The ``ExportConfig`` for these parameters, checked (``ExportConfig.check``: the rules on
-        each value; the layers open); what needs the raster's data or the labels is run_export's check."""
+        each value; the layers open); what needs the raster's data or the labels is run_export's check.
+        Rasters that a worker cannot open as they are go to GeoTIFFs in ``folder``."""
         from . import layer_inputs
 
         raster_layer = self.parameterAsRasterLayer(parameters, "IN_RASTER", context)
@@ -267,7 +273,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 f"IN_RASTER: cannot open the raster {parameters.get('IN_RASTER')!r}; give a raster layer or file"
             )
         transform_context = context.transformContext()
-        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback)
+        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback, folder)
         raster_crs = raster_layer.crs()
 
         out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context) or ""
@@ -303,7 +309,7 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 feedback=feedback,
             )
         elif isinstance(class_layer, QgsRasterLayer):
-            labels = layer_inputs.raster_labels(class_layer, "IN_CLASS_DATA", transform_context, feedback)
+            labels = layer_inputs.raster_labels(class_layer, "IN_CLASS_DATA", transform_context, feedback, folder)
         elif class_layer is not None:
             raise QgsProcessingException(
                 f"IN_CLASS_DATA: layer '{class_layer.name()}' is neither a vector nor a raster layer"
@@ -352,7 +358,8 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 raise QgsProcessingException(
                     f"IN_RASTER2: cannot open the raster {parameters.get('IN_RASTER2')!r}"
                 )
-            raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", transform_context, feedback)
+            raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", transform_context, feedback,
+                                                       folder)
 
         cell_size = None
         if self.optional_number(parameters, "CELL_SIZE"):
@@ -386,18 +393,14 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         ))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        folder = tempfile.mkdtemp(prefix="dlt-export-")
         try:
-            from dl_engine.export import run_export
-        except ImportError as error:
-            raise QgsProcessingException(
-                f"The export engine cannot be loaded ({error}). The plugin needs the Python packages "
-                f"rasterio, shapely and affine in QGIS's Python: see the plugin's README "
-                f"(pip install -r requirements.txt)."
-            ) from error
-
-        config = self.build_config(parameters, context, feedback)
-        if feedback.isCanceled():
-            raise QgsProcessingException(CANCELED_MESSAGE)
-        events = Events(sink=lambda event: feed_event(feedback, event))
-        result = run_guarded(lambda: run_export(config, events, feedback.isCanceled), feedback, "Export")
-        return {"OUT_FOLDER": result.out_folder, "NUM_TILES": result.num_tiles}
+            config = self.build_config(parameters, context, feedback, folder)
+            if feedback.isCanceled():
+                raise QgsProcessingException(CANCELED_MESSAGE)
+            job = write_job(folder, config)
+            result = run_guarded(lambda: run_worker(["-m", "dl_engine", "export", "--job", job], feedback,
+                                                    what="Export", temporary=[folder]), feedback, "Export")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"OUT_FOLDER": result.get("out_folder") or config.out_folder, "NUM_TILES": int(result["num_tiles"])}

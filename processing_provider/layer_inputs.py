@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingUtils,
     QgsProject,
+    QgsProviderRegistry,
     QgsRasterFileWriter,
     QgsRasterLayer,
     QgsRasterPipe,
@@ -36,14 +37,31 @@ from dl_engine.export.config import (CLASS_NAME_FIELD_NAMES, CLASS_VALUE_FIELD_N
 # ---------------------------------------------------------------------------
 
 
-def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None) -> str:
-    """A path GDAL opens for ``layer``: its source for the GDAL provider, else a
-    temporary GeoTIFF written through QGIS (WMS, WCS, virtual rasters, ...)."""
+def shared_gdal_source(layer: QgsRasterLayer) -> Optional[str]:
+    """The layer's source when a worker process's GDAL opens it as it is: a GDAL layer of a local
+    file (a subdataset of one too) or a ``/vsi`` path, without open options. None for the rest
+    (web services, databases, other providers), which only QGIS can read."""
+    if layer.providerType() != "gdal":
+        return None
+    source = layer.source()
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    if parts.get("openOptions"):
+        return None
+    if source.startswith("/vsi") or os.path.isfile(str(parts.get("path") or "")):
+        return source
+    return None
+
+
+def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None,
+                        folder: Optional[str] = None) -> str:
+    """A path GDAL opens for ``layer`` in another process: its source (``shared_gdal_source``), else a
+    temporary GeoTIFF written through QGIS into ``folder`` (default: Processing's temporary folder)."""
     if layer is None or not layer.isValid():
         raise QgsProcessingException(f"{parameter}: the raster layer could not be opened")
-    if layer.providerType() == "gdal":
-        return layer.source()
-    path = os.path.join(QgsProcessingUtils.tempFolder(), f"{parameter.lower()}_{uuid.uuid4().hex}.tif")
+    source = shared_gdal_source(layer)
+    if source is not None:
+        return source
+    path = os.path.join(folder or QgsProcessingUtils.tempFolder(), f"{parameter.lower()}_{uuid.uuid4().hex}.tif")
     if feedback is not None:
         feedback.pushInfo(
             f"{parameter}: layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
@@ -136,10 +154,11 @@ def paletted_classes(layer: QgsRasterLayer) -> Tuple[List[ClassInfo], int]:
     return classes, renderer.band()
 
 
-def raster_labels(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None) -> RasterLabels:
-    path = raster_to_gdal_path(layer, parameter, transform_context, feedback)
+def raster_labels(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None,
+                  folder: Optional[str] = None) -> RasterLabels:
+    path = raster_to_gdal_path(layer, parameter, transform_context, feedback, folder)
     classes, band = paletted_classes(layer)
-    if layer.providerType() != "gdal":
+    if path != layer.source():  # a copy written through QGIS
         band = 1 if layer.bandCount() == 1 else band
     return RasterLabels(path=path, classes=classes, band=band)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -28,8 +27,9 @@ from .frames import Frame, feature_frame, grid_frames, rotate, rotations
 from .grid import Grid, build_grid, count_tiles
 from .items import raster_items
 from .label_formats import LabelContext
-from .preflight import named_write_errors, preflight
 from .pools import chip_pool
+from .preflight import named_write_errors, preflight
+from . import staging as staging_folders
 from .labels import VectorLabelIndex, bucket_size_for, label_dtype_for_values, mask_union
 from ..raster_info import RasterInfo, describe, open_raster, quiet_georeferencing, read_info
 from .raster_io import check_chip_format
@@ -119,6 +119,8 @@ def _run(config: ExportConfig, progress, cancel, log) -> ExportResult:
     except BaseException:
         shutil.rmtree(plan.created_parent or plan.staging, ignore_errors=True)
         raise
+    finally:
+        staging_folders.release(plan.staging)
     progress(100.0)
     log(f"{totals.chips} chips written to {config.out_folder}")
     return ExportResult(config.out_folder, totals.chips, plan.next_index, classes)
@@ -132,11 +134,12 @@ def _run_cyclegan(c: ExportConfig, progress, cancel, log) -> ExportResult:
     if c.start_index > 0:
         raise InputError("START_INDEX", "appending is not available for CycleGAN (two exports, A/ and B/); "
                                          "export into a new folder with START_INDEX 0")
+    _remove_abandoned_staging(c, log)
     _check_output(c)
     parent = os.path.dirname(os.path.abspath(c.out_folder))
     created_parent = _first_missing(parent)
     os.makedirs(parent, exist_ok=True)
-    staging = _staging_name(parent, c.out_folder)
+    staging = staging_folders.claim(parent, c.out_folder)
     try:
         parts = []
         for k, (name, raster, param) in enumerate((("A", c.raster, "IN_RASTER"), ("B", c.raster2, "IN_RASTER2"))):
@@ -152,6 +155,8 @@ def _run_cyclegan(c: ExportConfig, progress, cancel, log) -> ExportResult:
     except BaseException:
         shutil.rmtree(created_parent or staging, ignore_errors=True)
         raise
+    finally:
+        staging_folders.release(staging)
     return ExportResult(c.out_folder, sum(p.num_tiles for p in parts), max(p.next_tile_index for p in parts), [])
 
 
@@ -222,6 +227,7 @@ def _plan(c: ExportConfig, log) -> _Plan:
         instances = VectorLabelIndex(c.instance_labels, bucket)
     mask = mask_union(c.mask_wkb)
 
+    _remove_abandoned_staging(c, log)
     existing = _check_output(c)
     if existing and existing.next_tile_index > c.start_index:
         raise InputError("START_INDEX", f"the export in {c.out_folder} already uses chip numbers below "
@@ -251,7 +257,7 @@ def _plan(c: ExportConfig, log) -> _Plan:
         f"{f', {len(angles)} rotations' if len(angles) > 1 else ''}), numbered from {c.start_index}")
     ctx = LabelContext(label_dtype, _ClassNames(c.labels), _ClassNames(c.instance_labels))
     return _Plan(c, items, info, info2, band_names, band_names2, fmt, vector, instances, raster_labels, ctx, mask,
-                 angles, c.start_index, start, _staging_name(parent, c.out_folder), existing, created_parent)
+                 angles, c.start_index, start, staging_folders.claim(parent, c.out_folder), existing, created_parent)
 
 
 class _ClassNames:
@@ -264,8 +270,11 @@ class _ClassNames:
         return self.names.get(value, str(value))
 
 
-def _staging_name(parent: str, out_folder: str) -> str:
-    return os.path.join(parent, f".{os.path.basename(os.path.abspath(out_folder))}.partial-{uuid.uuid4().hex[:8]}")
+def _remove_abandoned_staging(c: ExportConfig, log) -> None:
+    """Staging that a killed run into this OUT_FOLDER left (beside it, or inside it when appending)."""
+    staging_folders.remove_abandoned(os.path.dirname(os.path.abspath(c.out_folder)), c.out_folder, log)
+    if os.path.isdir(c.out_folder):
+        staging_folders.remove_abandoned(c.out_folder, c.out_folder, log)
 
 
 def _first_missing(path: str) -> Optional[str]:
@@ -283,6 +292,11 @@ def _check_overlap(vector: VectorLabelIndex, grids: List[Grid]) -> None:
     if tb is None:
         raise InputError("IN_CLASS_DATA", "no label feature has a usable geometry (all are empty or invalid)")
     if tb[0] > gb[2] or tb[2] < gb[0] or tb[1] > gb[3] or tb[3] < gb[1]:
+        if all(g.crs is None for g in grids):  # nothing to reproject by: the raster is what lacks
+            raise InputError("IN_RASTER", "the raster has no coordinate reference system and the label features "
+                                          f"do not fall on its coordinates (features cover "
+                                          f"{tuple(round(v, 3) for v in tb)}, the raster "
+                                          f"{tuple(round(v, 3) for v in gb)}); assign the raster its CRS")
         raise InputError("IN_CLASS_DATA", "the label features do not overlap the raster (within EXTENT): "
                                            "features cover "
                                            f"{tuple(round(v, 3) for v in tb)}, the raster {tuple(round(v, 3) for v in gb)} "
@@ -292,14 +306,9 @@ def _check_overlap(vector: VectorLabelIndex, grids: List[Grid]) -> None:
 def _check_output(c: ExportConfig) -> Optional[ExistingExport]:
     """None for a new export; the earlier export when appending with START_INDEX."""
     out = c.out_folder
-        if all(g.crs is None for g in grids):  # nothing to reproject by: the raster is what lacks
-            raise InputError("IN_RASTER", "the raster has no coordinate reference system and the label features "
-                                          f"do not fall on its coordinates (features cover "
-                                          f"{tuple(round(v, 3) for v in tb)}, the raster "
-                                          f"{tuple(round(v, 3) for v in gb)}); assign the raster its CRS")
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError("OUT_FOLDER", f"{out} is a file; give a new or empty folder")
-    if not os.path.isdir(out) or not os.listdir(out):
+    if not os.path.isdir(out) or not [e for e in os.listdir(out) if not staging_folders.is_staging(e)]:
         return None
     if c.start_index <= 0:
         raise InputError("OUT_FOLDER", f"{out} is not empty; give a new or empty folder, or set START_INDEX "

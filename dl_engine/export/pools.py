@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import multiprocessing
+import os
 import sys
 import threading
 import warnings
@@ -23,6 +24,7 @@ import shapely
 from rasterio.errors import NotGeoreferencedWarning
 
 from .chips import ChipCutter
+from ..host import Host, watch
 from ..interpreter import installation_python
 from .stats import ExportTotals
 
@@ -41,8 +43,11 @@ _process_cutter: Optional[ChipCutter] = None
 _process_stop = None
 
 
-def _init_process(plan, stop) -> None:
+def _init_process(plan, stop, owner: int) -> None:
     global _process_cutter, _process_stop
+    # A pool process ends with the process that owns the pool (killed, or ended by its own host
+    # watch): it never outlives it to write into an abandoned staging folder.
+    watch(Host(owner), lambda: os._exit(1))
     if plan.mask is not None:
         shapely.prepare(plan.mask)  # preparation does not survive pickling
     # For the life of the pool process, which is ours alone: GDAL's cache, and the warning
@@ -99,7 +104,7 @@ def chip_pool(plan, workers: int, chips: int, log: Callable[[str], None]) -> Ite
         stop = ctx.Event()
         with _workers_skip_main_module():
             executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process,
-                                           initargs=(plan, stop))
+                                           initargs=(plan, stop, os.getpid()))
             started = _started(executor, log)
             if started:
                 log(f"Cutting chips in {workers} worker processes ({python})")
