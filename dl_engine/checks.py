@@ -88,6 +88,18 @@ def validation_percentage(value: Any, parameter: str = "VALIDATION_PERCENTAGE") 
     return float(number)
 
 
+def as_given(raw: Any, parsed: Any) -> Any:
+    """A Processing parameter's value for its config: ``parsed`` (QGIS's parameterAsDouble/Int),
+    unless the user typed a text that is no number, which QGIS accepts for an optional number and
+    reads as 0; then the text itself, so the config's check says "got 'abc'", not "got 0.0"."""
+    if isinstance(raw, str) and raw.strip():
+        try:
+            float(raw.strip())
+        except ValueError:
+            return raw
+    return parsed
+
+
 def _number(value: Any) -> Optional[float]:
     """``value`` as a float when it is a real number (not a text: a config holds typed values), else None."""
     return float(value) if isinstance(value, numbers.Real) else None

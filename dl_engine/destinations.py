@@ -86,20 +86,33 @@ def os_error(parameter: str, exc: OSError, destination: str, needed: Optional[in
 
 @contextmanager
 def named_os_errors(parameter: str, destination: str, needed: Optional[int] = None) -> Iterator[None]:
-    """Writes in the block that fail with an OSError raise ``os_error`` instead."""
+    """Writes in the block that fail (``as_os_error``) raise ``os_error`` instead."""
     try:
         yield
     except InputError:
         raise
-    except OSError as exc:
-        if exc.errno not in _REASONS:
+    except Exception as exc:  # noqa: BLE001 - a worker's OSError may come back as another type with its text
+        failure = as_os_error(exc)
+        if failure is None:
             raise
-        raise os_error(parameter, exc, destination, needed) from None
+        raise os_error(parameter, failure, destination, needed) from None
 
 
 def is_write_failure(exc: BaseException) -> bool:
-    """An OSError that ``os_error`` names (disk full, read-only, permission, path length)."""
+    """An OSError that ``os_error`` names (disk full, read-only, permission, path too long)."""
     return isinstance(exc, OSError) and exc.errno in _REASONS
+
+
+def as_os_error(exc: BaseException) -> Optional[OSError]:
+    """``exc`` when it is a write failure ``os_error`` names; GDAL's own errors (rasterio raises
+    them with the system's message and no errno) are recognised by that message."""
+    if is_write_failure(exc):
+        return exc  # type: ignore[return-value]
+    text = str(exc)
+    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENAMETOOLONG):
+        if os.strerror(code) in text:
+            return OSError(code, os.strerror(code))
+    return None
 
 
 def _free(path: str) -> Optional[int]:

@@ -72,6 +72,15 @@ def check_fits(parameter: str, value: int, bytes_for: Callable[[int], float], wh
                                 f"available){tail}")
 
 
+INPUT_COPIES = 2  # a batch is held as loaded and as normalised float32
+
+
+def batch_bytes(batch: int, side: int, bands: int = 3) -> int:
+    """The least a batch of square chips takes as a network's float32 input, held twice (the
+    network's activations come on top; the automatic batch size measures those on the device)."""
+    return int(batch) * int(side) * int(side) * int(bands) * 4 * INPUT_COPIES
+
+
 def human(n: float) -> str:
     """Bytes as 1.5 GiB / 37.3 GiB / 3.6 TiB."""
     n = float(n)

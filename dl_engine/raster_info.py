@@ -18,7 +18,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import rasterio
 from affine import Affine
@@ -77,6 +77,20 @@ def read_info(path: str, parameter: str = "IN_RASTER") -> RasterInfo:
     """Open, describe and close."""
     with open_raster(path, parameter) as src:
         return describe(src, path)
+
+
+def warn_without_crs(path: str, warn: Callable[[str], None], parameter: str = "IN_RASTER") -> None:
+    """Say once that a raster has no CRS: what is made from it carries none (an unreadable raster
+    is the run's own error)."""
+    try:
+        info = read_info(path, parameter)
+    except InputError:
+        return
+    if info.crs is None:
+        pixels = " and no georeferencing: coordinates are its pixel numbers" if info.transform.is_identity else ""
+        warn(f"{parameter} has no coordinate reference system{pixels}; the output carries none, so it will not "
+             f"line up with other layers. Assign the raster its CRS (Raster ▸ Projections ▸ Assign Projection) "
+             f"and run again")
 
 
 def aligned_offset(t: Affine, g: Affine) -> Optional[Tuple[int, int]]:

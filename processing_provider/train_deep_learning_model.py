@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from dl_engine import checks  # standard library only
 from dl_engine.formats import EMD, MAP_TXT
 from dl_engine.models.registry import specs as model_specs  # standard library only
 from dl_engine.train.config import TrainConfig  # standard library only
@@ -267,7 +268,9 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
 
     # ------------------------------------------------------------------
     def _optional_int(self, parameters, name, context):
-        return self.parameterAsInt(parameters, name, context) if self.optional_number(parameters, name) else None
+        if not self.optional_number(parameters, name):
+            return None
+        return checks.as_given(parameters.get(name), self.parameterAsInt(parameters, name, context))
 
     def build_config(self, parameters, context, feedback=None):
         """The ``TrainConfig`` for these parameters, checked (``TrainConfig.check``; the folders
@@ -277,7 +280,8 @@ class TrainDeepLearningModel(DeepLearningAlgorithm):
         out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context)
         learning_rate = None
         if self.optional_number(parameters, "LEARNING_RATE"):
-            learning_rate = self.parameterAsDouble(parameters, "LEARNING_RATE", context)
+            learning_rate = checks.as_given(parameters.get("LEARNING_RATE"),
+                                            self.parameterAsDouble(parameters, "LEARNING_RATE", context))
         pretrained = check_pretrained_model(self.parameterAsFile(parameters, "PRETRAINED_MODEL", context))
         device = (self.parameterAsString(parameters, "DEVICE", context) or "").strip()
 

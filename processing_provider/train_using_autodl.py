@@ -115,12 +115,11 @@ def model_path(path: str) -> str:
     if not (path or "").strip():
         return ""
     path = os.path.abspath(os.path.expanduser(path.strip()))
+    if os.path.isdir(path):  # before adding the extension: not <folder>.dlpk beside it
+        raise QgsProcessingException(f"OUT_MODEL: {path!r} is a folder; give a file name ending in {MODEL_EXTENSION} "
+                                     f"(e.g. {os.path.join(path, 'best' + MODEL_EXTENSION)!r})")
     extension = os.path.splitext(path)[1]
-    if not extension:
-        return path + MODEL_EXTENSION
-    if os.path.isdir(path):
-        raise QgsProcessingException(f"OUT_MODEL: {path!r} is a folder; give a file name ending in {MODEL_EXTENSION}")
-    return path
+    return path + MODEL_EXTENSION if not extension else path
 
 
 # Leaderboard columns shown in the log, when the CSV has them (else every column).

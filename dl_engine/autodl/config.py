@@ -48,6 +48,10 @@ class AutoDLConfig(JsonConfig):
                                                    "Data For Deep Learning)")
         checks.text_given("OUT_MODEL", self.out_model, "give the .dlpk file to write the best model to, e.g. "
                                                        "/data/best.dlpk")
+        if os.path.isdir(os.path.expanduser(self.out_model.strip())):  # not <folder>.dlpk beside it
+            folder = os.path.abspath(os.path.expanduser(self.out_model.strip()))
+            raise InputError("OUT_MODEL", f"{folder} is a folder; give a file name ending in {MODEL_EXTENSION} "
+                                          f"(e.g. {os.path.join(folder, 'best' + MODEL_EXTENSION)})")
         extension = os.path.splitext(self.out_model.strip())[1]
         if extension and extension.lower() != MODEL_EXTENSION:
             raise InputError("OUT_MODEL", f"{os.path.basename(self.out_model.strip())!r} is not a deep learning "

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ..destinations import writable_file
 from ..errors import InputError
 from ..data.folders import open_folders
 from ..models.registry import ModelSpec, get_spec, model_types
@@ -81,12 +82,7 @@ def _out_model(path: str) -> str:
         path = root + MODEL_EXTENSION
     if os.path.isdir(path):
         raise InputError("OUT_MODEL", f"{path} is a folder; give a .dlpk file path")
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise InputError("OUT_MODEL", f"{parent} is not a writable folder")
-    return path
+    return writable_file("OUT_MODEL", path, MODEL_EXTENSION)  # the rule every tool's destination follows
 
 
 def _open_data(in_data: str):

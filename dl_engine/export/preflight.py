@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..destinations import is_write_failure, os_error, writable_folder
+from ..destinations import as_os_error, os_error, writable_folder
 from ..errors import InputError
 from ..raster_info import RasterInfo, open_raster, read_info
 from .config import ExportConfig
@@ -86,7 +86,8 @@ def export_bytes(config: ExportConfig, info: RasterInfo) -> int:
 
 @contextmanager
 def named_write_errors(config: ExportConfig) -> Iterator[None]:
-    """An OSError while writing (in this process or a chip worker) as InputError("OUT_FOLDER")."""
+    """A write failure (in this process or a chip worker) as InputError("OUT_FOLDER") that says
+    about how much an export of this size needs."""
     try:
         yield
     except InputError:
@@ -100,17 +101,3 @@ def named_write_errors(config: ExportConfig) -> Iterator[None]:
         except Exception:  # noqa: BLE001 - the size is a courtesy
             needed = None
         raise os_error("OUT_FOLDER", failure, os.path.abspath(config.out_folder), needed) from None
-
-
-def as_os_error(exc: BaseException) -> Optional[OSError]:
-    """``exc`` when it is a write failure ``os_error`` names; GDAL's own errors (raised by rasterio
-    with the system's message and no errno) are recognised by that message."""
-    if is_write_failure(exc):
-        return exc
-    import errno
-
-    text = str(exc)
-    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENAMETOOLONG):
-        if os.strerror(code) in text:
-            return OSError(code, os.strerror(code))
-    return None

@@ -14,10 +14,12 @@ from ..arguments import parse_arguments
 from ..devices import check_device
 from ..errors import InputError
 from ..json_config import JsonConfig
+from ..memory_budget import batch_bytes, check_fits
 from ..export.config import PROCESSING_MODES  # the same arcpy enumeration as the export's
 from .arguments import TOOL_ARGUMENTS, TOOL_NAMES
 
 TOOLS = ("classify_pixels", "detect_objects", "classify_objects")
+MIN_CHECKED_TILE = 64  # the tile side batch_size is checked with before the model's ImageHeight is known
 MODEL_EXTENSIONS = (".emd", ".dlpk")  # IN_MODEL_DEFINITION
 # Output fields the engine writes besides the ones the user names: Detect Objects' integer class
 # value, Classify Objects' confidence.
@@ -77,7 +79,8 @@ class InferConfig(JsonConfig):
         checks.text_given(out, self.out_path, "give the file to write the output to")
         if os.path.abspath(self.out_path) == os.path.abspath(self.in_raster):
             raise InputError(out, "the output would overwrite the input raster; give another file")
-        parse_arguments(self.arguments, TOOL_ARGUMENTS[self.tool], TOOL_NAMES[self.tool])
+        values = parse_arguments(self.arguments, TOOL_ARGUMENTS[self.tool], TOOL_NAMES[self.tool])
+        self.check_memory(values)
         checks.one_of("PROCESSING_MODE", self.processing_mode, PROCESSING_MODES)
         checks.extent(self.extent)
         checks.positive_number("CELL_SIZE", self.cell_size, "in the raster's CRS units, or empty for the raster's "
@@ -104,4 +107,28 @@ class InferConfig(JsonConfig):
                                                       f"(default ClassLabel)")
         checks.whole_number("num_workers", self.num_workers, minimum=0, what="chosen from the device",
                             optional=True)
+
+    def check_memory(self, values: Optional[dict] = None, tile: Optional[int] = None, bands: int = 3,
+                     device_bytes: Optional[int] = None) -> None:
+        """ARGUMENTS' batch_size tiles of tile_size pixels (else ``tile``: the model's ImageHeight,
+        else MIN_CHECKED_TILE) fit in memory (``batch_bytes``); ``device_bytes``: the GPU's, where known."""
+        values = values if values is not None else parse_arguments(self.arguments, TOOL_ARGUMENTS[self.tool],
+                                                                   TOOL_NAMES[self.tool])
+        side, batch = _whole(values.get("tile_size")) or tile or MIN_CHECKED_TILE, _whole(values.get("batch_size"))
+        if values.get("tile_size") is not None and _whole(values.get("tile_size")):
+            check_fits("ARGUMENTS", side, lambda s: batch_bytes(1, s, bands), f"one {bands}-band tile",
+                       device_bytes, shown=f"tile_size {side}")
+        if batch:
+            check_fits("ARGUMENTS", batch, lambda b: batch_bytes(b, side, bands),
+                       f"{bands}-band tiles of {side} x {side} px as the network's input", device_bytes,
+                       shown=f"batch_size {batch}")
+
+
+def _whole(value) -> Optional[int]:
+    """A whole number given in ARGUMENTS (their ranges are run_inference's check), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() and number >= 1 else None
 

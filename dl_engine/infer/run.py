@@ -11,14 +11,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
+from ..destinations import named_os_errors
 from ..errors import InputError
 from ..events import Events
 from .arguments import TOOL_NAMES, parse_tool_arguments
-from .config import InferConfig
+from .config import OUT_PARAMETERS, InferConfig
 from ..errors import Canceled
 from .job import Job
 from .model import load_model
-from ..raster_info import describe, open_raster, quiet_georeferencing
+from ..raster_info import describe, open_raster, quiet_georeferencing, warn_without_crs
 from .source import check_bands
 from .grid import plan_grid
 
@@ -57,7 +58,9 @@ def run_inference(config: InferConfig, events: Optional[Events] = None,
     Canceled (``cancel()`` turned true; no output left behind)."""
     config.check()
     events = events or Events()
-    with quiet_georeferencing():  # a raster without georeferencing is processed in its own pixels
+    out = OUT_PARAMETERS[config.tool]
+    with quiet_georeferencing(), named_os_errors(out, os.path.abspath(config.out_path)):
+        warn_without_crs(config.in_raster, events.warning)  # processed in its own pixels or coordinates
         return _run(config, events, cancel)
 
 

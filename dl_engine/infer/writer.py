@@ -26,7 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..errors import InputError
+from ..destinations import os_error, writable_file
 from .grid import InferGrid
 
 BLOCK = 256
@@ -73,15 +73,12 @@ def temp_path_for(out_path: str) -> str:
 
 def prepare_output(out_path: str, parameter: str) -> str:
     """Create the output's folder; refuse a path that cannot be written. Returns the temp name."""
+    writable_file(parameter, out_path)  # the rule every tool's destination follows
     folder = os.path.dirname(os.path.abspath(out_path))
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise InputError(parameter, f"cannot create the folder {folder}: {e.strerror or e}") from None
-    if os.path.isdir(out_path):
-        raise InputError(parameter, f"{out_path} is a folder; give a file name")
-    if not os.access(folder, os.W_OK):
-        raise InputError(parameter, f"the folder {folder} is not writable")
+        raise os_error(parameter, e, folder) from None
     return temp_path_for(out_path)
 
 

@@ -12,10 +12,12 @@ from .. import checks
 from ..devices import check_device
 from ..errors import InputError
 from ..json_config import JsonConfig
+from ..memory_budget import batch_bytes, check_fits
 
 MONITORS = ("VALID_LOSS", "AVERAGE_PRECISION", "ACCURACY", "F1", "MIOU", "DICE")
 WEIGHT_INIT_SCHEMES = ("RANDOM", "RED_BAND", "ALL_RANDOM")
 MODEL_EXTENSIONS = (".emd", ".dlpk")  # PRETRAINED_MODEL
+MIN_CHECKED_CHIP = 64  # the chip side BATCH_SIZE is checked with before the export's tile size is known
 
 
 def monitor_keyword(value: Any, parameter: str = "MONITOR") -> str:
@@ -94,6 +96,7 @@ class TrainConfig(JsonConfig):
         checks.validation_percentage(self.validation_percentage)
         checks.whole_number("CHIP_SIZE", self.chip_size, what="the export's tile size", optional=True)
         checks.whole_number("RESIZE_TO", self.resize_to, what="no resizing", optional=True)
+        self.check_memory()
         checks.one_of("WEIGHT_INIT_SCHEME", self.weight_init_scheme, WEIGHT_INIT_SCHEMES)
         monitor_keyword(self.monitor)
         check_device(self.device)
@@ -101,4 +104,18 @@ class TrainConfig(JsonConfig):
                             optional=True)
         checks.whole_number("patience", self.patience, minimum=1)
         checks.whole_number("max_steps", self.max_steps, what="no limit", optional=True)
+
+    def check_memory(self, chip: Optional[int] = None, bands: int = 3, device_bytes: Optional[int] = None) -> None:
+        """BATCH_SIZE chips of CHIP_SIZE (RESIZE_TO) pixels fit in memory (``batch_bytes``); before the
+        data is read, ``chip`` defaults to CHIP_SIZE, else MIN_CHECKED_CHIP (only sizes no machine
+        could train are refused); ``device_bytes``: the GPU's memory, where the caller knows it."""
+        side = int(self.resize_to or self.chip_size or chip or MIN_CHECKED_CHIP)
+        batch = int(self.batch_size)
+        name = "RESIZE_TO" if self.resize_to else "CHIP_SIZE"
+        if self.resize_to or self.chip_size or chip:  # a chip too big on its own is the size's fault
+            check_fits(name if (self.resize_to or self.chip_size) else "IN_FOLDER", side,
+                       lambda s: batch_bytes(1, s, bands), f"one {bands}-band chip as the network's input",
+                       device_bytes, shown=None if (self.resize_to or self.chip_size) else f"a tile size of {side}")
+        check_fits("BATCH_SIZE", batch, lambda b: batch_bytes(b, side, bands),
+                   f"a batch of {side} x {side} px chips of {bands} bands as the network's input", device_bytes)
 
