@@ -1,22 +1,52 @@
 """The plugin class QGIS creates through ``classFactory``."""
 
+import configparser
 import os
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtCore import QUrl
+from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QAction
 
-from ..processing_provider.provider import PLUGIN_DIR, DeepLearningToolsProvider
+from ..processing_provider import icons
+from ..processing_provider.base import DeepLearningAlgorithm
+from ..processing_provider.classify_objects import ClassifyObjectsUsingDeepLearning
+from ..processing_provider.classify_pixels import ClassifyPixelsUsingDeepLearning
+from ..processing_provider.compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetection
+from ..processing_provider.compute_accuracy_for_pixel_classification import ComputeAccuracyForPixelClassification
+from ..processing_provider.detect_objects import DetectObjectsUsingDeepLearning
+from ..processing_provider.export_training_data import ExportTrainingDataForDeepLearning
+from ..processing_provider.import_pretrained_weights import ImportPretrainedWeights
+from ..processing_provider.provider import PLUGIN_DIR, PROVIDER_ID, DeepLearningToolsProvider
+from ..processing_provider.train_deep_learning_model import TrainDeepLearningModel
+from ..processing_provider.train_using_autodl import TrainUsingAutoDL
 
 MENU = "&Deep learning tools"
-TRAIN_ALGORITHM = "deeplearningtools:traindeeplearningmodel"
-AUTODL_ALGORITHM = "deeplearningtools:trainusingautodl"
-# menu entries: (label, algorithm whose Processing dialog they open)
-MENU_ENTRIES = (("Train Deep Learning Model…", TRAIN_ALGORITHM), ("Train Using AutoDL…", AUTODL_ALGORITHM))
+# The tools in the order a project uses them (the Toolbox sorts them by group): export, train, apply,
+# check the accuracy; then weights for sites without internet.
+MENU_ALGORITHMS = (
+    ExportTrainingDataForDeepLearning,
+    TrainDeepLearningModel,
+    TrainUsingAutoDL,
+    ClassifyPixelsUsingDeepLearning,
+    DetectObjectsUsingDeepLearning,
+    ClassifyObjectsUsingDeepLearning,
+    ComputeAccuracyForPixelClassification,
+    ComputeAccuracyForObjectDetection,
+    ImportPretrainedWeights,
+)
+ENVIRONMENT_ENTRY = "Deep learning environment…"
+HELP_ENTRY = "Help (README)"
+README = os.path.join(PLUGIN_DIR, "README.md")
+
+
+def algorithm_id(algorithm_class) -> str:
+    return f"{PROVIDER_ID}:{algorithm_class.ALGORITHM_ID}"
 
 
 class DeepLearningToolsPlugin:
-    """Registers the ``deeplearningtools`` Processing provider (and, with a GUI, a menu).
+    """Registers the ``deeplearningtools`` Processing provider and, with a GUI, the plugin menu, the
+    environment dialog and the set-up offer.
 
     ``initProcessing`` is what ``qgis_process`` calls (it has no GUI);
     the desktop calls ``initGui``, which calls ``initProcessing``.
@@ -25,7 +55,9 @@ class DeepLearningToolsPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider = None
-        self.actions = []
+        self.actions = []  # the menu's entries in order, separators included
+        self.environment_dialog = None
+        self.setup_offer = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         if self.provider is not None:
@@ -37,17 +69,61 @@ class DeepLearningToolsPlugin:
         self.initProcessing()
         if self.iface is None or self.actions:
             return
-        for label, algorithm in MENU_ENTRIES:
-            action = QAction(QIcon(os.path.join(PLUGIN_DIR, "icon.svg")), label, self.iface.mainWindow())
-            action.triggered.connect(lambda _checked=False, alg=algorithm: self.open_dialog(alg))
-            self.iface.addPluginToMenu(MENU, action)
-            self.actions.append(action)
+        window = self.iface.mainWindow()
+        for algorithm_class in MENU_ALGORITHMS:
+            action = QAction(icons.icon(icons.algorithm_icon_path(algorithm_class)),
+                             f"{algorithm_class.DISPLAY_NAME}…", window)
+            action.setObjectName(algorithm_class.ALGORITHM_ID)
+            action.triggered.connect(lambda _checked=False, alg=algorithm_id(algorithm_class): self.open_dialog(alg))
+            self._add(action)
+        separator = QAction(window)
+        separator.setSeparator(True)
+        self._add(separator)
+        environment = QAction(icons.icon(icons.ENVIRONMENT_ICON), ENVIRONMENT_ENTRY, window)
+        environment.triggered.connect(self.open_environment_dialog)
+        self._add(environment)
+        help_action = QAction(QgsApplication.getThemeIcon("/mActionHelpContents.svg"), HELP_ENTRY, window)
+        help_action.triggered.connect(self.open_help)
+        self._add(help_action)
+
+        from .setup_offer import SetupOffer
+
+        self.setup_offer = SetupOffer(self.iface.messageBar(), self.open_environment_dialog)
+        DeepLearningAlgorithm.dialog_opening = self.setup_offer.on_use
+        self.setup_offer.at_start()
+
+    def _add(self, action: QAction) -> None:
+        self.iface.addPluginToMenu(MENU, action)
+        self.actions.append(action)
 
     @staticmethod
-    def open_dialog(algorithm: str = TRAIN_ALGORITHM):
+    def open_dialog(algorithm: str):
         import processing  # the Processing plugin; loaded by then in a desktop session
 
         processing.execAlgorithmDialog(algorithm)
+
+    def open_environment_dialog(self):
+        """The environment dialog, non-modal; one per plugin, checked again each time it is opened."""
+        if self.environment_dialog is None:
+            from .environment_dialog import EnvironmentDialog
+
+            self.environment_dialog = EnvironmentDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
+        else:
+            self.environment_dialog.refresh()
+        self.environment_dialog.show()
+        self.environment_dialog.raise_()
+        self.environment_dialog.activateWindow()
+        return self.environment_dialog
+
+    @staticmethod
+    def open_help():
+        """The README next to the plugin; the homepage when the package has none."""
+        if os.path.isfile(README):
+            return QDesktopServices.openUrl(QUrl.fromLocalFile(README))
+        metadata = configparser.ConfigParser(interpolation=None)
+        metadata.read(os.path.join(PLUGIN_DIR, "metadata.txt"), encoding="utf-8")
+        homepage = metadata.get("general", "homepage", fallback="")
+        return QDesktopServices.openUrl(QUrl(homepage)) if homepage else False
 
     def unload(self):
         for action in self.actions:
@@ -55,6 +131,16 @@ class DeepLearningToolsPlugin:
                 self.iface.removePluginMenu(MENU, action)
             action.deleteLater()
         self.actions = []
+        if self.setup_offer is not None:
+            if DeepLearningAlgorithm.dialog_opening == self.setup_offer.on_use:
+                DeepLearningAlgorithm.dialog_opening = None
+            self.setup_offer.withdraw()
+            self.setup_offer = None
+        if self.environment_dialog is not None:
+            # an installation running goes on (its task does not belong to the dialog)
+            self.environment_dialog.close()
+            self.environment_dialog.deleteLater()
+            self.environment_dialog = None
         if self.provider is not None:
             # The registry owns and deletes the provider.
             QgsApplication.processingRegistry().removeProvider(self.provider)

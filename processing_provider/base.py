@@ -21,6 +21,8 @@ from qgis.core import (
     QgsProcessingParameterEnum,
 )
 
+from . import icons
+
 GROUPS = {
     "trainingdata": "Training data",
     "training": "Training",
@@ -165,6 +167,25 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):  # noqa: N802 (QGIS API name)
         return self.HELP
+
+    def icon(self):
+        return icons.icon(self.svgIconPath())
+
+    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+        return icons.algorithm_icon_path(self)
+
+    # Set by the desktop plugin (plugin/main.py): called with the algorithm when its dialog opens (Toolbox,
+    # menu, locator), where the plugin offers the environment set-up on first use.
+    dialog_opening = None
+
+    def createCustomParametersWidget(self, parent=None):  # noqa: N802 (QGIS API name)
+        hook = DeepLearningAlgorithm.dialog_opening
+        if hook is not None:
+            try:
+                hook(self)
+            except Exception:  # an offer must never keep the dialog from opening
+                pass
+        return None  # Processing's own dialog
 
     def createInstance(self):  # noqa: N802 (QGIS API name)
         return type(self)()

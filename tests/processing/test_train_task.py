@@ -101,24 +101,3 @@ def test_task_trains_for_real(tasks, data_dir, tmp_path):
     assert len(packages) == 1 and len(emds) == 1
     assert os.path.isfile(task.result["OUT_MODEL_FILE"])
     assert any(line.startswith("Epoch") and "samples/s" in line for line in task.messages)
-
-
-def test_menu_actions_open_the_training_dialogs(qgis_iface, dlt_plugin, monkeypatch):
-    import processing
-
-    import deep_learning_tools
-
-    opened = []
-    monkeypatch.setattr(processing, "execAlgorithmDialog", lambda alg_id, *a, **k: opened.append(alg_id))
-    dlt_plugin.unload()  # the session's plugin steps aside (one provider per id)
-    try:
-        plugin = deep_learning_tools.classFactory(qgis_iface)
-        plugin.initGui()
-        assert [a.text() for a in plugin.actions] == ["Train Deep Learning Model…", "Train Using AutoDL…"]
-        for action in plugin.actions:
-            action.trigger()
-        assert opened == ["deeplearningtools:traindeeplearningmodel", "deeplearningtools:trainusingautodl"]
-        plugin.unload()
-        assert plugin.actions == []
-    finally:
-        dlt_plugin.initGui()
