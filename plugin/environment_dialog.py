@@ -11,7 +11,7 @@ from typing import Optional
 
 from qgis.core import Qgis, QgsSettings
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
-from qgis.PyQt.QtCore import Qt, QUrl
+from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
 from qgis.PyQt.QtWidgets import (
     QApplication,
@@ -31,6 +31,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..processing_provider.icons import ENVIRONMENT_ICON
+from ..processing_provider.install_deep_learning_frameworks import qgis_proxy
 from . import environment_task
 
 TITLE = "Deep learning environment"
@@ -117,6 +118,8 @@ def versions_text(state) -> str:
 class EnvironmentDialog(QDialog):
     """Non-modal; one per plugin (``plugin/main.py`` keeps it). ``manager``: the module
     ``dl_engine.environment.manager`` (a stand-in in tests)."""
+
+    installed = pyqtSignal()  # an installation or repair ended with the environment ready
 
     def __init__(self, parent=None, manager=None, message_bar=None):
         super().__init__(parent)
@@ -249,7 +252,7 @@ class EnvironmentDialog(QDialog):
             package_index=self.index_edit.text().strip() or None,
             reinstall=reinstall,
             base_python=self.base_python.filePath().strip() or None,
-            proxy=environment_task.qgis_proxy(),
+            proxy=qgis_proxy(),  # QGIS's proxy settings, as the install algorithm passes them
         )
 
     def _load_settings(self) -> None:
@@ -337,6 +340,8 @@ class EnvironmentDialog(QDialog):
         if task.kind == "install":
             self.error, self.log_path = task.error, task.log_path
             self._announce(task)
+            if task.error is None and status_of(self.state, self.outdated) == READY:
+                self.installed.emit()
             if task.error is not None:
                 # after a failure or a cancel, what is there now (quick: no smoke test)
                 environment_task.start(environment_task.inspect_task(manager=self.manager(), smoke=False),

@@ -36,24 +36,6 @@ def environment_manager():
     return manager
 
 
-def qgis_proxy() -> Optional[str]:
-    """QGIS's HTTP proxy (Settings ▸ Options ▸ Network) as pip's ``--proxy`` URL; None without one, or for the
-    system's proxy and SOCKS (pip reads HTTP(S)_PROXY from the environment itself)."""
-    from urllib.parse import quote
-
-    from qgis.core import QgsNetworkAccessManager
-    from qgis.PyQt.QtNetwork import QNetworkProxy
-
-    proxy = QgsNetworkAccessManager.instance().fallbackProxy()
-    if proxy.type() not in (QNetworkProxy.HttpProxy, QNetworkProxy.HttpCachingProxy) or not proxy.hostName():
-        return None
-    user = ""
-    if proxy.user():
-        user = quote(proxy.user(), safe="") + (f":{quote(proxy.password(), safe='')}" if proxy.password() else "") + "@"
-    port = f":{proxy.port()}" if proxy.port() > 0 else ""
-    return f"http://{user}{proxy.hostName()}{port}"
-
-
 class EnvironmentTask(QgsTask):
     """One job of the environment ``manager``: ``job(task)`` returns the environment's state."""
 

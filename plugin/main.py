@@ -108,6 +108,8 @@ class DeepLearningToolsPlugin:
             from .environment_dialog import EnvironmentDialog
 
             self.environment_dialog = EnvironmentDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
+            if self.setup_offer is not None:
+                self.environment_dialog.installed.connect(self.setup_offer.withdraw)
         else:
             self.environment_dialog.refresh()
         self.environment_dialog.show()

@@ -15,18 +15,11 @@ ICONS_DIR = os.path.join(PLUGIN_DIR, "icons")
 PLUGIN_ICON = os.path.join(PLUGIN_DIR, "icon.svg")
 ENVIRONMENT_ICON = os.path.join(ICONS_DIR, "environment.svg")
 
-# The engine-environment algorithms (issue 13, INTERFACE.md): ids as INTERFACE.md gives them, for the modules
-# that define them may not be there yet; an algorithm module's ICON attribute (below) wins over this table.
-_SETUP_ICONS = {
-    "installdeeplearningframeworks": "environment.svg",
-    "checkdeeplearningenvironment": "check_environment.svg",
-}
-
-
 @lru_cache(maxsize=1)
 def _table() -> Dict[str, str]:
     """ALGORITHM_ID → file name under icons/."""
     # Imported here, not at the top: the algorithm modules import base.py, which imports this module.
+    from .check_deep_learning_environment import CheckDeepLearningEnvironment
     from .classify_objects import ClassifyObjectsUsingDeepLearning
     from .classify_pixels import ClassifyPixelsUsingDeepLearning
     from .compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetection
@@ -34,6 +27,7 @@ def _table() -> Dict[str, str]:
     from .detect_objects import DetectObjectsUsingDeepLearning
     from .export_training_data import ExportTrainingDataForDeepLearning
     from .import_pretrained_weights import ImportPretrainedWeights
+    from .install_deep_learning_frameworks import InstallDeepLearningFrameworks
     from .train_deep_learning_model import TrainDeepLearningModel
     from .train_using_autodl import TrainUsingAutoDL
 
@@ -47,13 +41,15 @@ def _table() -> Dict[str, str]:
         ComputeAccuracyForPixelClassification: "accuracy_pixels.svg",  # pixels and a check mark
         ComputeAccuracyForObjectDetection: "accuracy_objects.svg",     # a box and a check mark
         ImportPretrainedWeights: "import_weights.svg",                 # a download arrow
+        InstallDeepLearningFrameworks: "environment.svg",              # a gear (as the environment dialog)
+        CheckDeepLearningEnvironment: "check_environment.svg",         # a gear and a check mark
     }
-    return {**_SETUP_ICONS, **{cls.ALGORITHM_ID: name for cls, name in table.items()}}
+    return {cls.ALGORITHM_ID: name for cls, name in table.items()}
 
 
 def algorithm_icon_path(algorithm) -> str:
     """The SVG of an algorithm (an instance or class with ``ALGORITHM_ID``); the plugin's icon when it has none."""
-    name = getattr(algorithm, "ICON", "") or _table().get(getattr(algorithm, "ALGORITHM_ID", ""), "")
+    name = _table().get(getattr(algorithm, "ALGORITHM_ID", ""), "")
     path = os.path.join(ICONS_DIR, name) if name else ""
     return path if path and os.path.isfile(path) else PLUGIN_ICON
 

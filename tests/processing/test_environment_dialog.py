@@ -297,20 +297,23 @@ def test_no_offer_when_the_engine_is_ready(ui, qgis_iface):
     assert offers(qgis_iface.messageBar(), ui) == []
 
 
-def test_qgis_proxy_goes_to_pip(ui):
-    from qgis.core import QgsNetworkAccessManager
-    from qgis.PyQt.QtNetwork import QNetworkProxy
+def test_installation_goes_through_qgis_proxy(ui, folder):
+    from qgis.core import QgsSettings
 
-    manager = QgsNetworkAccessManager.instance()
-    before = manager.fallbackProxy()
+    settings = QgsSettings()
+    keys = {"proxy/proxyEnabled": True, "proxy/proxyType": "HttpProxy", "proxy/proxyHost": "proxy.example",
+            "proxy/proxyPort": "3128"}
+    before = {key: settings.value(key) for key in keys}
     try:
-        manager.setFallbackProxyAndExcludes(QNetworkProxy(QNetworkProxy.HttpProxy, "proxy.example", 3128, "me", "p@ss"),
-                                            [], [])
-        assert ui.task.qgis_proxy() == "http://me:p%40ss@proxy.example:3128"
-        manager.setFallbackProxyAndExcludes(QNetworkProxy(QNetworkProxy.NoProxy), [], [])
-        assert ui.task.qgis_proxy() is None
+        for key, value in keys.items():
+            settings.setValue(key, value)
+        dialog = open_dialog(ui, stand_in.StandInManager(stand_in.not_installed(folder)))
+        assert dialog.options(reinstall=False).proxy == "http://proxy.example:3128"
+        settings.setValue("proxy/proxyEnabled", False)
+        assert dialog.options(reinstall=False).proxy is None
     finally:
-        manager.setFallbackProxyAndExcludes(before, [], [])
+        for key, value in before.items():
+            settings.remove(key) if value is None else settings.setValue(key, value)
 
 
 def test_engine_missing_follows_the_worker_python_rule(ui, monkeypatch, tmp_path):

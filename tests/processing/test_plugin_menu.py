@@ -112,6 +112,25 @@ def test_the_environment_entry_opens_the_dialog(fresh_plugin, monkeypatch, tmp_p
     assert manager.inspected == [True, True]
 
 
+def test_installing_from_the_menu_takes_the_offer_away(fresh_plugin, qgis_iface, monkeypatch, tmp_path):
+    from deep_learning_tools.plugin import environment_task
+    from deep_learning_tools.plugin.setup_offer import AT_START
+    from test_environment_dialog import settle
+
+    manager = stand_in.StandInManager(stand_in.not_installed(str(tmp_path / "env")))
+    manager.release.set()
+    monkeypatch.setattr(environment_task, "environment_manager", lambda: manager)
+    fresh_plugin.initGui()
+    assert set_up_offers(qgis_iface) == [AT_START]
+    next(a for a in fresh_plugin.actions if a.text() == "Deep learning environment…").trigger()
+    dialog = fresh_plugin.environment_dialog
+    settle(lambda: dialog.task is None)
+    dialog.install_button.click()
+    settle(lambda: dialog.task is None)
+    assert "Ready" in dialog.status_label.text()
+    assert set_up_offers(qgis_iface) == []
+
+
 def test_help_opens_the_readme(fresh_plugin, monkeypatch):
     from deep_learning_tools.plugin import main
 
