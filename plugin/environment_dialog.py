@@ -18,6 +18,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -219,7 +220,7 @@ class EnvironmentDialog(QDialog):
         self.close_button = buttons.addButton(QDialogButtonBox.Close)
         self.install_button.setToolTip("Create the environment and install the pinned packages "
                                        "(Upgrade: install the plugin's new pinned set).")
-        self.repair_button.setToolTip("Reinstall every package of the environment.")
+        self.repair_button.setToolTip("Make the environment again from scratch and install every package.")
         self.reset_button.setToolTip("Remove the environment's folder.")
         self.report_button.setToolTip("Copy versions, device, CUDA, GPU memory, free disk and problems "
                                       "(for a bug report).")
@@ -232,8 +233,6 @@ class EnvironmentDialog(QDialog):
         layout.addWidget(buttons)
 
     def _browse_wheels(self) -> None:
-        from qgis.PyQt.QtWidgets import QFileDialog
-
         folder = QFileDialog.getExistingDirectory(self, "Folder of wheels", self.index_edit.text())
         if folder:
             self.index_edit.setText(folder)
