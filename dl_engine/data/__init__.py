@@ -1,6 +1,7 @@
 """The dataset layer of training: export folders (ours and ArcGIS Pro's) read into numpy
-samples, with Esri class conventions, normalisation, split and augmentation. No torch and
-no QGIS here; the trainer wraps ``ChipDataset`` in a torch Dataset."""
+samples, with Esri class conventions, normalisation, split and augmentation. No QGIS here, and
+torch only inside augmentation's transforms (torchvision.transforms.v2); the trainer wraps
+``ChipDataset`` in a torch Dataset."""
 
 from .augment import AUGMENTATION_MODES, Augmentation, make_augmentation, parse_augmentation_parameters
 from .band_stats import BandStats

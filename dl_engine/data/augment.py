@@ -1,5 +1,6 @@
-"""Training augmentation in numpy, applied to the image AND its labels (mask, instance
-masks, boxes) so they stay aligned.
+"""Training augmentation, applied to the image AND its labels (mask, instance masks, boxes) so
+they stay aligned: the keywords (AUGMENTATION, AUGMENTATION_PARAMETERS) parsed here, the
+transforms done by torchvision.transforms.v2 on tensors (on any device, the GPU included).
 
 AUGMENTATION:
 
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -91,15 +92,23 @@ class Augmentation:
     def is_identity(self) -> bool:
         return not self.transforms
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        # Geometric transforms first (in the order given), then photometric ones.
-        ordered = [t for t in self.transforms if t.name in GEOMETRIC] + \
-                  [t for t in self.transforms if t.name not in GEOMETRIC]
-        for t in ordered:
-            if t.name != "flip" and t.p < 1.0 and rng.random() >= t.p:  # flip draws its own two chances
+    def ordered(self) -> List[Transform]:
+        """Geometric transforms first (in the order given), then photometric ones."""
+        return [t for t in self.transforms if t.name in GEOMETRIC] + \
+               [t for t in self.transforms if t.name not in GEOMETRIC]
+
+    def apply(self, t: dict, rng: np.random.Generator) -> dict:
+        """The transforms on a chip's tv_tensors (``augment_tensors``)."""
+        for tr in self.ordered():
+            if tr.name != "flip" and tr.p < 1.0 and rng.random() >= tr.p:  # flip draws its own two chances
                 continue
-            sample = _APPLY[t.name](sample, t, rng, self)
-        return sample
+            t = _APPLY[tr.name](t, tr, rng, self)
+        return t
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if self.is_identity:
+            return sample
+        return _transform_sample(sample, lambda t: self.apply(t, rng))
 
 
 # ---- construction -------------------------------------------------------------------------------
@@ -240,118 +249,193 @@ def _check_value(name: str, value, entry: str) -> None:
         raise InputError("AUGMENTATION_PARAMETERS", f"the {name} value in {entry!r} must be {rule}")
 
 
-# ---- transforms ---------------------------------------------------------------------------------
+# ---- transforms: torchvision.transforms.v2 on tensors --------------------------------------------
+#
+# Each transform draws its parameters from the chip's numpy Generator (seeded by seed, epoch and
+# chip: the same on every run and in any loader worker) and applies them with torchvision's v2
+# functional API to tv_tensors, so the image (Image: bilinear), the label rasters (Mask: nearest)
+# and the boxes (BoundingBoxes: their turned corners' bounds, clipped to the chip) move together.
+# The tensors may live on any device: ``augment_tensors`` works on a chip already on the GPU.
 
-def dihedral(sample: Sample, transpose: bool, hflip: bool, vflip: bool) -> Sample:
-    """Exact flips/turns: transpose first, then flip left-right, then up-down."""
-    h, w = sample.height, sample.width
-    fwd = np.eye(3)
-    if transpose:
-        fwd = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]]) @ fwd
-        h, w = w, h
+def augment_tensors(augmentation: Augmentation, rng: np.random.Generator, image, image2=None, mask=None,
+                    instance_masks=None, boxes=None):
+    """The transforms on torch tensors (any device): image/image2 (bands, h, w) float, mask (h, w),
+    instance_masks (n, h, w), boxes (n, 4) xmin, ymin, xmax, ymax in pixels. Returns the same
+    five (None stays None; boxes left empty dropped) and the indices of the boxes kept."""
+    return _transform(lambda t: augmentation.apply(t, rng), image, image2, mask, instance_masks, boxes)
+
+
+def _transform(fn, image, image2=None, mask=None, instance_masks=None, boxes=None):
+    """``fn`` on the chip's tensors as tv_tensors: (image, image2, mask, instance_masks, boxes), kept."""
+    import torch
+    from torchvision import tv_tensors
+
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    t = {"image": tv_tensors.Image(image)}
+    if image2 is not None:
+        t["image2"] = tv_tensors.Image(image2)
+    if mask is not None:
+        t["mask"] = tv_tensors.Mask(mask)
+    if instance_masks is not None:
+        t["instance_masks"] = tv_tensors.Mask(instance_masks)
+    if boxes is not None:
+        t["boxes"] = tv_tensors.BoundingBoxes(boxes.float().reshape(-1, 4), format="XYXY", canvas_size=(h, w))
+    plain = {k: v.as_subclass(torch.Tensor) for k, v in fn(t).items()}
+    keep = out_boxes = None
+    if boxes is not None:
+        b = plain["boxes"]
+        keep = torch.nonzero((b[:, 2] - b[:, 0] > 0) & (b[:, 3] - b[:, 1] > 0)).flatten()
+        out_boxes = b[keep]
+    return (plain["image"], plain.get("image2"), plain.get("mask"), plain.get("instance_masks"), out_boxes), keep
+
+
+def _transform_sample(sample: Sample, fn) -> Sample:
+    """``fn`` (on tv_tensors) applied to a numpy Sample: a new Sample, boxes and classes following."""
+    import torch
+
+    def tensor(a):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+
+    instances = sample.instance_masks is not None  # their boxes are the bounds of what is left of them
+    (image, image2, mask, instance, boxes), keep = _transform(
+        fn, tensor(sample.image), tensor(sample.image2), tensor(sample.mask), tensor(sample.instance_masks),
+        None if sample.boxes is None or instances else tensor(sample.boxes))
+
+    def array(a, dtype=None):
+        return None if a is None else np.ascontiguousarray(a.numpy(), dtype=dtype)
+    out = replace(sample, image=array(image, np.float32), image2=array(image2), mask=array(mask))
+    if instances:
+        return out.with_geometry(out.image, out.image2, out.mask, array(instance), None, out.width, out.height)
+    if sample.boxes is not None:
+        out = replace(out, boxes=array(boxes, np.float32), box_classes=sample.box_classes[keep.numpy()])
+    return out
+
+
+def _is_square(t) -> bool:
+    return t["image"].shape[-1] == t["image"].shape[-2]
+
+
+def _each(t, fn):
+    """``fn`` on every tv_tensor of the chip (torchvision dispatches on the type: images bilinear,
+    masks nearest, boxes by their corners)."""
+    return {k: fn(v) for k, v in t.items()}
+
+
+def _dihedral_tensors(t, turns: int, hflip: bool):
+    """``turns`` quarter turns counter-clockwise, then a left-right flip: the 8 elements of the
+    dihedral group of a square (exact: no resampling)."""
+    from torchvision.transforms.v2 import functional as F
+
+    if turns % 4:
+        t = _each(t, lambda v: F.rotate(v, 90.0 * (turns % 4), expand=True))
     if hflip:
-        fwd = np.array([[-1.0, 0, w], [0, 1, 0], [0, 0, 1]]) @ fwd
-    if vflip:
-        fwd = np.array([[1.0, 0, 0], [0, -1, h], [0, 0, 1]]) @ fwd
-
-    def f(a):
-        if a is None:
-            return None
-        if transpose:
-            a = np.swapaxes(a, -1, -2)
-        if hflip:
-            a = a[..., :, ::-1]
-        if vflip:
-            a = a[..., ::-1, :]
-        return np.ascontiguousarray(a)
-    return sample.with_geometry(f(sample.image), f(sample.image2), f(sample.mask), f(sample.instance_masks),
-                                fwd[:2], w, h)
+        t = _each(t, F.horizontal_flip)
+    return t
 
 
-def _flip(sample, t, rng, aug):
-    hflip = bool(rng.random() < t.p)
-    vflip = bool(rng.random() < t.p)
-    return dihedral(sample, False, hflip, vflip) if hflip or vflip else sample
+def _flip(t, tr, rng, aug):
+    from torchvision.transforms.v2 import functional as F
+
+    if rng.random() < tr.p:
+        t = _each(t, F.horizontal_flip)
+    if rng.random() < tr.p:
+        t = _each(t, F.vertical_flip)
+    return t
 
 
-def _rotate90(sample, t, rng, aug):
-    k = int(rng.integers(1, 4)) if sample.height == sample.width else 2
-    # k quarter turns counter-clockwise: 1 = transpose + up-down flip, 2 = both flips, 3 = transpose + left-right
-    return dihedral(sample, k != 2, k == 3 or k == 2, k == 1 or k == 2)
+def _rotate90(t, tr, rng, aug):
+    turns = int(rng.integers(1, 4)) if _is_square(t) else 2  # a half turn keeps any shape
+    return _dihedral_tensors(t, turns, False)
 
 
-def _dihedral(sample, t, rng, aug):
-    transpose = bool(rng.integers(0, 2)) and sample.height == sample.width
-    return dihedral(sample, transpose, bool(rng.integers(0, 2)), bool(rng.integers(0, 2)))
+def _dihedral(t, tr, rng, aug):
+    turns = int(rng.integers(0, 4))
+    hflip = bool(rng.integers(0, 2))
+    if not _is_square(t):
+        turns &= 2  # only the half turn keeps the shape: flips left-right and up-down
+    return _dihedral_tensors(t, turns, hflip)
 
 
-def _rotate(sample, t, rng, aug):
-    angle = math.radians(rng.uniform(*t.value))
-    h, w = sample.height, sample.width
-    cx, cy = w / 2.0, h / 2.0
-    c, s = math.cos(angle), math.sin(angle)
-    # Output → input: turn back by the angle about the centre.
-    back = np.array([[c, s, cx - c * cx - s * cy], [-s, c, cy + s * cx - c * cy]])
-    fwd = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy]])
-    return sample.resampled(back, (h, w), fwd)
+def _rotate(t, tr, rng, aug):
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    angle = float(rng.uniform(*tr.value))  # degrees, counter-clockwise, about the chip's centre
+    return _each(t, lambda v: F.rotate(v, angle, interpolation=InterpolationMode.BILINEAR, fill=0))
 
 
-def _zoom(sample, t, rng, aug):
-    scale = rng.uniform(*t.value)
-    if scale <= 1.0:
-        return sample
-    h, w = sample.height, sample.width
-    x0 = rng.uniform(0, w - w / scale)
-    y0 = rng.uniform(0, h - h / scale)
-    back = np.array([[1 / scale, 0, x0], [0, 1 / scale, y0]])
-    fwd = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
-    return sample.resampled(back, (h, w), fwd)
+def _zoom(t, tr, rng, aug):
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    scale = float(rng.uniform(*tr.value))
+    h, w = int(t["image"].shape[-2]), int(t["image"].shape[-1])
+    ch, cw = max(1, int(round(h / scale))), max(1, int(round(w / scale)))
+    if (ch, cw) == (h, w):
+        return t
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return _each(t, lambda v: F.resized_crop(v, top, left, ch, cw, [h, w], interpolation=InterpolationMode.BILINEAR,
+                                             antialias=False))
 
 
-def _unit(sample: Sample, aug: Augmentation):
-    """The image scaled to 0..1 per band, and the function that scales it back."""
-    x = sample.image.astype(np.float32)
+def _unit(image, aug: Augmentation):
+    """The image scaled to 0..1 per band (by the export's band range, else the chip's own), and the
+    function that scales it back."""
+    import torch
+
+    x = image.as_subclass(torch.Tensor).float()
     bands = x.shape[0]
     if aug.value_range is not None and len(aug.value_range[0]) == bands:
-        lo = np.asarray(aug.value_range[0], np.float32)
-        hi = np.asarray(aug.value_range[1], np.float32)
+        lo = torch.as_tensor(np.asarray(aug.value_range[0], np.float32), device=x.device)
+        hi = torch.as_tensor(np.asarray(aug.value_range[1], np.float32), device=x.device)
     else:
-        lo = x.reshape(bands, -1).min(1)
-        hi = x.reshape(bands, -1).max(1)
-    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)[:, None, None]
+        flat = x.reshape(bands, -1)
+        lo, hi = flat.nan_to_num(float("inf")).amin(1), flat.nan_to_num(float("-inf")).amax(1)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))[:, None, None]
     lo = lo[:, None, None]
-    u = np.clip((x - lo) / span, 1e-6, 1 - 1e-6)
-    return u, lambda v: (v * span + lo).astype(np.float32)
+    u = ((x - lo) / span).clamp(1e-6, 1 - 1e-6)
+    return u, lambda v: v * span + lo
 
 
-def _logit(u):
-    return np.log(u / (1 - u))
+def _photometric(t, aug, change):
+    """``change`` (logits -> logits) on the image only, as fastai's logit-space lighting."""
+    import torch
+    from torchvision import tv_tensors
+
+    u, back = _unit(t["image"], aug)
+    out = dict(t)
+    out["image"] = tv_tensors.Image(back(torch.sigmoid(change(torch.logit(u)))))
+    return out
 
 
-def _sigmoid(v):
-    return 1.0 / (1.0 + np.exp(-v))
+def _brightness(t, tr, rng, aug):
+    change = float(np.clip(rng.uniform(*tr.value), 1e-6, 1 - 1e-6))
+    return _photometric(t, aug, lambda v: v + math.log(change / (1 - change)))
 
 
-def _brightness(sample, t, rng, aug):
-    change = float(np.clip(rng.uniform(*t.value), 1e-6, 1 - 1e-6))
-    u, back = _unit(sample, aug)
-    return _with_image(sample, back(_sigmoid(_logit(u) + math.log(change / (1 - change)))))
-
-
-def _contrast(sample, t, rng, aug):
-    scale = rng.uniform(*t.value)
-    u, back = _unit(sample, aug)
-    return _with_image(sample, back(_sigmoid(_logit(u) * scale)))
-
-
-def _with_image(sample: Sample, image: np.ndarray) -> Sample:
-    from dataclasses import replace
-    return replace(sample, image=image)
+def _contrast(t, tr, rng, aug):
+    scale = float(rng.uniform(*tr.value))
+    return _photometric(t, aug, lambda v: v * scale)
 
 
 _APPLY = {"flip": _flip, "rotate90": _rotate90, "dihedral": _dihedral, "rotate": _rotate, "zoom": _zoom,
           "brightness": _brightness, "contrast": _contrast}
 
 
+def dihedral(sample: Sample, transpose: bool, hflip: bool, vflip: bool) -> Sample:
+    """Exact flips/turns of a Sample: transpose first, then flip left-right, then up-down."""
+    from torchvision.transforms.v2 import functional as F
+
+    def fn(t):
+        if transpose:  # = a quarter turn counter-clockwise, then an up-down flip
+            t = _each(_dihedral_tensors(t, 1, False), F.vertical_flip)
+        if hflip:
+            t = _each(t, F.horizontal_flip)
+        if vflip:
+            t = _each(t, F.vertical_flip)
+        return t
+    return _transform_sample(sample, fn)
+
+
 __all__ = ["AUGMENTATION_MODES", "TRANSFORMS", "Transform", "Augmentation", "make_augmentation",
-           "parse_augmentation_parameters", "dihedral"]
+           "parse_augmentation_parameters", "augment_tensors", "dihedral"]

@@ -6,7 +6,8 @@ specs; the networks are imported when one is built.
 
 ARGUMENTS per model, with arcgis.learn's names. The loss arguments (class_balancing,
 focal_loss, ignore_classes, mixup) are applied by the trainer; they are listed here so every
-model type declares all it accepts. Architecture arguments:
+model type declares all it accepts. The loss is (1 - dice_loss_fraction) * cross-entropy (focal
+with focal_loss) + dice_loss_fraction * dice (DICE_LOSS_FRACTION by default). Architecture arguments:
 - PSPNET: pyramid_sizes ([1, 2, 3, 6]), use_unet (True; ``use_net`` is accepted as an alias,
   None = not given), keep_dilation (False: normal strides; True: a dilated backbone at
   output stride 8, as the original PSPNet), pointrend (only False).
@@ -27,9 +28,17 @@ PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
 FORMATS = formats_where(family=PIXEL)  # samples with a class mask
 
+# The loss mixes cross-entropy (or focal) with dice by default: (1 - f) * CE + f * dice, with
+# arcgis.learn's dice_loss_fraction f (whose own default, 0, is CE alone). Measured on held-out
+# imagery (benchmarks/quality_bench.py, benchmarks/README.md): the mix finds rare foreground
+# (buildings, tree crowns) that CE alone leaves as background.
+DICE_LOSS_FRACTION = 0.5
+
 LOSS_ARGUMENTS: Dict[str, Any] = {
     "class_balancing": False,
     "focal_loss": False,
+    "dice_loss_fraction": DICE_LOSS_FRACTION,  # 0: cross-entropy (or focal) alone; 1: dice alone
+    "dice_loss_average": "macro",  # macro: the mean of each class's dice; micro: all pixels pooled
     "ignore_classes": [],
     "mixup": False,
 }

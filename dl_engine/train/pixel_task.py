@@ -14,17 +14,52 @@ import torch.nn.functional as F
 
 from ..data.classes import ClassMap
 from ..errors import InputError
+from ..models.pixel import DICE_LOSS_FRACTION
 from ..package.record import SampleResult
 from .loader import to_device
 from .metrics import ConfusionMatrix, pixel_metrics
 
 IGNORE = -1  # target value left out of loss and metrics
+DICE_AVERAGES = ("macro", "micro")
 
 
 def collate(items: List[dict]) -> Dict[str, object]:
     return {"image": torch.from_numpy(np.stack([it["image"] for it in items])),
             "mask": torch.from_numpy(np.stack([it["mask"] for it in items]).astype(np.int64)),
             "key": [it["key"] for it in items]}
+
+
+def dice_settings(arguments: dict):
+    """(dice_loss_fraction, dice_loss_average) from ARGUMENTS, checked."""
+    fraction = arguments.get("dice_loss_fraction")
+    fraction = DICE_LOSS_FRACTION if fraction is None else fraction
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        fraction = float("nan")
+    if not 0.0 <= fraction <= 1.0:
+        raise InputError("ARGUMENTS", f"dice_loss_fraction {arguments.get('dice_loss_fraction')!r} must be a "
+                                      "number from 0 (cross-entropy only) to 1 (dice only)")
+    average = str(arguments.get("dice_loss_average") or "macro").strip().lower()
+    if average not in DICE_AVERAGES:
+        raise InputError("ARGUMENTS", f"dice_loss_average {arguments.get('dice_loss_average')!r} is not "
+                                      f"{' or '.join(DICE_AVERAGES)} (macro: the mean of each class's dice, so "
+                                      "a rare class counts as much as the background; micro: all pixels pooled)")
+    return fraction, average
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, average: str = "macro") -> torch.Tensor:
+    """1 - soft dice of the softmax against the one-hot target, over the batch; IGNORE pixels left
+    out (smoothed by 1: a class neither present nor predicted scores 1). ``macro``: the mean of the
+    classes' dice; ``micro``: every class's pixels pooled."""
+    valid = (target != IGNORE).unsqueeze(1).float()
+    probs = logits.float().softmax(1) * valid
+    onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2).float() * valid
+    dims = (0, 2, 3)
+    inter, total = (probs * onehot).sum(dims), probs.sum(dims) + onehot.sum(dims)
+    if average == "micro":
+        return 1 - (2 * inter.sum() + 1) / (total.sum() + 1)
+    return 1 - ((2 * inter + 1) / (total + 1)).mean()
 
 
 class PixelTask:
@@ -36,6 +71,7 @@ class PixelTask:
         self.class_map = class_map
         self.num_classes = class_map.num_classes
         self.focal = bool(arguments.get("focal_loss"))
+        self.dice_fraction, self.dice_average = dice_settings(arguments)
         self.mixup = bool(arguments.get("mixup"))
         self.balancing = bool(arguments.get("class_balancing"))
         self.ignore_index = self._ignored(arguments.get("ignore_classes") or [])
@@ -88,14 +124,21 @@ class PixelTask:
         return mask
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (or focal), mixed with dice by ``dice_loss_fraction`` (arcgis.learn's rule:
+        (1 - f) * CE + f * dice); dice lets a rare foreground weigh as much as the background."""
         logits = logits.float()
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         if not self.focal:
-            return F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
-        ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE, reduction="none")
-        pt = torch.exp(-F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none"))
-        valid = (target != IGNORE).float()
-        return ((1 - pt) ** 2 * ce * valid).sum() / valid.sum().clamp(min=1)
+            base = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
+        else:
+            ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE, reduction="none")
+            pt = torch.exp(-F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none"))
+            valid = (target != IGNORE).float()
+            base = ((1 - pt) ** 2 * ce * valid).sum() / valid.sum().clamp(min=1)
+        if not self.dice_fraction:
+            return base
+        f = self.dice_fraction
+        return (1 - f) * base + f * dice_loss(logits, target, self.dice_average)
 
     def training_loss(self, model, batch: dict, runtime) -> torch.Tensor:
         x, y = batch["image"], self.target(batch["mask"])

@@ -152,3 +152,46 @@ def test_bad_augmentation(mode, text, parameter, words):
     assert e.value.parameter == parameter
     for w in words:
         assert w in e.value.message
+
+
+def test_instance_masks_and_their_boxes_turn_together():
+    base = _sample()
+    instances = np.stack([base.mask == 1, base.mask == 2])
+    base = Sample("k", base.image, mask=base.mask, instance_masks=instances, boxes=base.boxes,
+                  box_classes=base.box_classes)
+    aug = make_augmentation("CUSTOM", "rotate90 1; flip 0.5")
+    rng = np.random.default_rng(4)
+    for _ in range(8):
+        s = aug(base, rng)
+        assert np.array_equal(s.mask, _mask_of(s.image))
+        for m, c in zip(s.instance_masks, s.box_classes):
+            assert np.array_equal(m, s.mask == c)
+        _check_aligned(Sample("k", s.image, image2=s.image[:1] * 2, mask=s.mask, boxes=s.boxes,
+                              box_classes=s.box_classes))
+
+
+def test_the_same_draws_give_the_same_chip_and_tensors_work_on_any_device():
+    """A chip's seed decides its augmentation (the same in any loader worker, on every run); the
+    transforms take torch tensors where they are (augment_tensors): the GPU gives what the CPU gives."""
+    import torch
+    from dl_engine.data.augment import augment_tensors
+
+    base = _sample(h=32, w=32, boxes=((4, 6, 12, 20), (18, 3, 28, 11)))
+    aug = make_augmentation("CUSTOM", "dihedral; rotate 20 0.5; zoom 1,1.3 0.5; brightness 0.3,0.7; contrast 0.8,1.2",
+                            value_range=(np.zeros(2), np.full(2, 255.0)))
+    first, again = aug(base, np.random.default_rng(7)), aug(base, np.random.default_rng(7))
+    assert np.array_equal(first.image, again.image) and np.array_equal(first.boxes, again.boxes)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = []
+    for device in devices:
+        (image, _, mask, _, boxes), keep = augment_tensors(
+            aug, np.random.default_rng(7), torch.from_numpy(base.image).to(device),
+            mask=torch.from_numpy(base.mask).to(device), boxes=torch.from_numpy(base.boxes).to(device))
+        assert image.device.type == mask.device.type == boxes.device.type == device
+        results.append((image.cpu().numpy(), mask.cpu().numpy(), boxes.cpu().numpy(), keep.cpu().numpy()))
+    image, mask, boxes, keep = results[0]
+    assert np.allclose(image, first.image, atol=1e-4) and np.array_equal(mask, first.mask)
+    assert np.allclose(boxes, first.boxes) and np.array_equal(base.box_classes[keep], first.box_classes)
+    for other in results[1:]:
+        assert np.allclose(other[0], image, atol=1e-2) and np.array_equal(other[1], mask)
+        assert np.allclose(other[2], boxes, atol=1e-3)
