@@ -83,7 +83,10 @@ def batch_bytes(batch: int, side: int, bands: int = 3) -> int:
 
 def human(n: float) -> str:
     """Bytes as 1.5 GiB / 37.3 GiB / 3.6 TiB."""
-    n = float(n)
+    try:
+        n = float(n)
+    except OverflowError:  # a size from a hostile file: more than a float holds
+        return "more than 10^308 bytes"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

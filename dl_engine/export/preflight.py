@@ -70,10 +70,30 @@ def _crs(config: ExportConfig, info: RasterInfo, log: Log) -> ExportConfig:
         except InputError:
             ok = False
         if ok:
+            _labels_on_raster(config, info, assumed)
             log(no_crs_message(assumed), "warning")
             return replace(config, raster=path)
     log(no_crs_message(None), "warning")
     return config
+
+
+def _labels_on_raster(config: ExportConfig, info: RasterInfo, assumed: str) -> None:
+    """With a CRS only assumed, labels that miss the raster are the raster's fault, not theirs."""
+    from .config import VectorLabels
+
+    if not isinstance(config.labels, VectorLabels) or not len(config.labels.wkb):
+        return
+    import shapely
+
+    bounds = shapely.total_bounds(shapely.from_wkb(config.labels.wkb))
+    t = info.transform
+    xs, ys = (t.c, t.c + t.a * info.width), (t.f, t.f + t.e * info.height)
+    if np.isnan(bounds).any() or bounds[0] > max(xs) or bounds[2] < min(xs) or bounds[1] > max(ys) \
+            or bounds[3] < min(ys):
+        raise InputError("IN_RASTER", f"the raster has no coordinate reference system, and read as {assumed} (the "
+                                      f"label layer's) its coordinates {tuple(round(v, 3) for v in (min(xs), min(ys), max(xs), max(ys)))} "
+                                      f"do not meet the labels' {tuple(round(float(v), 3) for v in bounds)}; assign "
+                                      f"the raster its CRS (Raster ▸ Projections ▸ Assign Projection)")
 
 
 def export_bytes(config: ExportConfig, info: RasterInfo) -> int:

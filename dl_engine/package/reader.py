@@ -106,11 +106,15 @@ class ModelPackage:
         height = self._tile_side("ImageHeight")
         width = self._tile_side("ImageWidth") if self.emd.get("ImageWidth") not in (None, "") else height
         bands = max(self.num_bands, 1)
-        for key, value in (("ImageHeight", height), ("ImageWidth", width)):
-            other = width if key == "ImageHeight" else height
-            check_fits(self.parameter, value, lambda v, o=other: v * o * TILE_BYTES_PER_BAND_PIXEL * (bands + 1),
-                       what=f"one {bands}-band tile and its output as 32-bit floats",
-                       shown=f"{self.path}: {key} {value}")
+        what = f"one {bands}-band tile and its output as 32-bit floats"
+        per_pixel = TILE_BYTES_PER_BAND_PIXEL * (bands + 1)
+        if height == width:  # the usual square tile: the largest square that fits
+            check_fits(self.parameter, height, lambda v: v * v * per_pixel, what,
+                       shown=f"{self.path}: ImageHeight {height} (and ImageWidth {width})")
+        for key, value, other in (("ImageHeight", height, width), ("ImageWidth", width, height)):
+            check_fits(self.parameter, value, lambda v, o=other: v * o * per_pixel, what,
+                       shown=f"{self.path}: {key} {value} (with {'ImageWidth' if key == 'ImageHeight' else 'ImageHeight'}"
+                             f" {other})")
         return height
 
     def _tile_side(self, key: str) -> int:
