@@ -390,6 +390,9 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             crop_mode=CROP_MODE.keyword(self, parameters, context),
             blacken_around_feature=self.parameterAsBool(parameters, "BLACKEN_AROUND_FEATURE", context),
             instance_labels=instance_labels,
+            # A raster without a CRS is read in the label layer's (the engine warns and says which)
+            assumed_crs=(class_layer.crs().authid() or None) if (
+                not raster_crs.isValid() and class_layer is not None and class_layer.crs().isValid()) else None,
         ))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)

@@ -391,6 +391,12 @@ def vector_labels(
             why = "has no features"
         elif skipped:
             why = f"has no usable geometry near the raster ({skipped} null or empty geometries)"
+        elif not raster_crs.isValid():  # nothing to reproject by: the raster is what lacks
+            raise QgsProcessingException(
+                f"IN_RASTER: the raster has no coordinate reference system, and no feature of '{layer.name()}' "
+                f"({layer_crs.authid() or 'no CRS either'}) falls on its coordinates; assign the raster its CRS "
+                f"(Raster ▸ Projections ▸ Assign Projection)"
+            )
         else:
             why = "has no feature inside the extent of the raster (do the layers overlap? check their CRS)"
         raise QgsProcessingException(
