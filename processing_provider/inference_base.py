@@ -199,7 +199,8 @@ def run_inference(config, feedback, what: str = "Inference", python: Optional[st
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
             f.write(config.to_json())
-        return run_worker(["-m", "dl_engine", "infer", "--config", config_path], feedback, python=python, what=what)
+        return run_worker(["-m", "dl_engine", "infer", "--config", config_path], feedback, python=python, what=what,
+                          temporary=[config_path])  # removed by the worker too, when QGIS dies first
     finally:
         try:
             os.remove(config_path)

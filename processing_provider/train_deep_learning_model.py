@@ -178,7 +178,8 @@ def run_training(config, feedback, python=None):
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
             f.write(config.to_json())
-        result = run_worker(["-m", "dl_engine", "train", "--config", config_path], feedback, python=python)
+        result = run_worker(["-m", "dl_engine", "train", "--config", config_path], feedback, python=python,
+                            temporary=[config_path])  # removed by the worker too, when QGIS dies first
     finally:
         try:
             os.remove(config_path)

@@ -155,7 +155,7 @@ def run_autodl(config, feedback, python=None):
             f.write(config.to_json())
         result = run_worker(
             ["-m", "dl_engine", "autodl", "--config", config_path], feedback, python=python, what=WHAT,
-            stop_timeout=STOP_TIMEOUT_S,
+            stop_timeout=STOP_TIMEOUT_S, temporary=[config_path],  # removed by the worker too, when QGIS dies first
         )
     finally:
         try:
