@@ -208,7 +208,7 @@ def inspect(folder: Optional[str] = None, smoke: bool = True,
     stamp = read_stamp(folder)
     state = EnvironmentState(folder=folder, python=python, exists=os.path.isfile(python),
                              log_path=location.log_path(folder), free_disk_bytes=free_disk(folder),
-                             variant=stamp.get("variant"), installed_at=stamp.get("time"),
+                             variant=stamp.get("torch_build") or stamp.get("variant"), installed_at=stamp.get("time"),
                              device=stamp.get("device"), versions=dict(stamp.get("versions") or {}),
                              gpu_name=stamp.get("gpu_name"), gpu_memory_mib=stamp.get("gpu_memory_mib"),
                              cuda_version=stamp.get("cuda"))
@@ -240,7 +240,16 @@ def inspect(folder: Optional[str] = None, smoke: bool = True,
     return state
 
 
+def torch_build(result: dict) -> Optional[str]:
+    """The torch build the smoke test found: "cu130", "cu126", "cpu" (None without torch)."""
+    if not result.get("torch"):
+        return None
+    cuda = result.get("cuda")
+    return "cu" + "".join(cuda.split(".")[:2]) if cuda else "cpu"
+
+
 def _take_smoke(state: EnvironmentState, result: dict) -> None:
+    state.variant = torch_build(result) or state.variant
     state.versions.update(result.get("versions") or {})
     if result.get("python"):
         state.versions["python"] = result["python"]
@@ -285,7 +294,8 @@ def report_text(state: EnvironmentState) -> str:
              + (f" ({state.versions['python']})" if state.versions.get("python") else ""),
              f"Device: {state.device or 'unknown'}"
              + (f" — torch build {state.variant}" if state.variant else ""),
-             f"CUDA: {state.cuda_version or 'none'}",
+             f"CUDA: {state.cuda_version or 'none'}" + (" (torch's build; not in use on this device)"
+                                                        if state.cuda_version and state.device != "cuda" else ""),
              f"GPU: {state.gpu_name or 'none found'}"
              + (f", {_mib(state.gpu_memory_mib)}" if state.gpu_name else ""),
              f"Free disk: {gib(state.free_disk_bytes)} (an install needs about {gib(DISK_NEEDED_BYTES)})",
@@ -611,7 +621,7 @@ class _Installer:
             versions["python"] = result["python"]
         write_stamp(self.folder, {
             "format": STAMP_FORMAT, "hash": wanted_hash, "device": result.get("device") or build.device,
-            "variant": build.variant, "index_url": build.index_url if self.torch_index_ok else None,
+            "variant": build.variant, "torch_build": torch_build(result), "index_url": build.index_url if self.torch_index_ok else None,
             "build_reason": build.reason, "versions": versions, "smoke_ok": bool(result.get("ok")),
             "problems": problems, "cuda": result.get("cuda"), "gpu_name": result.get("gpu_name"),
             "gpu_memory_mib": result.get("gpu_memory_mib"), "base_python": base,
