@@ -13,9 +13,7 @@ The style is set the way QGIS's own algorithms style their outputs: a
 runs on the layer it loads when the algorithm has finished (``attach``).
 """
 
-import json
 import os
-import zipfile
 from typing import Any, Callable, Dict, List, Optional
 
 from qgis.core import (
@@ -54,27 +52,17 @@ FALLBACK_COLORS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), 
 
 def model_classes(model_path: str, feedback=None) -> List[Dict[str, Any]]:
     """The emd's ``Classes`` (Value, Name, Color) of a .dlpk or .emd; [] when they cannot be
-    read (a warning, not an error: the output is there, only its styling is missing). Reads
-    the package's emd member only (the weights stay packed)."""
+    read (a warning, not an error: the output is there, only its styling is missing). The
+    package reader reads a .dlpk's emd from the zip; the weights stay packed."""
     try:
-        return list(read_emd(model_path).get("Classes") or [])
-    except Exception as error:  # anything: styling is a nicety
+        from dl_engine.package.reader import open_package  # standard library only
+
+        with open_package(model_path, "IN_MODEL_DEFINITION") as package:
+            return list(package.classes)
+    except Exception as error:  # InputError and anything else: styling is a nicety
         if feedback is not None:
             feedback.pushWarning(f"IN_MODEL_DEFINITION: the model's class names and colours cannot be read: {error}")
         return []
-
-
-def read_emd(model_path: str) -> Dict[str, Any]:
-    """The emd of a .emd file or of a .dlpk (its one root-level .emd, found by the reader's
-    own member check)."""
-    if os.path.splitext(model_path)[1].lower() == ".emd":
-        with open(model_path, encoding="utf-8-sig") as f:
-            return json.load(f)
-    from dl_engine.package.reader import check_members  # standard library only
-
-    with zipfile.ZipFile(model_path) as zf:
-        name = check_members(zf.infolist(), "/", model_path, "IN_MODEL_DEFINITION")
-        return json.loads(zf.read(name).decode("utf-8-sig"))
 
 
 def layer_name(model_path: str, what: str, raster_name: str = "") -> str:

@@ -33,6 +33,7 @@ from .engine_process import run_worker
 
 ALGORITHM_ID = "traindeeplearningmodel"
 EXPORT_MARKERS = (EMD, MAP_TXT)  # what every export folder holds (any one is enough to tell)
+REPORT = "model_metrics.html"  # in OUT_FOLDER (the result event names it)
 
 # The engine's model types, keyword and description, in ModelSpec.order (INTERFACE order;
 # later types are appended). The registry imports no torch, so QGIS's Python reads it.
@@ -186,11 +187,39 @@ def run_training(config, feedback, python=None):
         except OSError:
             pass
     model_file = result.get("out_model_file") or ""
+    out_folder = result.get("out_folder") or config.out_folder
+    metrics = result.get("metrics") or {}
+    if feedback is not None:  # the last lines a person reads; METRICS keeps the numbers for scripts
+        feedback.pushInfo(f"Model package: {model_file or result.get('emd') or out_folder}")
+        feedback.pushInfo(f"Report: {result.get('report') or os.path.join(out_folder, REPORT)}")
+        line = headline(metrics)
+        if line:
+            feedback.pushInfo(line)
     return {
         "OUT_MODEL_FILE": model_file,
-        "OUT_FOLDER": result.get("out_folder") or config.out_folder,
-        "METRICS": json.dumps(result.get("metrics") or {}),
+        "OUT_FOLDER": out_folder,
+        "METRICS": json.dumps(metrics),
     }
+
+
+# The metrics a person looks at first, in this order: (key in METRICS, name in words).
+HEADLINE_METRICS = (("miou", "mIoU"), ("average_precision", "average precision (IoU 0.5)"),
+                    ("accuracy", "accuracy"), ("f1", "F1"), ("dice", "Dice"), ("valid_loss", "validation loss"))
+
+
+def headline(metrics) -> str:
+    """"Validation: mIoU 0.62, accuracy 0.91" from the final METRICS (at most three values)."""
+    values = []
+    for key, name in HEADLINE_METRICS:
+        value = metrics.get(key) if isinstance(metrics, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            values.append(f"{name} {value:.2f}" if key != "valid_loss" else f"{name} {value:.3g}")
+    if not values:
+        return ""
+    line = "Validation: " + ", ".join(values[:3])
+    if metrics.get("learned_nothing"):
+        line += " — the model learned nothing (see the warning above)"
+    return line
 
 
 class TrainDeepLearningModel(DeepLearningAlgorithm):

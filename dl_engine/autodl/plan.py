@@ -82,6 +82,10 @@ def _out_model(path: str) -> str:
         path = root + MODEL_EXTENSION
     if os.path.isdir(path):
         raise InputError("OUT_MODEL", f"{path} is a folder; give a .dlpk file path")
+    if os.path.exists(path):  # a model of an earlier run: never replaced unasked
+        raise InputError("OUT_MODEL", f"{path} already exists (the model of an earlier run?); give another OUT_MODEL "
+                                      f"file name, or delete or move that file first. To train that model further, "
+                                      f"give it as PRETRAINED_MODEL")
     return writable_file("OUT_MODEL", path, MODEL_EXTENSION)  # the rule every tool's destination follows
 
 

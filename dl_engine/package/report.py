@@ -43,10 +43,11 @@ def best_index(history: Sequence[Dict[str, Any]], best_epoch: Optional[int]) -> 
     return best_epoch if 0 <= best_epoch < len(history) else None
 
 
-def loss_graph_png(history: Sequence[Dict[str, Any]], best: Optional[int] = None) -> bytes:
-    """Training and validation loss per epoch (numbered from 1, as the log shows them);
-    ``best``: position of the kept epoch, marked with a dashed line."""
+def loss_graph_figure(history: Sequence[Dict[str, Any]], best: Optional[int] = None):
+    """Training and validation loss per epoch (numbered from 1, as the log shows them, on
+    whole-number ticks); ``best``: position of the kept epoch, marked with a dashed line."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
@@ -57,6 +58,9 @@ def loss_graph_png(history: Sequence[Dict[str, Any]], best: Optional[int] = None
             ax.plot(epochs, [np.nan if y is None else y for y in ys], marker="o", markersize=3, label=label)
     if best is not None:
         ax.axvline(best + 1, color="grey", linestyle="--", linewidth=1, label="Kept model")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole numbers
+    if len(epochs) == 1:
+        ax.set_xlim(0.5, 1.5)
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Loss")
     ax.set_title("Training and validation loss")
@@ -64,7 +68,11 @@ def loss_graph_png(history: Sequence[Dict[str, Any]], best: Optional[int] = None
         ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def loss_graph_png(history: Sequence[Dict[str, Any]], best: Optional[int] = None) -> bytes:
+    return _png(loss_graph_figure(history, best))
 
 
 def palette(class_map, emd_classes: List[dict]) -> np.ndarray:
@@ -262,7 +270,8 @@ def training_validation_loss(history: Sequence[Dict[str, Any]]) -> Dict[str, Any
 _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:60em}"
           "table{border-collapse:collapse;margin-bottom:1em}"
           "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}"
-          "img{max-width:100%}")
+          "img{max-width:100%}"
+          ".warning{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px;margin:0.5em 0}")
 
 
 def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Optional[bytes],
@@ -276,8 +285,11 @@ def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Opti
         f"<p><b> {e(str(emd.get('ModelName', record.model_type)))} </b></p>",
         f"<p><b>Backbone:</b> {e(str(record.backbone))}</p>",
         f"<p><b>Learning Rate:</b> {e(str(emd.get('LearningRate')))}</p>",
-        "<p><b>Settings</b></p>", _table(("Setting", "Value"), _settings_rows(record, emd)),
     ]
+    parts += [f'<div class="warning" id="{e(key)}"><b>Warning:</b> {e(text)}</div>'
+              for key, text in warnings(record)]
+    parts += ["<p><b>Settings</b></p>",
+              _table(("Setting", "Parameter", "Value", "In this run"), settings_rows(record, emd))]
     if loss_png:
         parts += ["<p><b>Training and Validation loss</b></p>", _img(loss_png, "Training and validation loss")]
     parts += ["<p><b>Analysis of the model</b></p>", _table(("Metric", "Value"), _summary_rows(record))]
@@ -302,19 +314,122 @@ def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Opti
     return "\n".join(parts)
 
 
-def _settings_rows(record: TrainedModel, emd: Dict[str, Any]) -> List[List[str]]:
-    rows = [["Model type", record.model_type], ["Backbone", f"{record.backbone_keyword} ({record.backbone})"],
-            ["Pretrained weights", emd.get("PretrainedWeights") or ("yes" if record.pretrained_loaded else "no")],
-            ["Metadata format", record.data.metadata_format],
-            ["Training data", "; ".join(record.data.paths)],
-            ["Classes", ", ".join(c["Name"] for c in emd.get("Classes", []))],
-            ["Bands used", str(emd.get("ExtractBands"))],
-            ["Chip size", str(record.chip_size)], ["Resize to", str(record.resize_to)],
-            ["Model arguments", _text(record.arguments)],
-            ["Monitored metric", record.monitor], ["Kept epoch", _kept(record)]]
-    skip = {"in_folder", "out_folder", "arguments"}
-    rows += [[k, _text(v)] for k, v in (record.settings or {}).items() if k not in skip]
+# The training parameters in the tool's order: (key of TrainConfig / the settings, arcpy name, label).
+PARAMETERS = (
+    ("in_folder", "IN_FOLDER", "Training data"), ("model_type", "MODEL_TYPE", "Model type"),
+    ("backbone", "BACKBONE_MODEL", "Backbone"), ("pretrained_model", "PRETRAINED_MODEL", "Pretrained model"),
+    ("max_epochs", "MAX_EPOCHS", "Maximum epochs"), ("batch_size", "BATCH_SIZE", "Batch size"),
+    ("learning_rate", "LEARNING_RATE", "Learning rate"),
+    ("validation_percentage", "VALIDATION_PERCENTAGE", "Validation percentage"),
+    ("stop_training", "STOP_TRAINING", "Stop when the model stops improving"),
+    ("freeze", "FREEZE", "Freeze backbone"), ("augmentation", "AUGMENTATION", "Data augmentation"),
+    ("augmentation_parameters", "AUGMENTATION_PARAMETERS", "Augmentation parameters"),
+    ("chip_size", "CHIP_SIZE", "Chip size"), ("resize_to", "RESIZE_TO", "Resize to"),
+    ("weight_init_scheme", "WEIGHT_INIT_SCHEME", "Weight initialization scheme"),
+    ("monitor", "MONITOR", "Monitor metric"), ("arguments", "ARGUMENTS", "Model arguments"),
+    ("tensorboard", "TENSORBOARD", "TensorBoard logs"), ("device", "DEVICE", "Device"),
+)
+# Engine settings without an arcpy parameter, shown together in one row when they were set.
+ENGINE_SETTINGS = ("precision", "seed", "patience", "num_workers", "max_steps", "auto_batch_size")
+NOT_SHOWN = {"out_folder", "write_dlpk", "extra", "run"}  # where the report is; internal
+STOP_REASONS = {"early_stopping": "stopped early: {monitor} stopped improving",
+                "time_limit": "stopped at the time limit", "stopped": "stopped on request",
+                "pruned": "stopped: it trailed other trials (AutoDL)"}
+MIN_VALID_CHIPS = 20  # fewer validation chips: the metrics are too noisy to trust
+MIN_FOREGROUND = 0.01  # less of the validation pixels in foreground classes: accuracy says little
+
+
+def settings_rows(record: TrainedModel, emd: Dict[str, Any]) -> List[List[str]]:
+    """One row per setting: its label, its arcpy parameter name, the value given and what it
+    did in this run (the outcome the run recorded in ``settings["run"]``)."""
+    given = dict(record.settings or {})
+    given.setdefault("in_folder", "; ".join(getattr(record.data, "paths", []) or []))
+    given.setdefault("model_type", record.model_type)
+    given.setdefault("backbone", record.backbone_keyword)
+    run = dict(given.get("run") or {})
+    happened = _outcomes(record, emd, given, run)
+    rows = []
+    for key, parameter, label in PARAMETERS:
+        if key not in given and key not in happened:
+            continue
+        rows.append([label, parameter, _given(given.get(key)), happened.get(key, "")])
+    engine = [f"{k} {_given(given[k])}" for k in ENGINE_SETTINGS if given.get(k) not in (None, False, "")]
+    if engine:
+        rows.append(["Engine settings", "", ", ".join(engine), ""])
+    known = {k for k, _, _ in PARAMETERS} | set(ENGINE_SETTINGS) | NOT_SHOWN
+    rows += [[k, "", _text(v), ""] for k, v in given.items() if k not in known]
     return rows
+
+
+def _outcomes(record: TrainedModel, emd: Dict[str, Any], given: Dict[str, Any], run: Dict[str, Any]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    valid, train = run.get("valid_chips"), run.get("train_chips")
+    fmt = getattr(record.data, "metadata_format", "")
+    chips = f"{train} training and {valid} validation chips" if valid is not None and train is not None else ""
+    out["in_folder"] = ", ".join(x for x in (fmt and f"{fmt} export", chips) if x)
+    out["model_type"] = str(emd.get("ModelName") or record.model_type)
+    out["backbone"] = f"{record.backbone}; started from {emd.get('PretrainedWeights') or record.pretrained_weights or ('pretrained weights' if record.pretrained_loaded else 'random weights')}"
+    if given.get("pretrained_model"):
+        out["pretrained_model"] = "fine-tuned from it"
+    epochs_run = run.get("epochs_run", len(record.history))
+    stop = STOP_REASONS.get(str(run.get("stop_reason") or ""), "")
+    out["max_epochs"] = f"{epochs_run} ran" + (f"; {stop.format(monitor=record.monitor.lower())}" if stop else "")
+    used_batch = run.get("batch_size")
+    if used_batch is not None and used_batch != given.get("batch_size"):
+        out["batch_size"] = f"{used_batch} (what fits the device)" if given.get("auto_batch_size") else str(used_batch)
+    if given.get("learning_rate") in (None, ""):
+        out["learning_rate"] = f"{record.learning_rate:.2e}, chosen by the learning-rate finder"
+    if valid is not None and train is not None:
+        out["validation_percentage"] = f"{valid} of {valid + train} chips held out for validation"
+    if given.get("stop_training"):
+        out["stop_training"] = ("stopped early" if run.get("stop_reason") == "early_stopping"
+                                else "no early stop: the model improved until the end or the run ended first")
+    if given.get("freeze"):
+        frozen = int(run.get("freeze_epochs") or 0)
+        out["freeze"] = (f"backbone frozen for the first {frozen} epoch(s), then trained at a tenth of the rate"
+                         if frozen else "ignored: the backbone started from random weights, so nothing was frozen")
+    if given.get("chip_size") in (None, ""):
+        out["chip_size"] = f"{record.chip_size} px (the export's tile size)"
+    kept = _kept(record)
+    if kept:
+        best = f"; {record.monitor.lower()} {_fmt(record.best_value)}" if _num(record.best_value) is not None else ""
+        out["monitor"] = f"kept epoch {kept}{best}"
+    if record.arguments:
+        out["arguments"] = "in effect: " + _text({k: v for k, v in record.arguments.items()
+                                                   if v not in (None, False, [], "")})
+    if run.get("device"):
+        out["device"] = str(run["device"])
+    return out
+
+
+def warnings(record: TrainedModel) -> List[Any]:
+    """(id, text) of what makes the metrics below hard to trust or the model useless."""
+    out = []
+    m = record.metrics or {}
+    run = dict((record.settings or {}).get("run") or {})
+    if m.get("learned_nothing"):
+        out.append(("learned_nothing", f"the model learned nothing: {m.get('learned_nothing_reason') or 'see the log'}"))
+    valid = run.get("valid_chips")
+    if isinstance(valid, int) and valid < MIN_VALID_CHIPS:
+        out.append(("few_validation_chips",
+                    f"only {valid} validation chip(s): too few to trust the metrics below (they can swing widely "
+                    f"from one chip to the next). Export more chips or raise VALIDATION_PERCENTAGE to have at "
+                    f"least {MIN_VALID_CHIPS}."))
+    share = _num(m.get("foreground_share"))
+    if share is not None and share < MIN_FOREGROUND:
+        out.append(("little_foreground",
+                    f"the classes to find cover only {share:.2%} of the validation pixels (less than "
+                    f"{MIN_FOREGROUND:.0%}): accuracy mostly measures the background. Judge the model by the per "
+                    f"class IoU, or export chips where the objects are (OUTPUT_NOFEATURE_TILES off)."))
+    return out
+
+
+def _given(value) -> str:
+    if value is None or value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _text(value)
 
 
 def _kept(record: TrainedModel) -> str:

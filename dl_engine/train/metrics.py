@@ -64,6 +64,8 @@ def pixel_metrics(matrix: np.ndarray, names: Sequence[str], background: bool = T
         "dice": float(np.mean(f1[counted])) if counted else 0.0,
         "f1": float(np.mean(f1[counted])) if counted else 0.0,
         "per_class": per_class,
+        # share of the truth pixels in the classes to find (model_metrics.html warns when tiny)
+        **({"foreground_share": float(truth[first:].sum() / total) if total else 0.0} if first else {}),
     }
 
 

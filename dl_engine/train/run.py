@@ -22,6 +22,7 @@ from ..errors import Canceled, InputError
 from ..models import rs_weights
 from ..models.registry import BuildContext, ModelSpec, get_spec, model_types
 from . import checkpoint as ckpt
+from . import resume
 from . import verdict
 from ..arguments import parse_arguments
 from .arguments import TRAINER_ARGUMENTS
@@ -55,6 +56,7 @@ class TrainResult:
     best_epoch: int = 0
     batch_size: int = 0
     stop_reason: str = ""  # "" or control.EARLY_STOPPING / TIME_LIMIT / STOPPED / PRUNED
+    report: str = ""  # model_metrics.html
 
 
 def run_training(config: TrainConfig, events: Optional[Events] = None,
@@ -126,12 +128,14 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
 
     out_folder = os.path.abspath(config.out_folder)
     check_path = ckpt.path_for(out_folder)
-    fingerprint = ckpt.fingerprint(model_type=spec.keyword, backbone=built.backbone_name, folders=td.data.paths,
-                                   bands=td.normalization.bands_in, classes=td.class_map.names,
-                                   chip_size=plan.chip_size, batch_size=batch, max_epochs=config.max_epochs,
-                                   **({"freeze_epochs": freeze_epochs} if freeze_epochs else {}))
+    run_items = dict(model_type=spec.keyword, backbone=built.backbone_name, folders=td.data.paths,
+                     bands=td.normalization.bands_in, classes=td.class_map.names, chip_size=plan.chip_size,
+                     batch_size=batch, max_epochs=config.max_epochs,
+                     **({"freeze_epochs": freeze_epochs} if freeze_epochs else {}))
     check_cancel = _cancel_check(cancel, dist, runtime)
-    saved = _resume_state(args, check_path, fingerprint, events)
+    saved, run_items = _resume_state(args, check_path, run_items, events)
+    freeze_epochs = int(run_items.get("freeze_epochs", 0))  # a resumed run keeps the phases it had
+    fingerprint = ckpt.fingerprint(**run_items)
 
     learning_rate = config.learning_rate
     if saved is not None:
@@ -170,9 +174,10 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
         events.log(f"resuming after epoch {state.epoch} of {config.max_epochs} from {check_path}")
     try:
         state = trainer.fit(state)
-    except Canceled:
-        raise Canceled(f"training canceled; the run can be resumed from {check_path} with ARGUMENTS "
-                               f"'resume true'" if os.path.isfile(check_path) else "training canceled") from None
+    except Canceled:  # ``state`` is the loop's own: its epochs are those in the checkpoint
+        best = (f"best {plan.monitor.lower()} {state.best:.4g} at epoch {state.best_epoch + 1}"
+                if state.best is not None else None)
+        raise Canceled(resume.canceled_message(check_path, state.epoch, int(config.max_epochs), best)) from None
 
     model.load_state_dict(state.best_state)
     _learned_nothing(state, plan, learning_rate, pretrained_loaded, events, control.advise)
@@ -180,12 +185,12 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     if dist.is_main:
         events.progress(98.5, "writing the model package")
         result = _write(config, plan, built, model, task, runtime, valid_ds, state, learning_rate,
-                        pretrained_loaded, events, batch)
+                        pretrained_loaded, events, batch, freeze_epochs)
         ckpt.remove(out_folder)
         events.log(f"done in {time.perf_counter() - t_start:.0f} s: {result.out_model_file or result.emd}")
         events.progress(100.0, "done")
         events.emit("result", out_model_file=result.out_model_file, out_folder=result.out_folder,
-                    emd=result.emd, metrics=result.metrics)
+                    emd=result.emd, report=result.report, metrics=result.metrics)
     dist.barrier()
     return result
 
@@ -215,7 +220,7 @@ def _plan(config: TrainConfig, events: Events) -> _Plan:
     if monitor not in allowed:
         raise InputError("MONITOR", f"{monitor} is not measured for {spec.keyword}; accepted: {', '.join(allowed)}")
     chip_size = args.get("chip_size") or config.chip_size
-    _check_out_folder(config.out_folder)
+    resume.check_out_folder(config.out_folder, bool(args.get("resume")))
     td = prepare_data(DataConfig(config.in_folder, config.validation_percentage, chip_size, config.resize_to,
                                  config.augmentation, config.augmentation_parameters, config.seed))
     # torchgeo weights (torchgeo:<Enum>.<MEMBER>): the export's bands checked, their normalisation used
@@ -240,18 +245,6 @@ def _plan(config: TrainConfig, events: Events) -> _Plan:
                                      f"{spec.keyword} needs at least two to tell apart")
     size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
     return _Plan(spec, td, args, monitor, int(size), task_class(td.class_map, args))
-
-
-def _check_out_folder(path: str) -> None:
-    """OUT_FOLDER (given: config.check) is a folder or can be created."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError("OUT_FOLDER", f"{path} is a file; give a folder (it is created when missing)")
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.access(parent, os.W_OK):
-        raise InputError("OUT_FOLDER", f"{parent} is not writable")
 
 
 def _freeze_epochs(config: TrainConfig, built, pretrained_loaded: bool, events: Events) -> int:
@@ -323,21 +316,20 @@ def _learned_nothing(state: FitState, plan: "_Plan", learning_rate: float, pretr
     events.warning(f"{said}. Try " + "; ".join(tries) + ".")
 
 
-def _resume_state(args, path: str, fingerprint: str, events: Events):
+def _resume_state(args, path: str, run_items: Dict[str, Any], events: Events):
+    """(the checkpoint to resume or None, the run's fingerprint items); resume.py's rules."""
     if not args.get("resume"):
-        if os.path.isfile(path):
-            events.log(f"a checkpoint of an earlier run is in {os.path.dirname(path)}; it is replaced (ARGUMENTS "
-                       "'resume true' continues it instead)")
-        return None
+        return None, run_items  # a checkpoint there without resume: refused by resume.check_out_folder
     saved = ckpt.load(path)
     if saved is None:
         events.warning(f"resume: no checkpoint in {os.path.dirname(path)}; training starts from the beginning")
-        return None
-    if saved.get("fingerprint") != fingerprint:
-        raise InputError("ARGUMENTS", f"resume: the checkpoint in {os.path.dirname(path)} is of another run "
-                                     "(model, backbone, data, chip size, batch size or epochs differ); use the "
-                                     "same parameters, or leave out 'resume true' to start again")
-    return saved
+        return None, run_items
+    before = resume.parse_fingerprint(saved.get("fingerprint"))
+    items = resume.resumable(before, run_items, int(saved.get("epoch", 0)), os.path.dirname(path))
+    if int(items["max_epochs"]) > int(before.get("max_epochs", 0)):
+        events.log(f"resume: MAX_EPOCHS {before.get('max_epochs')} → {items['max_epochs']}; the learning-rate "
+                   "schedule stretches over the longer run")
+    return saved, items
 
 
 def _tensorboard(config: TrainConfig, out_folder: str, events: Events):
@@ -371,7 +363,7 @@ def _cancel_check(cancel, dist: Dist, runtime):
 # ---- outputs ----------------------------------------------------------------------------------
 
 def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState, learning_rate, pretrained_loaded,
-           events, batch: int) -> TrainResult:
+           events, batch: int, freeze_epochs: int = 0) -> TrainResult:
     from ..package.record import TrainedModel
     from ..package.writer import write_model_package
 
@@ -379,13 +371,11 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
     name = os.path.basename(os.path.normpath(os.path.abspath(config.out_folder)))
     metrics = {k: v for k, v in state.best_metrics.items()}
     metrics.setdefault("valid_loss", state.history[state.best_epoch]["valid_loss"] if state.history else None)
-    settings = {k: v for k, v in asdict(config).items() if k != "extra"}
-    settings.update(device=runtime.description, learning_rate=learning_rate, epochs_run=len(state.history),
-                    stopped_early=state.stopped_early, batch_size=batch)
-    if state.stop_reason:
-        settings["stop_reason"] = state.stop_reason
-    if metrics.get("learned_nothing"):  # shown in model_metrics.html's settings
-        settings["learned_nothing"] = metrics.get("learned_nothing_reason") or True
+    # model_metrics.html: the parameters as given, and under "run" what they led to
+    settings: Dict[str, Any] = {k: v for k, v in asdict(config).items() if k != "extra"}
+    settings["run"] = dict(device=runtime.description, learning_rate=learning_rate, batch_size=batch,
+                           epochs_run=len(state.history), stop_reason=state.stop_reason,
+                           freeze_epochs=freeze_epochs, train_chips=len(td.train), valid_chips=len(td.valid))
     record = TrainedModel(
         name=name, model_type=plan.spec.keyword, backbone=built.backbone_name, backbone_keyword=config.backbone,
         arguments=plan.arguments, class_map=td.class_map, normalization=td.normalization, data=td.data,
@@ -400,7 +390,7 @@ def _write(config, plan, built, model, task, runtime, valid_ds, state: FitState,
     return TrainResult(out_model_file=str(paths.dlpk), out_folder=os.path.abspath(config.out_folder),
                        emd=str(paths.emd), metrics=_plain_metrics(metrics), history=state.history,
                        learning_rate=float(learning_rate), best_epoch=state.best_epoch, batch_size=batch,
-                       stop_reason=state.stop_reason)
+                       stop_reason=state.stop_reason, report=str(paths.html))
 
 
 def _sample_results(model, task, runtime, valid_ds, td) -> list:

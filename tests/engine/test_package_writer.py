@@ -74,7 +74,9 @@ def test_html_report(exports, fake_spec, tmp_path):
     assert "<th>Class</th><th>Precision</th><th>Recall</th><th>F1</th><th>IoU</th>" in text
     assert "<tr><td>Oak</td><td>0.7000</td><td>0.6000</td><td>0.6460</td><td>0.4800</td></tr>" in text
     assert "<tr><td>NoData</td>" in text and "<tr><td>Pine</td>" in text
-    assert "<tr><td>Pretrained weights</td><td>random</td></tr>" in text  # emd PretrainedWeights
+    # emd PretrainedWeights, as what BACKBONE_MODEL started from
+    assert "<tr><td>Backbone</td><td>BACKBONE_MODEL</td><td>RESNET34</td><td>resnet34; started from random</td></tr>" \
+        in text
     # Text is escaped; the loss graph and the sample results are embedded.
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in text and "<b>bold</b>" not in text
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)

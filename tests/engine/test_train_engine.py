@@ -178,7 +178,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(export, tmp_path):
         run_training(config(export, out, max_epochs=3), cancel=lambda: os.path.exists(out / "checkpoint"))
     with pytest.raises(InputError) as e:
         run_training(config(export, out, max_epochs=3, batch_size=4, arguments="resume true"))
-    assert e.value.parameter == "ARGUMENTS" and "another run" in e.value.message
+    assert e.value.parameter == "BATCH_SIZE" and "another run" in e.value.message
 
 
 @pytest.mark.trains

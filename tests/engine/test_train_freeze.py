@@ -127,12 +127,13 @@ def test_resume_in_the_second_phase(export, tmp_path):
     assert any("backbone unfrozen" in e.get("message", "") for e in again)
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
     # FREEZE off: another run, the checkpoint is not resumed
+    interrupted = tmp_path / "interrupted"
     with pytest.raises(Canceled):
-        run_training(config(export, out, max_epochs=3), cancel=lambda: (out / "checkpoint").exists())
+        run_training(config(export, interrupted, max_epochs=3), cancel=lambda: (interrupted / "checkpoint").exists())
     from dl_engine.errors import InputError
     with pytest.raises(InputError) as e:
-        run_training(config(export, out, max_epochs=3, freeze=False, arguments="resume true"))
-    assert "another run" in e.value.message
+        run_training(config(export, interrupted, max_epochs=3, freeze=False, arguments="resume true"))
+    assert e.value.parameter == "FREEZE" and "another run" in e.value.message
 
 
 @pytest.mark.trains
