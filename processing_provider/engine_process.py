@@ -316,7 +316,7 @@ def feed_event(feedback, event: Dict[str, Any]) -> None:
         except (TypeError, ValueError):
             pass
         if event.get("message") and hasattr(feedback, "setProgressText"):
-            feedback.setProgressText(str(event["message"]))
+            _progress_text(feedback, str(event["message"]))
     elif kind == ev.LOG:
         level = str(event.get("level", "info")).lower()
         _push(feedback, "pushWarning" if level.startswith("warn") else "pushInfo", str(event.get("message", "")))
@@ -324,6 +324,32 @@ def feed_event(feedback, event: Dict[str, Any]) -> None:
         _push(feedback, "pushInfo", format_metric(event))
     elif kind not in (ev.RESULT, ev.ERROR, ev.CANCELED):
         _push(feedback, "pushDebugInfo", json.dumps(event, default=ev.plain))
+
+
+_COUNTER = re.compile(r"\s*\d+\s*/\s*\d+\s*$")  # "tiles 12/100"
+
+
+def progress_phase(text: str) -> str:
+    """The phase a progress text belongs to, without its per-step detail: "epoch 3: loss 0.41"
+    → "epoch 3", "trial_2: epoch 1: loss 0.7" → "trial_2: epoch 1", "tiles 12/100" → "tiles"."""
+    text = _COUNTER.sub("", text)
+    head, colon, tail = text.rpartition(":")
+    if colon and any(c.isdigit() for c in tail):
+        text = head
+    return text.strip()
+
+
+def _progress_text(feedback, text: str) -> None:
+    """Once per phase: QGIS's dialog appends every progress text to its log, so a text per
+    step (the learning-rate finder's, a loss per batch) would fill it."""
+    phase = progress_phase(text)
+    if phase and getattr(feedback, "_dlt_progress_phase", None) == phase:
+        return
+    try:
+        feedback._dlt_progress_phase = phase
+    except AttributeError:  # a feedback without attributes of its own: every text shown
+        pass
+    feedback.setProgressText(phase or text)
 
 
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
