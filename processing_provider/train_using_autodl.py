@@ -168,6 +168,8 @@ def run_autodl(config, feedback, python=None):
         best = result.get("best") or {}
         if isinstance(best, dict) and best:
             feedback.pushInfo(f"Best model: {_describe(best)}")
+        feedback.pushInfo(f"Report: model_metrics.html inside {model_file} (its settings, metrics and the "
+                          f"AutoDL leaderboard)")
         if leaderboard:
             feedback.pushInfo(f"Leaderboard ({leaderboard}):")
             for line in _leaderboard_lines(leaderboard):
