@@ -259,3 +259,34 @@ def test_a_killed_qgis_process_leaves_no_process_and_no_staging(qgis_process_env
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert len(chips(str(out))) == 4
     assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
+
+
+# ---- what the runner tells every worker ---------------------------------------------------------
+
+REPORTER = r'''
+import os, sys
+from dl_engine.worker import leave, run_job
+
+
+def job(events, cancel):
+    config = sys.argv[1]
+    events.result(host=os.environ.get("DLT_HOST_PID"), config_there=os.path.exists(config))
+
+
+sys.exit(leave(run_job(job, "test")))
+'''
+
+
+def test_the_runner_names_its_host_and_the_files_the_worker_removes(tmp_path):
+    """What train, inference and AutoDL pass (their config as ``temporary``): the worker reads it,
+    and it is gone when the run is over (the worker removes it too when QGIS died first)."""
+    from deep_learning_tools.processing_provider import engine_process
+
+    script = tmp_path / "reporter.py"
+    script.write_text(REPORTER)
+    config = tmp_path / "dlt-train-config.json"
+    config.write_text("{}")
+    result = engine_process.run_worker([str(script), str(config)], None, python=sys.executable,
+                                       temporary=[str(config)])
+    assert result == {"host": str(os.getpid()), "config_there": True}
+    assert not config.exists()
