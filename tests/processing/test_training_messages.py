@@ -3,10 +3,12 @@ step; the last lines name the package, model_metrics.html and the headline metri
 (METRICS stays JSON for scripts). The worker is the fake one (tests/data/fake_worker.py)."""
 
 import json
+import os
 
-from qgis.core import QgsProcessingFeedback
+import pytest
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from dlt_train_helpers import fake_export, fake_python
+from dlt_train_helpers import TRAIN_ALG, fake_export, fake_python, needs_engine, tiny_training_params
 from dl_engine.events import Events
 from dl_engine.train.config import TrainConfig
 
@@ -63,3 +65,20 @@ def test_headline_metrics_in_words(provider):
     assert headline({"accuracy": 0.5, "learned_nothing": True}).endswith("the model learned nothing (see the "
                                                                           "warning above)")
     assert headline({}) == ""
+
+
+@pytest.mark.heavy
+@needs_engine
+def test_an_out_folder_holding_a_model_is_refused_by_the_tool(provider, tmp_path):
+    """The engine's rule (dl_engine/train/resume.py) reaches the dialog as "OUT_FOLDER: …"."""
+    import processing
+
+    out = tmp_path / "trees"
+    out.mkdir()
+    (out / "trees.dlpk").write_bytes(b"an earlier model")
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run(TRAIN_ALG, tiny_training_params(fake_export(tmp_path / "chips"), out))
+    message = str(raised.value)
+    assert message.startswith(f"OUT_FOLDER: {out} already holds a trained model")
+    assert "another OUT_FOLDER" in message and "PRETRAINED_MODEL" in message
+    assert os.listdir(out) == ["trees.dlpk"]
