@@ -27,8 +27,14 @@ class Host:
         self._handle = None
         if os.name == "nt":
             import ctypes
-            self._kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-            self._handle = self._kernel32.OpenProcess(_SYNCHRONIZE, False, self.pid) or None
+            from ctypes import wintypes
+            self._kernel32 = kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+            kernel32.OpenProcess.restype = wintypes.HANDLE
+            kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+            kernel32.WaitForSingleObject.restype = wintypes.DWORD
+            kernel32.WaitForSingleObject.argtypes = (wintypes.HANDLE, wintypes.DWORD)
+            # Held for the life of this process, so the id cannot be reused unnoticed.
+            self._handle = kernel32.OpenProcess(_SYNCHRONIZE, False, self.pid) or None
 
     @classmethod
     def from_environment(cls) -> Optional["Host"]:
