@@ -53,7 +53,7 @@ def engine_python_line() -> Tuple[str, bool]:
     """Which Python the tools run the engine with and why, in one line, or what is missing; and whether
     there is one."""
     try:
-        chosen = resolve_worker_python("The tools")
+        chosen = resolve_worker_python("Each of the plugin's tools")
     except QgsProcessingException as missing:
         return str(missing), False
     return f"The tools run the engine with {chosen.python} ({chosen.source}).", True

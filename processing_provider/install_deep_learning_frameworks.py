@@ -74,13 +74,18 @@ _PIP_STEP = re.compile(r"(Collecting|Downloading|Using cached) ")
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)?")
 PIP_STEP_INTERVAL_S = 2.0
 
-# pip's per-package chatter: in the log file, not in the Processing log.
-_PIP_NOISE = re.compile(
-    r"^\s|^(Requirement already satisfied|Using cached|Downloading|Collecting|Obtaining|Looking in|"
+# What stays in the install log only: pip's per-package chatter, the commands the manager runs ("$ …") and
+# their answers (a version, a folder), the manager's own progress lines ("[ 40.0 %] …", shown as the progress text), the smoke
+# test's raw JSON and the failure line (the error message says it).
+_LOG_ONLY = re.compile(
+    r"^\s|^\$ |^\[\s*[\d.]+ ?%\]|^pip \d|^\d+(\.\d+)*$|^smoke: \{|^FAILED: |^(/|[A-Za-z]:\\)\S*$|"
+    r"^(Requirement already satisfied|Using cached|Downloading|Collecting|Obtaining|Looking in|"
     r"Processing |Saved |Stored in|Building wheel|Created wheel|Preparing metadata|Getting requirements|"
-    r"Installing build dependencies|Attempting uninstall|Found existing installation|Uninstalling|"
-    r"Successfully uninstalled)|[━█▏▎▍▌▋▊▉]"
+    r"Installing build dependencies|Installing collected packages|Attempting uninstall|Found existing installation|"
+    r"Uninstalling|Successfully uninstalled)|[━█▏▎▍▌▋▊▉]"
 )
+# pip's warnings of one kind (the same words, other names) are shown once; the log has them all.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def qgis_proxy(settings=None) -> Optional[str]:
@@ -123,6 +128,7 @@ class FeedbackReporter:
         self.feedback = feedback
         self.phase = None
         self.pip_step_at = float("-inf")
+        self.warnings = {}
 
     def progress(self, percent: float, message: str = "") -> None:
         if self.feedback is None:
@@ -144,12 +150,18 @@ class FeedbackReporter:
 
     def log(self, line: str) -> None:
         line = (line or "").rstrip()
-        if self.feedback is None or not line.strip() or _PIP_NOISE.search(line):
+        if self.feedback is None or not line.strip() or _LOG_ONLY.search(line):
             return
-        if line.startswith(("ERROR", "WARNING")):
-            self.feedback.pushWarning(line)
-        else:
+        if not line.startswith(("ERROR", "WARNING")):
             self.feedback.pushConsoleInfo(line)
+            return
+        kind = _QUOTED.sub("…", line)
+        seen = self.warnings.get(kind, 0)
+        self.warnings[kind] = seen + 1
+        if seen == 0:
+            self.feedback.pushWarning(line)
+        elif seen == 1:
+            self.feedback.pushWarning("(More warnings like this one are in the install log.)")
 
     def is_canceled(self) -> bool:
         return self.feedback is not None and self.feedback.isCanceled()

@@ -122,9 +122,16 @@ def phases(progress, log, is_canceled):
                           (90, "Running the smoke test")):
         progress(percent, text)
         assert not is_canceled()
-    for line in ("Collecting torch==2.13.0", "  Downloading torch-2.13.0-cp311-linux_x86_64.whl (190 MB)",
+    for line in ("torch build: cpu for cpu: the CPU build: found no NVIDIA driver",
+                 "$ /env/bin/python3 -m pip --version", "pip 26.3 from /env/lib/python3.11/site-packages/pip",
+                 "[ 10.0 %] Installing PyTorch (cpu)",
+                 "Collecting torch==2.13.0", "  Downloading torch-2.13.0-cp311-linux_x86_64.whl (190 MB)",
                  "     ━━━━━━━━━━━━━━━━━━━━ 190.0/190.0 MB 50 MB/s eta 0:00:00",
                  "Requirement already satisfied: numpy<2 in ./lib/python3.11/site-packages",
+                 "WARNING: Location 'file:///mirror/simple/attrs/' is ignored: it is neither a file nor a directory.",
+                 "WARNING: Location 'file:///mirror/simple/click/' is ignored: it is neither a file nor a directory.",
+                 "WARNING: Location 'file:///mirror/simple/idna/' is ignored: it is neither a file nor a directory.",
+                 "Installing collected packages: timm, torch",
                  "Successfully installed timm-1.0.15 torch-2.13.0", "WARNING: the cache could not be written"):
         log(line)
     progress(100, "Running the smoke test")
@@ -165,8 +172,13 @@ def test_install_reports_progress_and_returns_the_environment(use_manager, no_pr
     assert feedback.texts == ["Creating the environment", "Installing PyTorch (cpu)", "Collecting torch==2.13.0",
                               "Installing PyTorch (cpu)", "Running the smoke test"]
     assert [p for p in feedback.progress_values if p in (10.0, 13.0, 40.0, 100.0)] == [10.0, 13.0, 40.0, 100.0]
-    assert feedback.console == ["Successfully installed timm-1.0.15 torch-2.13.0"]
-    assert feedback.warnings == ["WARNING: the cache could not be written"]
+    # the log file has every line; the Processing log what a user reads: the build chosen, what was installed,
+    # each kind of warning once
+    assert feedback.console == ["torch build: cpu for cpu: the CPU build: found no NVIDIA driver",
+                                "Successfully installed timm-1.0.15 torch-2.13.0"]
+    assert feedback.warnings == [
+        "WARNING: Location 'file:///mirror/simple/attrs/' is ignored: it is neither a file nor a directory.",
+        "(More warnings like this one are in the install log.)", "WARNING: the cache could not be written"]
 
 
 def test_install_defaults(use_manager, no_proxy, tmp_path):

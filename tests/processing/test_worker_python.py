@@ -3,7 +3,6 @@ then the managed environment when it is ready, then QGIS's own Python when it fi
 otherwise one message naming everything missing and how to set it up. Any interpreter but QGIS's own,
 a venv of the same base Python included, gets only the plugin folder on PYTHONPATH."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,8 +10,16 @@ import sys
 import pytest
 from qgis.core import QgsProcessingException, QgsSettings
 
+from dlt_train_helpers import TRAIN_ALG, fake_export
+
 INSTALL_LINE = "qgis_process run deeplearningtools:installdeeplearningframeworks"
 BASE_PYTHON = "/usr/bin/python3"  # Debian's, the interpreter QGIS runs; the test venvs are made from it
+# A worker script that reports what it was started with.
+WHAT_THE_WORKER_SEES = """
+import json, os, sys
+print(json.dumps({"event": "result", "pythonpath": os.environ.get("PYTHONPATH"), "prefix": sys.prefix,
+                  "path": sys.path, "pythonhome": os.environ.get("PYTHONHOME")}), flush=True)
+"""
 
 
 @pytest.fixture
@@ -77,9 +84,32 @@ def test_setting_that_is_not_a_python_names_the_setting(runner, nothing_chosen, 
     assert runner.PYTHON_SETTING in str(raised.value) and "no-python" in str(raised.value)
 
 
-def test_ready_managed_environment_comes_from_its_stamp(runner, nothing_chosen):
-    """With DLT_ENV_DIR empty the real manager says not ready, and nothing else is tried before own."""
+def test_empty_env_dir_has_no_managed_python(runner, nothing_chosen):
     assert runner._managed_python() is None
+
+
+@pytest.fixture
+def stamped_environment(nothing_chosen, monkeypatch, tmp_path):
+    """DLT_ENV_DIR holding a venv of Debian's Python whose stamp says the smoke test passed for the current
+    pinned list: what the real manager's ready_python reads (no torch in it: nothing here imports it)."""
+    from dl_engine.environment import location, manager, requirements
+
+    if not os.path.exists(BASE_PYTHON):
+        pytest.skip("no /usr/bin/python3")
+    folder = tmp_path / "engine-env"
+    subprocess.run([BASE_PYTHON, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=60)
+    manager.write_stamp(str(folder), {"smoke_ok": True, "hash": requirements.requirements_hash()})
+    return location.env_python(str(folder))
+
+
+def test_ready_managed_environment_is_used_with_only_the_plugin_folder(runner, stamped_environment, tmp_path):
+    chosen = runner.resolve_worker_python()
+    assert (chosen.python, chosen.source) == (stamped_environment, runner.MANAGED_SOURCE)
+    script = tmp_path / "sees.py"
+    script.write_text(WHAT_THE_WORKER_SEES)
+    seen = runner.run_worker([str(script)], None)
+    assert seen["pythonpath"] == runner.PLUGIN_DIR
+    assert seen["prefix"] == str(tmp_path / "engine-env")
 
 
 def test_nothing_set_up_one_message_lists_everything(runner, nothing_chosen, monkeypatch, tmp_path):
@@ -122,19 +152,12 @@ def test_venv_of_the_same_base_python_is_not_qgis_python(runner, base_venv):
     assert runner.is_installation_python(runner.worker_python())  # this test's own interpreter
 
 
-WHAT_THE_WORKER_SEES = """
-import json, os, sys
-print(json.dumps({"event": "result", "pythonpath": os.environ.get("PYTHONPATH"), "prefix": sys.prefix,
-                  "path": sys.path, "pythonhome": os.environ.get("PYTHONHOME")}), flush=True)
-"""
-
-
-@pytest.mark.parametrize("how", ["managed", "DLT_PYTHON"])
+@pytest.mark.parametrize("how", ["DLT_PYTHON", "setting"])
 def test_venv_worker_gets_only_the_plugin_folder(runner, nothing_chosen, base_venv, monkeypatch, tmp_path, how):
     """The issue's bug: a venv's worker was given QGIS's sys.path, and Debian's dist-packages (an old sympy)
     came before the venv's own packages."""
-    if how == "managed":
-        monkeypatch.setattr(runner, "_managed_python", lambda: base_venv)
+    if how == "setting":
+        nothing_chosen.setValue(runner.PYTHON_SETTING, base_venv)
     else:
         monkeypatch.setenv(runner.PYTHON_ENV_VAR, base_venv)
     monkeypatch.setenv("PYTHONHOME", "/somewhere/else")  # OSGeo4W sets it for QGIS's own Python
@@ -181,12 +204,9 @@ def test_setup_message_before_any_work(runner, provider, nothing_chosen, monkeyp
     monkeypatch.setattr(runner, "missing_engine_modules", lambda: list(runner.ENGINE_MODULES))
     started = []
     monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("started"))
-    export = tmp_path / "export"
-    export.mkdir()
-    (export / "esri_model_definition.emd").write_text(json.dumps({"MetaDataMode": "Classified_Tiles"}))
     with pytest.raises(QgsProcessingException) as raised:
-        processing.run("deeplearningtools:traindeeplearningmodel",
-                       {"IN_FOLDER": str(export), "OUT_FOLDER": str(tmp_path / "model"), "MAX_EPOCHS": 1})
+        processing.run(TRAIN_ALG, {"IN_FOLDER": fake_export(tmp_path / "export"), "OUT_FOLDER": str(tmp_path / "model"),
+                                   "MAX_EPOCHS": 1})
     assert "Training needs the deep-learning engine" in str(raised.value)
     assert "lacks torch, torchvision, timm, rasterio and shapely" in str(raised.value)
     assert not started and not (tmp_path / "model").exists()
