@@ -61,6 +61,8 @@ print(json.dumps({"algorithms": algorithms, "helps": helps,
 """
 
 
+@pytest.mark.heavy  # a QGIS application starts in Debian's Python: 2-4 s (tests/engine/test_layers.py keeps the
+# provider's imports light in the fast lane)
 def test_plugin_loads_and_lists_every_algorithm(system_python_without_engine, plugin_parent, provider, tmp_path):
     done = subprocess.run(
         [system_python_without_engine, "-s", "-c", LIST_ALGORITHMS, str(plugin_parent), *ENGINE_PACKAGES, "numpy"],
