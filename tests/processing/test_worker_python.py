@@ -10,6 +10,7 @@ import sys
 import pytest
 from qgis.core import QgsProcessingException, QgsSettings
 
+from dlt_infer_helpers import CLASSIFY_OBJECTS_ALG, CLASSIFY_PIXELS_ALG, DETECT_OBJECTS_ALG, dsm, fake_model
 from dlt_train_helpers import TRAIN_ALG, fake_export
 
 INSTALL_LINE = "qgis_process run deeplearningtools:installdeeplearningframeworks"
@@ -197,16 +198,44 @@ def test_broken_managed_environment_is_offered_a_repair(runner, nothing_chosen, 
     assert "cannot import 'timm'" in str(raised.value) and "REINSTALL" in str(raised.value)
 
 
-def test_setup_message_before_any_work(runner, provider, nothing_chosen, monkeypatch, tmp_path):
-    """Training with nothing set up ends with the set-up message, and no worker or output is made."""
+def engine_tools(tmp_path, data_dir):
+    """Every algorithm that runs the engine, with input that passes its quick checks."""
+    model = fake_model(tmp_path / "model")
+    raster = dsm(data_dir)
+    return {
+        TRAIN_ALG: {"IN_FOLDER": fake_export(tmp_path / "export"), "OUT_FOLDER": str(tmp_path / "out"),
+                    "MAX_EPOCHS": 1},
+        "deeplearningtools:trainusingautodl": {"IN_DATA": fake_export(tmp_path / "export"),
+                                               "OUT_MODEL": str(tmp_path / "out" / "best.dlpk")},
+        CLASSIFY_PIXELS_ALG: {"IN_RASTER": raster, "IN_MODEL_DEFINITION": model,
+                              "OUT_CLASSIFIED_RASTER": str(tmp_path / "out" / "classified.tif")},
+        DETECT_OBJECTS_ALG: {"IN_RASTER": raster, "IN_MODEL_DEFINITION": model,
+                             "OUT_DETECTED_OBJECTS": str(tmp_path / "out" / "objects.gpkg")},
+        CLASSIFY_OBJECTS_ALG: {"IN_RASTER": raster, "IN_MODEL_DEFINITION": model,
+                               "OUT_FEATURE_CLASS": str(tmp_path / "out" / "objects.gpkg")},
+        "deeplearningtools:importpretrainedweights": {"IN_WEIGHTS": str(tmp_path / "model"),
+                                                      "BACKBONE_MODEL": "RESNET34"},
+    }
+
+
+ENGINE_TOOLS = [TRAIN_ALG, "deeplearningtools:trainusingautodl", CLASSIFY_PIXELS_ALG, DETECT_OBJECTS_ALG,
+                CLASSIFY_OBJECTS_ALG, "deeplearningtools:importpretrainedweights"]
+
+
+@pytest.mark.parametrize("alg_id", ENGINE_TOOLS)
+def test_setup_message_before_any_work(runner, provider, nothing_chosen, monkeypatch, tmp_path, data_dir, alg_id):
+    """Each tool that needs the engine ends, with nothing set up, with the set-up message; no worker starts
+    and no output is written."""
     import processing
 
+    params = engine_tools(tmp_path, data_dir)[alg_id]
     monkeypatch.setattr(runner, "missing_engine_modules", lambda: list(runner.ENGINE_MODULES))
     started = []
     monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: started.append(a) or pytest.fail("started"))
     with pytest.raises(QgsProcessingException) as raised:
-        processing.run(TRAIN_ALG, {"IN_FOLDER": fake_export(tmp_path / "export"), "OUT_FOLDER": str(tmp_path / "model"),
-                                   "MAX_EPOCHS": 1})
-    assert "Training needs the deep-learning engine" in str(raised.value)
-    assert "lacks torch, torchvision, timm, rasterio and shapely" in str(raised.value)
-    assert not started and not (tmp_path / "model").exists()
+        processing.run(alg_id, params)
+    message = str(raised.value)
+    assert "needs the deep-learning engine, which is not set up" in message
+    assert "lacks torch, torchvision, timm, rasterio and shapely" in message and INSTALL_LINE in message
+    assert not started
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # (the raster tool makes the folder)
