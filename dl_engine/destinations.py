@@ -17,7 +17,7 @@ import errno
 import os
 import shutil
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, Union
 
 from .errors import InputError
 
@@ -85,17 +85,36 @@ def os_error(parameter: str, exc: OSError, destination: str, needed: Optional[in
 
 
 @contextmanager
-def named_os_errors(parameter: str, destination: str, needed: Optional[int] = None) -> Iterator[None]:
-    """Writes in the block that fail (``as_os_error``) raise ``os_error`` instead."""
+def named_os_errors(parameter: str, destination: str,
+                    needed: Union[int, Callable[[], Optional[int]], None] = None) -> Iterator[None]:
+    """Writes in the block that fail (``as_os_error``) under ``destination`` raise ``os_error``
+    instead; ``needed`` (bytes, or a function giving them) is said for a full disk. A failure
+    elsewhere (reading an input the user may not read) stays what it was."""
     try:
         yield
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - a worker's OSError may come back as another type with its text
         failure = as_os_error(exc)
-        if failure is None:
+        if failure is None or not _concerns(exc, failure, destination):
             raise
+        if callable(needed):
+            try:
+                needed = needed()
+            except Exception:  # noqa: BLE001 - the size is a courtesy
+                needed = None
         raise os_error(parameter, failure, destination, needed) from None
+
+
+def _concerns(exc: BaseException, failure: OSError, destination: str) -> bool:
+    """Whether the failure is the destination's: a full or read-only disk only happens to writes;
+    other errors count when they name a path under the destination."""
+    if failure.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EROFS):
+        return True
+    root = os.path.abspath(destination)
+    names = [str(n) for n in (getattr(exc, "filename", None), getattr(exc, "filename2", None)) if n]
+    return any(os.path.abspath(n) == root or os.path.abspath(n).startswith(root.rstrip(os.sep) + os.sep)
+               for n in names) or root in str(exc)
 
 
 def is_write_failure(exc: BaseException) -> bool:

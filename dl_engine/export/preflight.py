@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 from urllib.parse import quote
 
 import numpy as np
 
-from ..destinations import as_os_error, os_error, writable_folder
+from ..destinations import named_os_errors, writable_folder
 from ..errors import InputError
 from ..raster_info import RasterInfo, open_raster, read_info
 from .config import ExportConfig
@@ -104,20 +103,8 @@ def export_bytes(config: ExportConfig, info: RasterInfo) -> int:
     return int(chips * config.tile_size_x * config.tile_size_y * (info.count * np.dtype(info.dtype).itemsize + 1))
 
 
-@contextmanager
-def named_write_errors(config: ExportConfig) -> Iterator[None]:
+def named_write_errors(config: ExportConfig):
     """A write failure (in this process or a chip worker) as InputError("OUT_FOLDER") that says
     about how much an export of this size needs."""
-    try:
-        yield
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a worker's OSError may come back as another type with its text
-        failure = as_os_error(exc)
-        if failure is None:
-            raise
-        try:
-            needed = export_bytes(config, read_info(config.raster, "IN_RASTER"))
-        except Exception:  # noqa: BLE001 - the size is a courtesy
-            needed = None
-        raise os_error("OUT_FOLDER", failure, os.path.abspath(config.out_folder), needed) from None
+    return named_os_errors("OUT_FOLDER", os.path.abspath(config.out_folder),
+                           lambda: export_bytes(config, read_info(config.raster, "IN_RASTER")))

@@ -59,7 +59,7 @@ def run_inference(config: InferConfig, events: Optional[Events] = None,
     config.check()
     events = events or Events()
     out = OUT_PARAMETERS[config.tool]
-    with quiet_georeferencing(), named_os_errors(out, os.path.abspath(config.out_path)):
+    with quiet_georeferencing(), named_os_errors(out, os.path.dirname(os.path.abspath(config.out_path))):
         warn_without_crs(config.in_raster, events.warning)  # processed in its own pixels or coordinates
         return _run(config, events, cancel)
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data import DataConfig, TrainingData, prepare_data
+from ..destinations import named_os_errors
 from ..errors import Canceled, InputError
 from ..models import rs_weights
 from ..models.registry import BuildContext, ModelSpec, get_spec, model_types
@@ -72,7 +73,8 @@ def run_training(config: TrainConfig, events: Optional[Events] = None,
     if not dist.is_main:
         events = Events(enabled=False)
     try:
-        return _run(config, events, cancel, dist, control or TrainControl())
+        with named_os_errors("OUT_FOLDER", os.path.abspath(config.out_folder)):  # disk full, read-only, …
+            return _run(config, events, cancel, dist, control or TrainControl())
     finally:
         dist.close()
 

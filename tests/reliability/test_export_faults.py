@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dl_engine import memory_budget
@@ -27,7 +27,7 @@ from dl_engine.export import ExportConfig, VectorLabels, run_export
 from reliability_helpers import CRS_UTM, box_in_pixels, raster, staging_left
 
 EXPORT_PARAMETERS = {"IN_RASTER", "OUT_FOLDER", "IN_CLASS_DATA", "TILE_SIZE_X", "TILE_SIZE_Y", "STRIDE_X", "STRIDE_Y",
-                     "EXTENT", "IMAGE_CHIP_FORMAT", "METADATA_FORMAT", "START_INDEX", "CELL_SIZE"}
+                     "EXTENT", "IMAGE_CHIP_FORMAT", "METADATA_FORMAT", "START_INDEX", "CELL_SIZE", "CLASS_VALUE_FIELD"}
 
 
 def labels(*boxes, values=None) -> VectorLabels:
@@ -185,6 +185,8 @@ def test_raster_without_crs_whose_labels_lie_elsewhere_blames_the_raster(tmp_pat
 
 PIXEL_BOX = st.tuples(st.integers(-10, 60), st.integers(-10, 60), st.integers(1, 30), st.integers(1, 30)).map(
     lambda t: (t[0], t[1], t[0] + t[2], t[1] + t[3]))
+INSIDE_BOX = st.tuples(st.integers(0, 8), st.integers(0, 8), st.integers(2, 30), st.integers(2, 30)).map(
+    lambda t: (t[0], t[1], t[0] + t[2], t[1] + t[3]))  # on the raster's first pixels: mostly exported
 
 
 @st.composite
@@ -194,11 +196,11 @@ def tiny_exports(draw):
         dtype=draw(st.sampled_from(["uint8", "uint16", "float32"])),
         tile_x=draw(st.integers(-1, 64)), tile_y=draw(st.integers(1, 64)),
         stride_x=draw(st.integers(0, 80)), stride_y=draw(st.integers(1, 80)),
-        boxes=draw(st.lists(PIXEL_BOX, max_size=3)), values=draw(st.lists(st.integers(-1, 300), min_size=3,
-                                                                          max_size=3)),
+        boxes=draw(st.one_of(st.lists(INSIDE_BOX, min_size=1, max_size=3), st.lists(PIXEL_BOX, max_size=3))),
+        values=draw(st.lists(st.one_of(st.integers(1, 300), st.integers(-1, 0)), min_size=3, max_size=3)),
         fmt=draw(st.sampled_from(["Classified_Tiles", "PASCAL_VOC_rectangles", "KITTI_rectangles", "Export_Tiles"])),
         extent=draw(st.one_of(st.none(), PIXEL_BOX)), nofeature=draw(st.booleans()),
-        image_format=draw(st.sampled_from(["TIFF", "PNG"])))
+        image_format=draw(st.sampled_from(["TIFF", "TIFF", "TIFF", "PNG"])))
 
 
 def check_tiny_export(tmp_path_factory, case):
@@ -217,9 +219,11 @@ def check_tiny_export(tmp_path_factory, case):
     try:
         result = run_export(config)
     except InputError as error:
+        event(f"refused: {error.parameter}")
         assert error.parameter in EXPORT_PARAMETERS, error
         assert not (folder / "out").exists()
     else:
+        event("exported")
         images = sorted((folder / "out" / "images").iterdir())
         chips = [p for p in images if p.suffix in (".tif", ".png")]
         assert result.num_tiles == len(chips) > 0
