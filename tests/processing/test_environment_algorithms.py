@@ -312,3 +312,16 @@ def test_install_says_when_dlt_python_still_wins(use_manager, no_proxy, monkeypa
     feedback = RecordingFeedback()
     run(INSTALL_ALG, {}, feedback)
     assert any(str(other) in w and "DLT_PYTHON" in w for w in feedback.warnings), feedback.warnings
+
+
+def test_install_checks_package_index_before_any_work(provider, no_proxy, monkeypatch, tmp_path):
+    """The real manager: a PACKAGE_INDEX that is neither a URL nor a folder of wheels is refused, naming it,
+    before anything is created."""
+    monkeypatch.setenv("DLT_ENV_DIR", str(tmp_path / "engine-env"))
+    (tmp_path / "empty").mkdir()
+    for value, words in ((str(tmp_path / "nowhere"), "nor an existing folder of wheels"),
+                         (str(tmp_path / "empty"), "holds no wheels")):
+        with pytest.raises(QgsProcessingException) as raised:
+            run(INSTALL_ALG, {"PACKAGE_INDEX": value})
+        assert str(raised.value).startswith("PACKAGE_INDEX: ") and words in str(raised.value)
+    assert not (tmp_path / "engine-env").exists()
