@@ -390,12 +390,13 @@ class _Installer:
         self.python = location.env_python(self.folder)
         self.requirements_file = options.requirements_file or requirements.REQUIREMENTS_FILE
         self.percent = 0.0
+        self.started = time.monotonic()
 
     # -- helpers
 
     def progress(self, percent: float, message: str) -> None:
         self.percent = max(self.percent, percent)
-        self.log(f"[{self.percent:5.1f} %] {message}")
+        self.log(f"[{self.percent:5.1f} %] {time.monotonic() - self.started:5.0f} s  {message}")
         if self.progress_cb:
             self.progress_cb(self.percent, message)
 
@@ -457,9 +458,9 @@ class _Installer:
         with open(os.path.join(self.folder, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
             if re.search(r"^include-system-site-packages\s*=\s*true", f.read(), re.M | re.I):
                 return "it sees the system's site-packages (it must be isolated)"
-        out: List[str] = []
-        if self.run([self.python, "-c", "import sys, pip; print(sys.prefix)"], out.append, timeout_s=120) != 0:
-            return f"its Python or pip does not run ({' / '.join(out[-2:])[-200:]})"
+        self.pip_have = self.pip_version()  # runs its python and pip at once
+        if not self.pip_have:
+            return "its Python or pip does not run (see the lines above)"
         return None
 
     def ensure_venv(self, base: str) -> None:
@@ -482,7 +483,9 @@ class _Installer:
             self.log(f"Recreating {folder}: {why}")
             _remove(folder)
         self.progress(1, f"Creating the environment in {folder}")
-        os.makedirs(os.path.dirname(folder) or ".", exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
+        # marked ours before venv writes anything: a cancel at any point leaves a folder the next run recreates
+        write_stamp(folder, {"format": STAMP_FORMAT, "installing": True, "smoke_ok": False})
         out: List[str] = []
         code = self.run([base, "-m", "venv", folder], out.append, timeout_s=600)
         if code != 0 or not os.path.isfile(self.python):
@@ -516,15 +519,18 @@ class _Installer:
 
     torch_index_ok: Optional[bool] = None
 
+    pip_have: tuple = ()
+
     def pip_version(self) -> tuple:
+        """(major, minor) of the environment's pip; () when its python or pip does not run."""
         out: List[str] = []
-        self.run([self.python, "-m", "pip", "--version"], out.append, timeout_s=120)
+        code = self.run([self.python, "-m", "pip", "--version"], out.append, timeout_s=120)
         m = re.search(r"pip (\d+)\.(\d+)", " ".join(out))
-        return (int(m.group(1)), int(m.group(2))) if m else ()
+        return (int(m.group(1)), int(m.group(2))) if m and code == 0 else ()
 
     def upgrade_pip(self, build: gpu.TorchBuild) -> bool:
         """pip upgraded only when older than PIP_WANTED; True when ``--progress-bar raw`` works."""
-        have = self.pip_version()
+        have = self.pip_have or self.pip_version()
         if have and have >= PIP_WANTED:
             return True
         self.progress(4, f"Upgrading pip {'.'.join(map(str, have)) or '?'} in the environment")

@@ -233,10 +233,13 @@ def test_cancel_ends_pip_and_its_children_within_a_second_and_a_rerun_finishes(f
     assert manager.install(options(fake)).ready
 
 
-def test_a_half_made_venv_is_recreated(fake):
+@pytest.mark.parametrize("left", ["pyvenv.cfg", location.STAMP_NAME])
+def test_a_half_made_venv_is_recreated(fake, left):
+    """Interrupted before venv copied its python (pyvenv.cfg there), or before venv wrote anything
+    (only the installer's own "installing" stamp there)."""
     folder = fake[3]
     (folder / "bin").mkdir(parents=True)
-    (folder / "pyvenv.cfg").write_text("home = /usr/bin\n")  # interrupted before its python was copied
+    (folder / left).write_text("home = /usr/bin\n" if left == "pyvenv.cfg" else '{"installing": true}')
     state = manager.install(options(fake))
     assert state.ready
     assert "Recreating" in Path(location.log_path(str(folder))).read_text()
