@@ -135,9 +135,13 @@ class ExportConfig:
         again with the raster's bands and data type. The larger side is the one named."""
         workers = int(self.workers) or os.cpu_count() or 1
         rotated = bool(self.rotation_angle)
-        what = (f"{workers} worker(s) each holding one {bands}-band chip of {itemsize}-byte pixels and its label"
+        what = (f"{workers} worker(s) (PARALLEL_PROCESSING_FACTOR) each holding one {bands}-band chip of "
+                f"{itemsize}-byte pixels and its label"
                 + (", rotated" if rotated else ""))
         x, y = int(self.tile_size_x), int(self.tile_size_y)
+        if x == y:  # square tiles, as usual: the largest square that fits
+            check_fits("TILE_SIZE_X", x, lambda v: chip_bytes(v, v, bands, itemsize, workers, rotated), what,
+                       shown=f"{x} (and TILE_SIZE_Y {y})")
         if x >= y:
             check_fits("TILE_SIZE_X", x, lambda v: chip_bytes(v, y, bands, itemsize, workers, rotated), what,
                        shown=f"{x} (with TILE_SIZE_Y {y})")
