@@ -10,7 +10,9 @@ The pinned torch is 2.13.0 (requirements-engine.txt). Its wheels:
   macOS Intel wheels for releases after 2.2: there the install fails and says so.)
 
 A CUDA build needs a driver at least as new as its CUDA toolkit's minimum
-(``MINIMUM_DRIVERS``). The CUDA 12 builds also run on any CUDA 12 driver (525.60.13 / 527.41
+(``MINIMUM_DRIVERS``) and a GPU its kernels were compiled for (``MINIMUM_COMPUTE``: the CUDA 12.8
+and 13 builds leave out Maxwell, Pascal and Volta; nvidia-smi reports the compute capability
+with drivers from 510 on, older ones are judged by their driver only). The CUDA 12 builds also run on any CUDA 12 driver (525.60.13 / 527.41
 and newer) through CUDA's minor-version compatibility; a driver for CUDA 11 or older gets the
 CPU build, as does a machine without ``nvidia-smi``. The PyTorch index is passed to pip as an
 *extra* index, so where it is unreachable PyPI's wheel is installed instead (the installer
@@ -46,6 +48,10 @@ MINIMUM_DRIVERS = {
     "cu126": ("12.6", "525.60.13", "527.41"),
 }
 CUDA_VARIANTS = tuple(MINIMUM_DRIVERS)  # newest first
+# The oldest GPU architecture (compute capability) each build has kernels for: PyTorch's CUDA 12.8
+# and 13 builds start at Turing (7.5; CUDA 13 cannot compile for older ones), cu126 keeps Maxwell (5.0)
+# onwards (PyTorch 2.8's release notes, "CUDA support").
+MINIMUM_COMPUTE = {"cu130": "7.5", "cu128": "7.5", "cu126": "5.0"}
 LINUX_PYPI_CUDA = "cu130"  # what PyPI's default Linux wheel of the pinned torch is built for
 
 
@@ -55,6 +61,7 @@ class GpuInfo:
     driver_version: str
     memory_mib: Optional[int] = None
     cuda_version: Optional[str] = None  # the newest CUDA the driver supports (nvidia-smi's header)
+    compute_capability: Optional[str] = None  # "9.0" for an H100 (the CSV query's compute_cap)
 
 
 @dataclass
@@ -73,13 +80,16 @@ _HEADER = re.compile(r"Driver Version:\s*([0-9][0-9.]*)(?:.*?CUDA Version:\s*([0
 # "| N/A 29C P0 69W / 700W |  0MiB /  81559MiB |"
 _ROW = re.compile(r"^\|\s+(\d+)\s+(.+?)\s+(On|Off|WDDM|TCC|MCDM)\s*\|")
 _MEMORY = re.compile(r"(\d+)\s*MiB\s*/\s*(\d+)\s*MiB")
-_CSV = re.compile(r"^\s*([^,|]+?)\s*,\s*([0-9]+(?:\.[0-9]+)*)\s*,\s*(\d+)(?:\s*MiB)?\s*$")
+_CSV = re.compile(r"^\s*([^,|]+?)\s*,\s*([0-9]+(?:\.[0-9]+)*)\s*,\s*(\d+)(?:\s*MiB)?\s*"
+                  r"(?:,\s*(\d+\.\d+)\s*)?$")
+QUERY = "--query-gpu=name,driver_version,memory.total"
+QUERY_COMPUTE = QUERY + ",compute_cap"  # drivers from 510 on
 
 
 def parse_nvidia_smi(text: str) -> List[GpuInfo]:
     """The GPUs in ``nvidia-smi``'s output: its table (driver and CUDA version in the header;
     the names there may be cut short), the CSV of
-    ``--query-gpu=name,driver_version,memory.total --format=csv,noheader[,nounits]``, or both
+    ``--query-gpu=name,driver_version,memory.total[,compute_cap] --format=csv,noheader[,nounits]``, or both
     one after the other (the CSV's names win; the header adds the CUDA version)."""
     text = text or ""
     header = _HEADER.search(text)
@@ -89,7 +99,7 @@ def parse_nvidia_smi(text: str) -> List[GpuInfo]:
     for line in text.splitlines():
         m = _CSV.match(line)
         if m and not line.lstrip().startswith("name"):
-            from_csv.append(GpuInfo(m.group(1), m.group(2), int(m.group(3)), cuda))
+            from_csv.append(GpuInfo(m.group(1), m.group(2), int(m.group(3)), cuda, m.group(4)))
     if from_csv:
         return from_csv
     if not driver:
@@ -128,18 +138,23 @@ def nvidia_smi_path() -> Optional[str]:
 
 def detect_gpus(runner: Optional[Runner] = None) -> List[GpuInfo]:
     """The NVIDIA GPUs ``nvidia-smi`` reports ([] when it is absent or fails): its CSV query
-    for full names and memory, its table for the CUDA version."""
+    for full names, memory and compute capability (without it on drivers before 510), its
+    table for the CUDA version."""
     runner = runner or _run
     exe = "nvidia-smi" if runner is not _run else nvidia_smi_path()
     if not exe:
         return []
-    text = ""
-    for argv in ([exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], [exe]):
+
+    def ask(argv) -> str:
         try:
-            text += runner(argv) + "\n"
+            return runner(argv) or ""
         except (OSError, subprocess.SubprocessError, ValueError):
-            continue
-    return parse_nvidia_smi(text)
+            return ""
+
+    listed = ask([exe, QUERY_COMPUTE, "--format=csv,noheader"])
+    if not parse_nvidia_smi(listed):
+        listed = ask([exe, QUERY, "--format=csv,noheader"])
+    return parse_nvidia_smi(listed + "\n" + ask([exe]))
 
 
 # ---- the table -----------------------------------------------------------------------------------
@@ -149,12 +164,14 @@ def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
     return tuple(int(p) for p in parts) if parts else ()
 
 
-def cuda_variant(driver_version: str, system: str) -> Optional[str]:
-    """The newest CUDA build of the pinned torch that ``driver_version`` runs, else None."""
+def cuda_variant(driver_version: str, system: str, compute_capability: Optional[str] = None) -> Optional[str]:
+    """The newest CUDA build of the pinned torch that ``driver_version`` runs and that has kernels
+    for ``compute_capability`` (when known), else None."""
     have = version_tuple(driver_version)
     column = 2 if system == "Windows" else 1
+    card = version_tuple(compute_capability)
     for variant, row in MINIMUM_DRIVERS.items():
-        if have and have >= version_tuple(row[column]):
+        if have and have >= version_tuple(row[column]) and (not card or card >= version_tuple(MINIMUM_COMPUTE[variant])):
             return variant
     return None
 
@@ -170,7 +187,8 @@ def describe(gpus: Sequence[GpuInfo]) -> str:
         return "no NVIDIA driver (nvidia-smi not found or it reports no GPU)"
     g = gpus[0]
     cuda = f", CUDA {g.cuda_version}" if g.cuda_version else ""
-    return f"{g.name} with driver {g.driver_version}{cuda}"
+    compute = f", compute capability {g.compute_capability}" if g.compute_capability else ""
+    return f"{g.name} with driver {g.driver_version}{cuda}{compute}"
 
 
 def choose_build(requested: str = "auto", system: Optional[str] = None, machine: Optional[str] = None,
@@ -196,21 +214,29 @@ def choose_build(requested: str = "auto", system: Optional[str] = None, machine:
     if gpus is None:
         gpus = detect_gpus()
     gpus = list(gpus)
-    variant = cuda_variant(gpus[0].driver_version, system) if gpus else None
+    variant = cuda_variant(gpus[0].driver_version, system, gpus[0].compute_capability) if gpus else None
     if variant is None:
         oldest = MINIMUM_DRIVERS[CUDA_VARIANTS[-1]][2 if system == "Windows" else 1]
+        oldest_card = MINIMUM_COMPUTE[CUDA_VARIANTS[-1]]
         found = describe(gpus)
+        # a driver new enough for a CUDA build but a GPU older than every build's kernels
+        card_too_old = bool(gpus) and cuda_variant(gpus[0].driver_version, system) is not None
+        needed = (f"a GPU of compute capability {oldest_card} or newer" if card_too_old else
+                  f"an NVIDIA driver {oldest} or newer")
         if requested == "cuda":
-            raise InputError(PARAMETER, f"cuda: found {found}; torch {TORCH_VERSION}'s CUDA builds need an NVIDIA "
-                                        f"driver {oldest} or newer. Install or update the NVIDIA driver, or use "
-                                        f"auto or cpu")
-        why = f"found {found}" + (f" (older than {oldest}, the oldest driver torch {TORCH_VERSION}'s CUDA "
-                                  f"builds run on)" if gpus else "")
+            fix = "" if card_too_old else "install or update the NVIDIA driver, or "
+            raise InputError(PARAMETER, f"cuda: found {found}; torch {TORCH_VERSION}'s CUDA builds need {needed}: "
+                                        f"{fix}use auto or cpu")
+        why = f"found {found}" + (f" (torch {TORCH_VERSION}'s CUDA builds need {needed})" if gpus else "")
         return TorchBuild("cpu", "cpu", cpu_index, f"the CPU build: {why}", gpus[0] if gpus else None)
     cuda = MINIMUM_DRIVERS[variant][0]
+    if cuda_variant(gpus[0].driver_version, system) != variant:  # the driver allows newer builds, the GPU not
+        limited = f" (the newer builds have no kernels for compute capability {gpus[0].compute_capability})"
+    else:
+        limited = ""
     if system != "Windows" and variant == LINUX_PYPI_CUDA:
-        return TorchBuild("cuda", variant, None, f"the CUDA {cuda} build (PyPI's default): found {describe(gpus)}",
-                          gpus[0])
+        return TorchBuild("cuda", variant, None,
+                          f"the CUDA {cuda} build (PyPI's default): found {describe(gpus)}{limited}", gpus[0])
     where = "from the PyTorch index" + (" (PyPI's Windows wheel is CPU-only)" if system == "Windows" else "")
     return TorchBuild("cuda", variant, PYTORCH_INDEX.format(variant=variant),
-                      f"the CUDA {cuda} build {where}: found {describe(gpus)}", gpus[0])
+                      f"the CUDA {cuda} build {where}: found {describe(gpus)}{limited}", gpus[0])

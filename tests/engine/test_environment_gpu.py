@@ -24,7 +24,12 @@ PARSED = {
     "gtx1080-linux-470.csv": ("NVIDIA GeForce GTX 1080", "470.199.02", 8119, None),
     "rtx4070-windows-566.txt": ("NVIDIA GeForce RTX 4070 ...", "566.36", 12282, "12.7"),
     "rtx4070-windows-566.csv": ("NVIDIA GeForce RTX 4070 SUPER", "566.36", 12282, None),
+    "h100-linux-580-compute.csv": ("NVIDIA H100 80GB HBM3", "580.65.06", 81559, None),
+    "gtx1080-linux-580-compute.csv": ("NVIDIA GeForce GTX 1080", "580.95.05", 8192, None),
+    "v100-linux-570-compute.csv": ("Tesla V100-SXM2-16GB", "570.172.08", 16384, None),
 }
+COMPUTE = {"h100-linux-580-compute.csv": "9.0", "gtx1080-linux-580-compute.csv": "6.1",
+           "v100-linux-570-compute.csv": "7.0"}
 
 
 @pytest.mark.parametrize("name", sorted(PARSED))
@@ -33,6 +38,7 @@ def test_recorded_outputs_parse(name):
     assert len(found) == 1
     card = found[0]
     assert (card.name, card.driver_version, card.memory_mib, card.cuda_version) == PARSED[name]
+    assert card.compute_capability == COMPUTE.get(name)
 
 
 def test_two_gpus_without_units():
@@ -59,6 +65,9 @@ TABLE = [
     ("rtx3060-linux-535.txt", "Linux", ("cuda", "cu126", True)),    # CUDA 12 driver: cu126 by minor-version compat
     ("two-a100-linux-570-nounits.csv", "Linux", ("cuda", "cu128", True)),
     ("gtx1080-linux-470.txt", "Linux", ("cpu", "cpu", True)),       # CUDA 11.4 driver: no torch 2.13 build
+    ("h100-linux-580-compute.csv", "Linux", ("cuda", "cu130", False)),
+    ("gtx1080-linux-580-compute.csv", "Linux", ("cuda", "cu126", True)),  # Pascal: the cu128/cu130 builds lack it
+    ("v100-linux-570-compute.csv", "Linux", ("cuda", "cu126", True)),     # Volta (7.0) likewise
     ("rtx4070-windows-566.txt", "Windows", ("cuda", "cu126", True)),  # PyPI's Windows wheel is CPU-only
     ("no-gpu.txt", "Linux", ("cpu", "cpu", True)),
     ("garbage.txt", "Linux", ("cpu", "cpu", True)),
@@ -125,15 +134,44 @@ def test_requests_are_honoured():
     assert "auto, cpu or cuda" in e.value.message
 
 
+def test_a_gpu_older_than_every_build():
+    kepler = gpu.GpuInfo("Tesla K80", "580.65.06", 11441, "13.0", "3.7")
+    build = gpu.choose_build("auto", system="Linux", gpus=[kepler])
+    assert build.device == "cpu" and "compute capability 5.0 or newer" in build.reason
+    with pytest.raises(InputError) as e:
+        gpu.choose_build("cuda", system="Linux", gpus=[kepler])
+    assert "compute capability 3.7" in e.value.message and "driver" not in e.value.message.split(":")[-1]
+    limited = gpu.choose_build("auto", system="Linux",
+                               gpus=gpu.parse_nvidia_smi(recorded("v100-linux-570-compute.csv")))
+    assert "no kernels for compute capability 7.0" in limited.reason
+
+
+def test_an_old_driver_without_compute_cap_is_asked_the_three_fields():
+    asked = []
+
+    def runner(argv):
+        asked.append(argv)
+        if any(a.endswith("compute_cap") for a in argv):
+            raise OSError('Field "compute_cap" is not a valid field to query.')
+        return recorded("gtx1080-linux-470.csv") if any("--query-gpu" in a for a in argv) else recorded("gtx1080-linux-470.txt")
+
+    (card,) = gpu.detect_gpus(runner)
+    assert (card.name, card.cuda_version, card.compute_capability) == ("NVIDIA GeForce GTX 1080", "11.4", None)
+    assert len(asked) == 3
+
+
 def test_detect_gpus_runs_nvidia_smi_through_the_runner():
     asked = []
 
     def runner(argv):
         asked.append(argv)
-        return recorded("h100-linux-580.csv") if any("--query-gpu" in a for a in argv) else recorded("h100-linux-580.txt")
+        if any("--query-gpu" in a for a in argv):
+            return recorded("h100-linux-580-compute.csv")
+        return recorded("h100-linux-580.txt")
 
     (card,) = gpu.detect_gpus(runner)
-    assert (card.name, card.memory_mib, card.cuda_version) == ("NVIDIA H100 80GB HBM3", 81559, "13.0")
+    assert (card.name, card.memory_mib, card.cuda_version, card.compute_capability) == \
+        ("NVIDIA H100 80GB HBM3", 81559, "13.0", "9.0")
     assert any("--format=csv,noheader" in a for a in asked[0])
 
     def failing(argv):
