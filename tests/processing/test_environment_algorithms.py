@@ -124,7 +124,7 @@ def phases(progress, log, is_canceled):
         assert not is_canceled()
     for line in ("torch build: cpu for cpu: the CPU build: found no NVIDIA driver",
                  "$ /env/bin/python3 -m pip --version", "pip 26.3 from /env/lib/python3.11/site-packages/pip",
-                 "[ 10.0 %] Installing PyTorch (cpu)",
+                 "[ 10.0 %]     3 s  Installing PyTorch (cpu)",
                  "Collecting torch==2.13.0", "  Downloading torch-2.13.0-cp311-linux_x86_64.whl (190 MB)",
                  "     ━━━━━━━━━━━━━━━━━━━━ 190.0/190.0 MB 50 MB/s eta 0:00:00",
                  "Requirement already satisfied: numpy<2 in ./lib/python3.11/site-packages",
