@@ -603,12 +603,16 @@ class _Installer:
         expected = 4 * len(pinned) if pair else 2 * len(pinned)
         self.pip_install(common + ["-r", self.requirements_file], 6, 80, "Installing the engine's packages", expected)
         result = self.smoke(build.device, 82)
-        if not result.get("ok") and pair and (result.get("pair_error") or result.get("torch_error")):
+        cpu_torch_for_gpu = build.device == "cuda" and result.get("torch") and not result.get("cuda")
+        if not result.get("ok") and pair and (result.get("pair_error") or result.get("torch_error")
+                                              or cpu_torch_for_gpu):
             # pip's configuration (a find-links folder, a mirror) gave a torch that the index's
-            # torchvision was not built for: take both from the index, the configuration ignored.
-            self.log("torchvision does not import against torch (" + (result.get("pair_error") or
-                     result.get("torch_error")) + "): reinstalling the pair from one index with pip's "
-                     "configuration ignored (--isolated)")
+            # torchvision was not built for, or a CPU-only one for a GPU: take both from the
+            # index, the configuration ignored.
+            why = result.get("pair_error") or result.get("torch_error") or \
+                f"torch {result.get('torch')} is a CPU-only build and a CUDA build was chosen"
+            self.log(f"torch and torchvision do not fit ({why}): reinstalling the pair from one index with pip's "
+                     f"configuration ignored (--isolated)")
             self.uninstall_pair("the pair does not match")
             isolated = self.pip_args(build, isolated=True) + (["--progress-bar", "raw"] if raw else [])
             self.pip_install(isolated + ["-r", self.requirements_file], 84, 93,

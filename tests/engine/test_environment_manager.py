@@ -23,14 +23,49 @@ from dl_engine.errors import Canceled, InputError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the stand-in Python is a POSIX script")
 
-FAKE = r'''#!{real}
+FAKE = r'''#!@REAL@
 import os, shutil, subprocess, sys, time
-REAL = {real!r}
+REAL = '@REAL@'
 here = os.path.abspath(__file__)
 args = sys.argv[1:]
 env_folder = os.path.dirname(os.path.dirname(here))
 site = os.path.join(env_folder, "site")
 VALUE = ("-r", "--find-links", "--index-url", "--extra-index-url", "--proxy", "--progress-bar", "-c")
+# A stand-in torch with what the smoke test touches, and a torchvision whose operators, like the
+# real one's, fail against a torch build it was not made for (a "+cpu" one here).
+TORCH = """
+__version__ = "VERSION"
+class version:
+    cuda = None
+class cuda:
+    is_available = staticmethod(lambda: False)
+class backends:
+    class mps:
+        is_available = staticmethod(lambda: False)
+class Tensor:
+    grad = None
+    def to(self, device): return self
+    def square(self): return self
+    def mean(self): return self
+    def all(self): return True
+    def backward(self): nn.last.weight.grad = Tensor()
+tensor = randn = lambda *a, **k: Tensor()
+isfinite = lambda t: Tensor()
+class nn:
+    last = None
+    class Conv2d(Tensor):
+        def __init__(self, *a, **k):
+            self.weight = Tensor()
+            nn.last = self
+        def __call__(self, x): return Tensor()
+"""
+OPS = """
+import torch
+if torch.__version__.endswith("+cpu"):
+    raise RuntimeError("operator torchvision::nms does not exist")
+def nms(*a): return None
+"""
+PACKAGES = {"torch": {"__init__.py": TORCH}, "torchvision": {"__init__.py": "__version__ = 'VERSION'\n", "ops.py": OPS}}
 
 
 def requirement_lines(words):
@@ -76,22 +111,35 @@ elif args[:3] == ["-m", "pip", "install"]:
     for line in requirement_lines(args[3:]):
         name, _, version = line.partition("==")
         module = name.replace("-", "_")
-        info = os.path.join(site, "%s-%s.dist-info" % (module, version))
+        if name == "torch" and "--isolated" not in args:
+            version += "+cpu"  # what this machine's find-links folder holds
+        installed = [n for n in os.listdir(site) if n.startswith(module + "-") and n.endswith(".dist-info")]
         print("Collecting " + line, flush=True)
-        if os.path.isdir(info) and "--force-reinstall" not in args:
+        if installed and "--force-reinstall" not in args:
             print("Requirement already satisfied: " + line)
             continue
+        info = os.path.join(site, "%s-%s.dist-info" % (module, version))
         os.makedirs(info, exist_ok=True)
         with open(os.path.join(info, "METADATA"), "w") as f:
             f.write("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version))
-        with open(os.path.join(site, module + ".py"), "w") as f:
-            f.write("VERSION = %r\n" % version)
+        if name in PACKAGES:
+            os.makedirs(os.path.join(site, module), exist_ok=True)
+            for file, text in PACKAGES[name].items():
+                with open(os.path.join(site, module, file), "w") as f:
+                    f.write(text.replace("VERSION", version))
+        else:
+            with open(os.path.join(site, module + ".py"), "w") as f:
+                f.write("VERSION = %r\n" % version)
         done.append("%s-%s" % (name, version))
     if done:
         print("Installing collected packages: " + ", ".join(d.rsplit("-", 1)[0] for d in done))
         print("Successfully installed " + " ".join(done))
 elif args[:3] == ["-m", "pip", "uninstall"]:
-    pass
+    for name in [w for w in args[3:] if not w.startswith("-")]:
+        for entry in os.listdir(site):
+            if entry == name or entry == name + ".py" or entry.startswith(name + "-"):
+                path = os.path.join(site, entry)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 else:
     env = dict(os.environ)
     if os.path.isfile(os.path.join(env_folder, "pyvenv.cfg")):
@@ -106,7 +154,7 @@ SMALL = "dlt-fake-alpha==1.0\ndlt-fake-beta==2.0\n"
 def fake(tmp_path, monkeypatch):
     """(base python, requirements file, wheel folder, env folder) of a stand-in install."""
     base = tmp_path / "python3"
-    base.write_text(FAKE.format(real=sys.executable))
+    base.write_text(FAKE.replace("@REAL@", sys.executable))
     base.chmod(0o755)
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("# a small list\n" + SMALL)
@@ -231,6 +279,29 @@ def test_cancel_ends_pip_and_its_children_within_a_second_and_a_rerun_finishes(f
     assert "==== canceled" in Path(location.log_path(str(fake[3]))).read_text()
     monkeypatch.delenv("FAKE_PIP")
     assert manager.install(options(fake)).ready
+
+
+def test_a_torch_from_pip_configuration_that_torchvision_rejects_is_replaced_by_a_matching_pair(fake):
+    """This machine's case: pip's find-links folder holds a CPU-only torch that the index's
+    torchvision does not import against; the pair is taken again with pip's configuration ignored."""
+    base, reqs, wheels, folder = fake
+    reqs.write_text(SMALL + "torch==2.13.0\ntorchvision==0.28.0\n")
+    state = manager.install(options(fake))
+    assert state.ready, state.problems
+    assert state.versions["torch"] == "2.13.0" and state.versions["torchvision"] == "0.28.0"
+    log = Path(location.log_path(str(folder))).read_text()
+    assert "operator torchvision::nms does not exist" in log
+    assert "pip install --disable-pip-version-check --no-input --isolated" in log
+    assert "smoke test: passed" in log.split("--isolated", 1)[1]
+    # the same mismatch on an installed environment: inspect says what it is and what fixes it
+    os.rename(folder / "site" / "torch-2.13.0.dist-info", folder / "site" / "torch-2.13.0+cpu.dist-info")
+    (folder / "site" / "torch" / "__init__.py").write_text(
+        (folder / "site" / "torch" / "__init__.py").read_text().replace('"2.13.0"', '"2.13.0+cpu"'))
+    broken = manager.inspect(str(folder), requirements_file=str(reqs))
+    assert not broken.ready
+    assert broken.problems == [
+        "torchvision 0.28.0 does not work with torch 2.13.0+cpu (RuntimeError: operator torchvision::nms does not "
+        "exist): Repair reinstalls the pair from one index"]
 
 
 @pytest.mark.parametrize("left", ["pyvenv.cfg", location.STAMP_NAME])
