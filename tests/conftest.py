@@ -23,6 +23,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # from random ones, also in the worker processes the tests start. The download code is tested
 # against a stand-in hub on 127.0.0.1 (tests/engine/test_pretrained_download.py).
 os.environ.setdefault("DLT_WEIGHTS_OFFLINE", "1")
+# The tests run the engine with this checkout's Python (.venv): a managed engine environment the
+# user installed in the per-user folder (dl_engine/environment) would otherwise win over it. Tests
+# that need an environment set DLT_ENV_DIR themselves.
+_NO_ENV = tempfile.mkdtemp(prefix="dlt-no-engine-env-")
+atexit.register(shutil.rmtree, _NO_ENV, True)
+os.environ["DLT_ENV_DIR"] = os.path.join(_NO_ENV, "engine-env")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
