@@ -273,7 +273,6 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                 f"IN_RASTER: cannot open the raster {parameters.get('IN_RASTER')!r}; give a raster layer or file"
             )
         transform_context = context.transformContext()
-        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback, folder)
         raster_crs = raster_layer.crs()
 
         out_folder = self.parameterAsFileOutput(parameters, "OUT_FOLDER", context) or ""
@@ -284,6 +283,12 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         if parameters.get("EXTENT") not in (None, ""):
             extent_rect = self.parameterAsExtent(parameters, "EXTENT", context, raster_crs)
             extent = layer_inputs.rectangle_tuple(extent_rect)
+        cell_size = None
+        if self.optional_number(parameters, "CELL_SIZE"):
+            cell_size = self.parameterAsDouble(parameters, "CELL_SIZE", context) or None
+        # A web layer (no pixels of its own) is read at CELL_SIZE over EXTENT.
+        raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback, folder,
+                                                       QgsRectangle(*extent) if extent else None, cell_size)
         label_rect = QgsRectangle(raster_layer.extent())
         if extent is not None:
             label_rect = label_rect.intersect(QgsRectangle(*extent))
@@ -361,10 +366,6 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", transform_context, feedback,
                                                        folder)
 
-        cell_size = None
-        if self.optional_number(parameters, "CELL_SIZE"):
-            cell_size = self.parameterAsDouble(parameters, "CELL_SIZE", context) or None
-
         return check_config(ExportConfig(
             raster=raster_path,
             out_folder=out_folder,
@@ -396,12 +397,20 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
         ))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        folder = tempfile.mkdtemp(prefix="dlt-export-")
+        try:
+            folder = tempfile.mkdtemp(prefix="dlt-export-")
+        except OSError as error:
+            raise QgsProcessingException(f"Export cannot make its job folder in {tempfile.gettempdir()}: "
+                                         f"{error.strerror or error}") from None
         try:
             config = self.build_config(parameters, context, feedback, folder)
             if feedback.isCanceled():
                 raise QgsProcessingException(CANCELED_MESSAGE)
-            job = write_job(folder, config)
+            try:
+                job = write_job(folder, config)
+            except OSError as error:  # a full or read-only temporary folder
+                raise QgsProcessingException(f"Export cannot write its job into {folder}: "
+                                             f"{error.strerror or error}") from None
             result = run_guarded(lambda: run_worker(["-m", "dl_engine", "export", "--job", job], feedback,
                                                     what="Export", temporary=[folder]), feedback, "Export")
         finally:

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingUtils,
     QgsProject,
     QgsProviderRegistry,
+    QgsRasterDataProvider,
     QgsRasterFileWriter,
     QgsRasterLayer,
     QgsRasterPipe,
@@ -52,15 +53,50 @@ def shared_gdal_source(layer: QgsRasterLayer) -> Optional[str]:
     return None
 
 
+# A web layer is read at CELL_SIZE over EXTENT: at most this many pixels a side.
+MAX_READ_SIDE = 100_000
+
+
+def _read_grid(layer: QgsRasterLayer, parameter: str, extent: Optional[QgsRectangle],
+               cell_size: Optional[float]) -> Tuple[QgsRectangle, int, int]:
+    """(extent, columns, rows) to write the layer at: its own pixels, or for a provider without
+    a pixel size of its own (WMS, WMTS, XYZ tiles, ...) CELL_SIZE over EXTENT (or the layer's extent)."""
+    provider = layer.dataProvider()
+    if provider.capabilities() & QgsRasterDataProvider.Size and provider.xSize() > 0 and provider.ySize() > 0:
+        return provider.extent(), provider.xSize(), provider.ySize()
+    if not cell_size or cell_size <= 0:
+        raise QgsProcessingException(
+            f"{parameter}: layer '{layer.name()}' comes from the '{layer.providerType()}' provider, which has no "
+            f"pixel size of its own; give CELL_SIZE (the pixel size to read it at, in the units of "
+            f"{layer.crs().authid() or 'its CRS'}) and EXTENT (the area to export)"
+        )
+    area = QgsRectangle(provider.extent())
+    if extent is not None and not extent.isEmpty():
+        area = area.intersect(extent)
+    columns, rows = int(round(area.width() / cell_size)), int(round(area.height() / cell_size))
+    if columns < 1 or rows < 1:
+        raise QgsProcessingException(f"EXTENT: it does not overlap layer '{layer.name()}' ({parameter})")
+    if max(columns, rows) > MAX_READ_SIDE:
+        raise QgsProcessingException(
+            f"EXTENT: reading layer '{layer.name()}' ({parameter}) at CELL_SIZE {cell_size:g} over this extent "
+            f"takes {columns} x {rows} pixels, more than {MAX_READ_SIDE} a side; give a smaller EXTENT or a "
+            f"larger CELL_SIZE"
+        )
+    return area, columns, rows
+
+
 def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, transform_context=None, feedback=None,
-                        folder: Optional[str] = None) -> str:
+                        folder: Optional[str] = None, extent: Optional[QgsRectangle] = None,
+                        cell_size: Optional[float] = None) -> str:
     """A path GDAL opens for ``layer`` in another process: its source (``shared_gdal_source``), else a
-    temporary GeoTIFF written through QGIS into ``folder`` (default: Processing's temporary folder)."""
+    temporary GeoTIFF written through QGIS into ``folder`` (default: Processing's temporary folder):
+    the layer's own pixels, or for a web layer CELL_SIZE over EXTENT (layer CRS)."""
     if layer is None or not layer.isValid():
         raise QgsProcessingException(f"{parameter}: the raster layer could not be opened")
     source = shared_gdal_source(layer)
     if source is not None:
         return source
+    area, columns, rows = _read_grid(layer, parameter, extent, cell_size)
     path = os.path.join(folder or QgsProcessingUtils.tempFolder(), f"{parameter.lower()}_{uuid.uuid4().hex}.tif")
     if feedback is not None:
         feedback.pushInfo(
@@ -76,9 +112,7 @@ def raster_to_gdal_path(layer: QgsRasterLayer, parameter: str, transform_context
     writer.setCreateOptions(["COMPRESS=LZW", "TILED=YES", "BIGTIFF=IF_SAFER"])
     if transform_context is None:
         transform_context = QgsProject.instance().transformContext()
-    error = writer.writeRaster(
-        pipe, provider.xSize(), provider.ySize(), provider.extent(), provider.crs(), transform_context
-    )
+    error = writer.writeRaster(pipe, columns, rows, area, provider.crs(), transform_context)
     if error != QgsRasterFileWriter.NoError:
         raise QgsProcessingException(
             f"{parameter}: writing layer '{layer.name()}' to a temporary GeoTIFF failed (error {error})"

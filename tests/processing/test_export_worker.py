@@ -12,13 +12,12 @@ import sys
 import sysconfig
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis.core import (QgsFeature, QgsField, QgsGeometry, QgsProcessingException, QgsProcessingFeedback,
+from osgeo import gdal
+from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProcessingFeedback,
                        QgsProject, QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer)
-from qgis.PyQt.QtCore import QVariant
 
 from dlt_helpers import EXPORT_ALG, PLUGIN_NAME, chips, fmt, geotransform, read, run_export, trees
 
@@ -290,3 +289,31 @@ def test_the_runner_names_its_host_and_the_files_the_worker_removes(tmp_path):
                                        temporary=[str(config)])
     assert result == {"host": str(os.getpid()), "config_there": True}
     assert not config.exists()
+
+
+def test_a_web_layer_is_read_at_cell_size_over_extent(alg, tmp_path, job_folders):
+    """XYZ tiles (here a local folder, as a web service is read): no pixel size of its own, so the
+    export reads it at CELL_SIZE over EXTENT into the job folder; without CELL_SIZE it says so."""
+    tiles = tmp_path / "tiles" / "0" / "0"
+    tiles.mkdir(parents=True)
+    pattern = (np.arange(256 * 256).reshape(256, 256) % 251).astype(np.uint8)
+    image = gdal.GetDriverByName("MEM").Create("", 256, 256, 3)
+    for band, shift in enumerate((0, 60, 120)):
+        image.GetRasterBand(band + 1).WriteArray(pattern + np.uint8(shift))
+    gdal.GetDriverByName("PNG").CreateCopy(str(tiles / "0.png"), image)
+    image = None
+    url = (tmp_path / "tiles").as_uri() + "/%7Bz%7D/%7Bx%7D/%7By%7D.png"
+    layer = QgsRasterLayer(f"type=xyz&url={url}&zmax=0&zmin=0", "tiles", "wms")
+    assert layer.isValid()
+    world = 20037508.342789244
+    params = {"IN_RASTER": layer, "OUT_FOLDER": str(tmp_path / "web"), "METADATA_FORMAT": fmt(alg, "Export_Tiles"),
+              "TILE_SIZE_X": 128, "TILE_SIZE_Y": 128, "STRIDE_X": 128, "STRIDE_Y": 128,
+              "EXTENT": f"{-world},{world},{-world},{world} [EPSG:3857]"}
+    with pytest.raises(QgsProcessingException, match="IN_RASTER: .*'wms' provider.*give CELL_SIZE"):
+        run_export(params)
+    result = run_export(dict(params, CELL_SIZE=2 * world / 256))
+    assert result["NUM_TILES"] == 4
+    first = read(chips(str(tmp_path / "web"))[0])
+    np.testing.assert_array_equal(first[0], pattern[:128, :128])
+    np.testing.assert_array_equal(first[2], pattern[:128, :128] + 120)
+    assert os.listdir(job_folders) == []
