@@ -367,6 +367,11 @@ def check_options(options: InstallOptions) -> InstallOptions:
                           requirements_file=options.requirements_file)
 
 
+def _hide_passwords(text: str) -> str:
+    """``http://user:secret@proxy:3128`` → ``http://user:***@proxy:3128`` (for the log)."""
+    return re.sub(r"(//[^:/@\s]+):[^@/\s]+@", r"\1:***@", text)
+
+
 def index_reachable(url: str, proxy: Optional[str] = None) -> bool:
     """Whether ``url`` answers at all (any HTTP status counts): an unreachable PyTorch index is
     left out rather than slowing every pip request down with retries."""
@@ -406,7 +411,7 @@ class _Installer:
 
     def run(self, argv: List[str], on_line: Optional[Callable[[str], None]] = None, env=None,
             timeout_s: Optional[float] = None) -> int:
-        self.log("$ " + " ".join(argv))
+        self.log("$ " + " ".join(_hide_passwords(a) for a in argv))
 
         def each(line):
             self.log(line)

@@ -245,6 +245,12 @@ def test_an_index_url_goes_to_pip_as_the_index(fake):
     assert "--isolated" in args and args[-2:] == ["--proxy", "http://proxy:3128"]
 
 
+def test_the_proxy_reaches_pip_and_its_password_stays_out_of_the_log(fake):
+    manager.install(options(fake, proxy="http://bob:s3cret@proxy.example:3128"))
+    log = Path(location.log_path(str(fake[3]))).read_text()
+    assert "--proxy http://bob:***@proxy.example:3128" in log and "s3cret" not in log
+
+
 def test_debian_without_python3_venv_is_told_which_package_to_install(fake, monkeypatch):
     monkeypatch.setenv("FAKE_NO_ENSUREPIP", "1")
     with pytest.raises(manager.EnvironmentInstallError) as e:
