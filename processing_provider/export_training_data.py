@@ -364,7 +364,8 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
                     f"IN_RASTER2: cannot open the raster {parameters.get('IN_RASTER2')!r}"
                 )
             raster2 = layer_inputs.raster_to_gdal_path(raster2_layer, "IN_RASTER2", transform_context, feedback,
-                                                       folder)
+                                                       folder, QgsRectangle(*extent) if extent and
+                                                       raster2_layer.crs() == raster_crs else None, cell_size)
 
         return check_config(ExportConfig(
             raster=raster_path,
