@@ -19,8 +19,9 @@ Runs, per dataset:
 * ``defaults``      Train Deep Learning Model with its defaults (UNET; LEARNING_RATE empty, so
                     the learning-rate finder; FREEZE; STOP_TRAINING; AUGMENTATION DEFAULT; the
                     default loss) and BACKBONE_MODEL EFFICIENTNET_LITE0, from ImageNet weights
-                    (offline: they ship in a package) and from random weights; MAX_EPOCHS high,
-                    so that time ends the run (the schedule is fitted to the time, as AutoDL's trials);
+                    (offline: they ship in a package) and from random weights; the time is a cap
+                    (a deadline, as AutoDL's trials have: the schedule is fitted to it), and the
+                    run ends earlier when its MAX_EPOCHS are done;
 * ``plain``         the same network (built by the engine's registry) on the same chips, trained by
                     a plain PyTorch loop written here: AdamW at a fixed 1e-3, cross-entropy + dice,
                     random flips and quarter turns, batch 8, until the time is up; its weights are
@@ -57,23 +58,36 @@ from typing import Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "output")
-WORK = os.path.join(OUT, "quality")
+WORK = os.path.join(OUT, "quality", str(os.getpid()))  # exports, models, classified rasters (removed at the end)
 TRAIN_SHARE = 0.6  # the west part of each raster is exported for training; the rest is held out
 BACKBONE = "EFFICIENTNET_LITE0"
 PLAIN_LR = 1e-3
 PLAIN_BATCH = 8
+WORKERS = None  # loader workers of the engine's runs (None: the trainer's choice; 0 with --clock cpu)
 
 
-def _paths(snapshot: bool) -> None:
+def _paths(snapshot: bool, rev: Optional[str]) -> str:
     """The engine (a copy taken now, unless --no-snapshot: edits made to the working tree during a
-    long run do not mix engine versions) and the test helpers that read the sample data."""
-    engine_root = REPO
-    if snapshot:
-        engine_root = os.path.join(OUT, "quality_snapshot")
+    long run do not mix engine versions; or ``rev``'s, to measure an earlier version) and the test
+    helpers that read the sample data. Returns what was measured."""
+    import subprocess
+    engine_root, what = REPO, "the working tree"
+    if snapshot or rev:
+        engine_root = os.path.join(OUT, f"quality_snapshot_{os.getpid()}")
         shutil.rmtree(engine_root, ignore_errors=True)
-        shutil.copytree(os.path.join(REPO, "dl_engine"), os.path.join(engine_root, "dl_engine"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        os.makedirs(engine_root)
+        if rev:
+            archive = subprocess.run(["git", "-C", REPO, "archive", rev, "dl_engine"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", engine_root], input=archive, check=True)
+            what = "git " + subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev], check=True,
+                                           capture_output=True, text=True).stdout.strip()
+        else:
+            shutil.copytree(os.path.join(REPO, "dl_engine"), os.path.join(engine_root, "dl_engine"),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            what = "a copy of the working tree"
     sys.path[:0] = [engine_root, os.path.join(REPO, "tests", "engine")]
+    return what
 
 
 def data_path(*parts: str) -> str:
@@ -160,6 +174,53 @@ def held_out_iou(ds: Dataset, model: str, tag: str) -> float:
     return float(matrix.iou[matrix.classes.index(1)]) if 1 in matrix.classes else 0.0
 
 
+# ---- the clock --------------------------------------------------------------------------------------
+
+class CpuClock:
+    """``time`` as the engine's training and AutoDL modules see it, running on this process's CPU
+    time: with one torch thread and no loader workers, a budget of N seconds is N seconds of one
+    core's work however busy the machine is (on a shared machine wall-clock budgets measure the
+    other jobs). Everything else of ``time`` passes through."""
+
+    def __init__(self):
+        import time as real
+        self._real = real
+        self._wall0, self._cpu0 = real.time(), real.process_time()
+
+    def _now(self) -> float:
+        return self._wall0 + (self._real.process_time() - self._cpu0)
+
+    def time(self) -> float:
+        return self._now()
+
+    def perf_counter(self) -> float:
+        return self._now()
+
+    def monotonic(self) -> float:
+        return self._now()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+CLOCK = time  # what the runs below time themselves with (CpuClock() with --clock cpu)
+TIMED_MODULES = ("dl_engine.train.control", "dl_engine.train.loop", "dl_engine.train.run",
+                 "dl_engine.train.lr_finder", "dl_engine.autodl.run", "dl_engine.autodl.search",
+                 "dl_engine.autodl.trial", "dl_engine.autodl.tune")
+
+
+def use_cpu_clock() -> None:
+    import importlib
+    import torch
+    global CLOCK
+    torch.set_num_threads(1)
+    CLOCK = CpuClock()
+    for name in TIMED_MODULES:
+        module = importlib.import_module(name)
+        if getattr(module, "time", None) is time:
+            module.time = CLOCK
+
+
 # ---- the runs --------------------------------------------------------------------------------------
 
 @dataclass
@@ -202,16 +263,15 @@ def product(ds: Dataset, tag: str, seconds: Optional[float], pretrained: bool, s
 
     out = os.path.join(WORK, ds.name, tag)
     shutil.rmtree(out, ignore_errors=True)
-    config = TrainConfig(in_folder=ds.export, out_folder=out, backbone=backbone, seed=seed, write_dlpk=False)
+    config = TrainConfig(in_folder=ds.export, out_folder=out, backbone=backbone, seed=seed, write_dlpk=False,
+                         num_workers=WORKERS)
     if max_epochs is not None:
         config.max_epochs = max_epochs
-    elif seconds is not None:
-        config.max_epochs = 10_000  # time ends the run
-    t0 = time.time()
+    t0 = CLOCK.time()
     control = TrainControl(deadline=t0 + seconds if seconds is not None else None)
     with random_weights(not pretrained):
         result = run_training(config, Events(enabled=False), control=control)
-    took = time.time() - t0
+    took = CLOCK.time() - t0
     return held_out_iou(ds, result.emd, tag), len(result.history), took
 
 
@@ -227,7 +287,7 @@ def plain(ds: Dataset, tag: str, seconds: float, pretrained: bool, seed: int):
     from dl_engine.train.config import TrainConfig
     from dl_engine.train.run import run_training
 
-    t0 = time.time()
+    t0 = CLOCK.time()
     torch.manual_seed(seed)
     td = prepare_data(DataConfig(ds.export, validation_percentage=10.0, augmentation="NONE", seed=seed), warn=False)
     train = td.valid_dataset()  # no augmentation of the engine's
@@ -244,10 +304,10 @@ def plain(ds: Dataset, tag: str, seconds: float, pretrained: bool, seed: int):
     gen = torch.Generator().manual_seed(seed)
     epochs, deadline = 0, t0 + seconds  # then the package is written, as the product writes its own after its deadline
     model.train()
-    while time.time() < deadline:
+    while CLOCK.time() < deadline:
         order = torch.randperm(len(images), generator=gen)
         for start in range(0, len(order) - PLAIN_BATCH + 1 if len(order) > PLAIN_BATCH else 1, PLAIN_BATCH):
-            if time.time() >= deadline:
+            if CLOCK.time() >= deadline:
                 break
             idx = order[start:start + PLAIN_BATCH]
             x, y = images[idx], masks[idx]
@@ -270,11 +330,12 @@ def plain(ds: Dataset, tag: str, seconds: float, pretrained: bool, seed: int):
     shutil.rmtree(out, ignore_errors=True)
     with random_weights(True):
         result = run_training(TrainConfig(in_folder=ds.export, out_folder=out, backbone=BACKBONE, max_steps=1,
-                                          learning_rate=1e-9, seed=seed, write_dlpk=False, freeze=False),
+                                          learning_rate=1e-9, seed=seed, write_dlpk=False, freeze=False,
+                                          num_workers=WORKERS),
                               Events(enabled=False))
     pth = os.path.splitext(result.emd)[0] + ".pth"
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, pth)
-    took = time.time() - t0
+    took = CLOCK.time() - t0
     return held_out_iou(ds, result.emd, tag), epochs, took
 
 
@@ -285,10 +346,10 @@ def autodl(ds: Dataset, tag: str, seconds: float, seed: int):
 
     out = os.path.join(WORK, ds.name, tag, "best.dlpk")
     shutil.rmtree(os.path.dirname(out), ignore_errors=True)
-    t0 = time.time()
-    result = run_autodl(AutoDLConfig(in_data=ds.export, out_model=out, total_time_limit=seconds / 3600.0, seed=seed),
-                        Events(enabled=False))
-    took = time.time() - t0
+    t0 = CLOCK.time()
+    result = run_autodl(AutoDLConfig(in_data=ds.export, out_model=out, total_time_limit=seconds / 3600.0, seed=seed,
+                                     num_workers=WORKERS), Events(enabled=False))
+    took = CLOCK.time() - t0
     best = result.best
     note = f"best {best.get('network')} {best.get('backbone')}, {len(result.trials)} trials"
     return held_out_iou(ds, result.out_model_file, tag), int(best.get("epochs") or 0), took, note
@@ -340,8 +401,14 @@ def main(argv=None) -> int:
                    help="which of defaults, plain, autodl (default all three)")
     p.add_argument("--epochs", default="", help="MAX_EPOCHS values to try with every default, e.g. 10,20,40")
     p.add_argument("--repeats", type=int, default=1, help="seeds per run (the IoU is averaged)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="cpu (default): budgets in CPU seconds of one thread, in-process loading, so that other "
+                        "jobs on the machine do not change the figures; wall: wall-clock seconds, the trainer's "
+                        "threads and loader workers")
     p.add_argument("--quick", action="store_true", help="a smoke check: small rasters, 8 s runs, no AutoDL")
     p.add_argument("--no-snapshot", action="store_true", help="import the working tree's engine, not a copy")
+    p.add_argument("--json", default=None, help="the figures' file in benchmarks/output (quality_bench.json)")
+    p.add_argument("--engine-rev", default=None, help="measure the engine of this git revision (e.g. HEAD~3)")
     args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.repeats = min(args.seconds, 8.0), 1
@@ -349,15 +416,19 @@ def main(argv=None) -> int:
         args.datasets = args.datasets.split(",")[0]
         args.epochs = ""
     os.environ.setdefault("DLT_WEIGHTS_OFFLINE", "1")  # the shipped EfficientNet-Lite0 weights; no network
-    _paths(snapshot=not args.no_snapshot)
+    engine = _paths(not args.no_snapshot, args.engine_rev)
     import torch
+    global WORKERS
+    if args.clock == "cpu":
+        use_cpu_clock()
+        WORKERS = 0
     sys.path.insert(0, HERE)
     from machine_load import busy_cpu_seconds
 
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
     seeds = [42 + i for i in range(max(1, args.repeats))]
-    print(f"quality bench: {args.seconds:.0f} s per run, {len(seeds)} seed(s), torch {torch.__version__}, "
+    print(f"quality bench of {engine}'s engine: {args.seconds:.0f} {args.clock} s per run, {len(seeds)} seed(s), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}",
           flush=True)
     rows: List[Row] = []
@@ -389,14 +460,16 @@ def main(argv=None) -> int:
                 row.iou.append(iou), row.epochs.append(ep), row.seconds.append(s)
                 print(f"  {name} {run} {weights} seed {seed}: IoU {iou:.3f}, {ep} epochs, {s:.0f} s", flush=True)
             rows.append(row)
+    shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(os.path.join(OUT, f"quality_snapshot_{os.getpid()}"), ignore_errors=True)
     wall = time.time() - t_all
     cores = (busy_cpu_seconds() - busy0) / max(wall, 1e-9)
     print(table(rows))
     print(f"\n{wall:.0f} s in all; the machine was busy {cores:.2f} cores on average (this run included), "
           f"load average {os.getloadavg()[0]:.2f} at the end")
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "quality_bench.json"), "w") as f:
-        json.dump({"seconds": args.seconds, "seeds": seeds, "busy_cores": round(cores, 2),
+    with open(os.path.join(OUT, args.json or "quality_bench.json"), "w") as f:
+        json.dump({"engine": engine, "clock": args.clock, "seconds": args.seconds, "seeds": seeds, "busy_cores": round(cores, 2),
                    "rows": [r.__dict__ for r in rows]}, f, indent=1)
     return 0
 
