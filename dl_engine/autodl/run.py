@@ -1,6 +1,7 @@
 """Train Using AutoDL, end to end: check the input, run the trials within the time budget
-(BASIC: every network with its default backbone in the first half, the best of them trained on
-from its weights in the second; ADVANCED: the same first half, Optuna tuning of the best two in
+(BASIC: every network in the first half — its evaluation backbone, Train Deep Learning Model's
+default network first, as many as the budget gives time to compare — the best of them trained on
+from its weights in the second, or the one network for the whole budget; ADVANCED: the same first half, Optuna tuning of the best two in
 the second), write the best package at OUT_MODEL and the
 leaderboard. Used by the worker process (``python -m dl_engine autodl``) and in-process.
 
@@ -34,19 +35,24 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
                f"{plan.seconds / 60:.1f} min, ranked by {plan.monitor.lower()}")
     search = Search(plan, events, cancel)
     try:
-        specs = [search.default_spec(n) for n in plan.networks]
+        specs = [search.default_spec(n) for n in default_network_first(plan.networks)]
         if plan.config.autodl_mode == "ADVANCED":
             from .tune import tune
 
             half = search.start + plan.seconds / 2
-            evaluated = search.evaluate(specs, half)
+            evaluated = search.evaluate(search.affordable(specs, plan.seconds / 2), half)
+            search.not_evaluated()
             if not search.cancel():
                 tune(search, evaluated, search.end)
-        elif len(specs) > 1:
-            search.evaluate(specs, search.start + plan.seconds * BASIC_EVALUATION_SHARE)
-            search.continue_best(search.end)
         else:
-            search.evaluate(specs, search.end)
+            specs = search.affordable(specs, plan.seconds * BASIC_EVALUATION_SHARE)
+            if len(specs) > 1:
+                search.evaluate(specs, search.start + plan.seconds * BASIC_EVALUATION_SHARE)
+                search.not_evaluated()
+                search.continue_best(search.end)
+            else:  # one network: all the time is its own
+                search.evaluate(specs, search.end)
+                search.not_evaluated()
         if search.best is None:
             _nothing(search, cancel)
         search.finish()
@@ -68,6 +74,15 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
     events.progress(100.0, "done")
     events.emit("result", **asdict(result))
     return result
+
+
+def default_network_first(networks):
+    """Train Deep Learning Model's default network (MODEL_TYPE) first, the others in their order:
+    the network evaluated first is the one a user would have trained."""
+    from ..train.config import TrainConfig
+
+    default = TrainConfig.__dataclass_fields__["model_type"].default
+    return sorted(networks, key=lambda spec: spec.keyword != default)
 
 
 def _nothing(search: Search, cancel) -> None:

@@ -25,6 +25,16 @@ from .trial import FAILED, SKIPPED, TrialRecord, TrialSpec, model_name, remove_f
 # Learning rates of the evaluation trials (AdamW, one-cycle); the tuning phase searches
 # LR_FACTORS around them.
 DEFAULT_LEARNING_RATE = {"pixel": 2e-3, "detection": 1e-3}
+# The evaluation trials' backbone per kind of network (else the network's default): EfficientNet-Lite0
+# starts from ImageNet weights even offline (they ship in a package), where RESNET34 offline starts
+# from random weights; on small data pretrained weights about double the held-out IoU
+# (benchmarks/quality_bench.py).
+EVALUATION_BACKBONE = {"pixel": "EFFICIENTNET_LITE0"}
+# With every network (NETWORKS empty), each evaluated network needs this much of the evaluation
+# time; a shorter budget evaluates fewer of them, Train Deep Learning Model's default network
+# first: on a short budget, time on one network is worth more than the choice among several
+# (benchmarks/quality_bench.py: AutoDL's best against the default single model, same time).
+MIN_EVALUATION_SECONDS = 150
 LR_FACTORS = (0.2, 5.0)
 # An evaluation trial this long (seconds) spends a little of it on the learning-rate finder
 # (up to 100 steps, train/lr_finder.py) instead of taking the default rate.
@@ -50,6 +60,7 @@ class Search:
         self.setup_seconds, self.write_seconds, self.publish_seconds = 3.0, 3.0, 2.0
         self.batches = {}  # (network, backbone) -> the automatic batch size found
         self.created: List[str] = []  # folders made for OUT_MODEL, removed again if no model comes of it
+        self.left_out: List[TrialSpec] = []  # networks the budget is too short for (affordable)
 
     # ---- time ----------------------------------------------------------------------------------
 
@@ -70,7 +81,8 @@ class Search:
     # ---- trials --------------------------------------------------------------------------------
 
     def default_spec(self, network) -> TrialSpec:
-        spec = TrialSpec(network=network.keyword, backbone=network.default_backbone,
+        spec = TrialSpec(network=network.keyword,
+                         backbone=EVALUATION_BACKBONE.get(network.kind, network.default_backbone),
                          learning_rate=DEFAULT_LEARNING_RATE[self.plan.kind],
                          batch_upper=int(self.plan.config.max_batch_size))
         return self.with_pretrained(spec)
@@ -185,6 +197,31 @@ class Search:
             if record is not None:
                 done.append(record)
         return done
+
+    def affordable(self, specs: List[TrialSpec], evaluation_seconds: float) -> List[TrialSpec]:
+        """Every network the user named; of every network (NETWORKS empty), as many as get
+        MIN_EVALUATION_SECONDS each (at least one). The others are said in the log now and listed
+        as not evaluated by ``not_evaluated``."""
+        if self.plan.config.networks or len(specs) < 2:
+            return specs
+        count = max(1, min(len(specs), int(evaluation_seconds // MIN_EVALUATION_SECONDS)))
+        if count < len(specs):
+            self.left_out = specs[count:]
+            self.events.log(f"{self.plan.seconds / 60:.1f} min is too short to compare every network (about "
+                            f"{MIN_EVALUATION_SECONDS / 60:.1f} min each): "
+                            f"{', '.join(model_name(s.network) for s in self.left_out)} not evaluated (NETWORKS "
+                            "chooses the networks)")
+        return specs[:count]
+
+    def not_evaluated(self) -> None:
+        """The leaderboard's rows of the networks ``affordable`` left out."""
+        for spec in self.left_out:
+            self.records.append(TrialRecord(number=len(self.records) + 1, name=trial_name(spec, self.names),
+                                            spec=spec, status=SKIPPED, message="no time left to evaluate it: a "
+                                            "longer TOTAL_TIME_LIMIT compares more networks"))
+        if self.left_out:
+            self._write_leaderboard()
+        self.left_out = []
 
     def _skip(self, specs: List[TrialSpec]) -> None:
         """Networks no time was left for: a warning, and leaderboard rows that say so."""

@@ -56,7 +56,8 @@ def test_basic_keeps_the_budget_and_ranks_every_network(export, tmp_path):
     assert [r["rank"] for r in board] == [str(i) for i in range(1, len(board) + 1)]
     evaluated = [r for r in board if r["phase"] == "evaluate"]
     assert sorted(r["network"] for r in evaluated) == ["PSPNetClassifier", "UnetClassifier"]
-    assert all(r["backbone"] == "RESNET34" and r["metric"] == "miou" for r in board)
+    # pixel networks are evaluated from EfficientNet-Lite0's ImageNet weights (offline)
+    assert all(r["backbone"] == "EFFICIENTNET_LITE0" and r["metric"] == "miou" for r in board)
     values = [float(r["value"]) for r in board]
     assert values == sorted(values, reverse=True) and 0 < values[0] <= 1
     assert all(int(r["epochs"]) >= 1 and int(r["batch_size"]) >= 2 for r in board)
@@ -220,6 +221,35 @@ def test_ranking_puts_the_best_metric_first_and_failures_last():
 
 
 @pytest.mark.trains
+def test_a_short_budget_goes_to_the_default_network_and_a_long_one_compares_them(export, tmp_path):
+    """NETWORKS empty: the default network of Train Deep Learning Model (UNET) comes first, from
+    pretrained EfficientNet-Lite0; a budget too short to compare networks trains it alone, the
+    others listed as not evaluated; named NETWORKS are all evaluated whatever the budget."""
+    from dl_engine.autodl.plan import make_plan
+    from dl_engine.autodl.run import default_network_first
+    from dl_engine.autodl.search import BASIC_EVALUATION_SHARE, MIN_EVALUATION_SECONDS, Search
+
+    def specs_for(hours, networks=()):
+        plan = make_plan(AutoDLConfig(in_data=export, out_model=str(tmp_path / "m.dlpk"), total_time_limit=hours,
+                                      networks=list(networks)))
+        search = Search(plan, Events(enabled=False), lambda: False)
+        specs = [search.default_spec(n) for n in default_network_first(plan.networks)]
+        return search, specs, search.affordable(specs, plan.seconds * BASIC_EVALUATION_SHARE)
+
+    search, specs, chosen = specs_for(0.05)  # 3 minutes
+    assert [s.network for s in specs][0] == "UNET" and len(specs) >= 3
+    assert {s.backbone for s in specs} == {"EFFICIENTNET_LITE0"}
+    assert chosen == specs[:1]
+    search.not_evaluated()
+    assert [(r.spec.network, r.status) for r in search.records] == [(s.network, SKIPPED) for s in specs[1:]]
+    assert all("TOTAL_TIME_LIMIT" in r.message for r in search.records)
+    assert os.path.isfile(search.plan.leaderboard)
+    _, specs, chosen = specs_for(len(specs) * MIN_EVALUATION_SECONDS / BASIC_EVALUATION_SHARE / 3600)
+    assert chosen == specs
+    _, specs, chosen = specs_for(0.05, ["PSPNetClassifier", "UnetClassifier", "DeepLab"])
+    assert [s.network for s in chosen] == ["UNET", "PSPNET", "DEEPLAB"]
+
+
 def test_networks_without_time_are_listed_as_skipped(export, tmp_path):
     out = tmp_path / "k.dlpk"
     # 12 s for three networks: the first trial runs (it always does), no time is left for the others
