@@ -1,6 +1,7 @@
 """Command line of the engine (no QGIS): ``python -m dl_engine export --help``,
 ``python -m dl_engine train --help``, ``python -m dl_engine infer --help``,
-``python -m dl_engine autodl --help``, ``python -m dl_engine importweights --help``."""
+``python -m dl_engine autodl --help``, ``python -m dl_engine importweights --help``,
+``python -m dl_engine accuracy --help``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     _autodl_parser(sub)
     from .models.cli import add_parser as _import_weights_parser  # Import Pretrained Weights
     _import_weights_parser(sub)
+    from .accuracy.cli import add_parser as _accuracy_parser  # the two accuracy tools' worker
+    _accuracy_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train.cli import run as _run_train
@@ -31,6 +34,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "importweights":
         from .models.cli import run as _run_import_weights
         return _run_import_weights(args)
+    if args.command == "accuracy":
+        from .accuracy.cli import run as _run_accuracy
+        return _run_accuracy(args)
     if args.command == "infer":
         from .infer.cli import run as _run_infer
         return _run_infer(args)

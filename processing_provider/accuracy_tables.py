@@ -1,10 +1,12 @@
-"""What the two accuracy algorithms share on the QGIS side: the engine's import (with the fix when
-it is missing), running it in QGIS's process, and writing a table (rows of dicts) into a feature
+"""What the two accuracy algorithms share on the QGIS side: running the engine in a worker process
+with the engine's Python (``python -m dl_engine accuracy --job``, as the export does), and writing a table (rows of dicts) into a feature
 sink without geometry. Any destination QGIS writes works: a GeoPackage table, a ``.csv`` (OGR's
 CSV driver; a ``.csvt`` beside it gives the field types, so QGIS loads numbers as numbers), ``.dbf``,
 ``.xlsx``, a temporary layer."""
 
 import os
+import shutil
+import tempfile
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
@@ -17,33 +19,35 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from dl_engine.events import Events  # standard library only
+from dl_engine.accuracy.job import write_job  # standard library only
 
 from .base import run_guarded
-from .engine_process import feed_event
+from .engine_process import run_worker
 
 STRING, DOUBLE, INTEGER = "String", "Real", "Integer"
 _QVARIANT = {STRING: QVariant.String, DOUBLE: QVariant.Double, INTEGER: QVariant.Int}
 
 
-def engine(module: str):
-    """``dl_engine.accuracy.<module>``, or a message saying what QGIS's Python lacks."""
-    import importlib
-
+def run_accuracy(config, feedback, what: str) -> dict:
+    """``config`` (checked) as a job in a temporary folder, run by ``python -m dl_engine accuracy``
+    in a worker process (progress, log, cancel; QGIS's own Python needs no numpy/rasterio/shapely
+    for it); returns the fields of the worker's ``result`` event (``dl_engine.accuracy.job``). The
+    job folder is removed on every exit path."""
     try:
-        return importlib.import_module(f"dl_engine.accuracy.{module}")
-    except ImportError as error:
-        raise QgsProcessingException(
-            f"The accuracy engine cannot be loaded ({error}). The plugin needs the Python packages numpy, "
-            f"rasterio, shapely and matplotlib in QGIS's Python: see the plugin's README "
-            f"(pip install -r requirements.txt)."
-        ) from error
-
-
-def run_engine(run, config, feedback, what: str):
-    """``run(config, events, cancel)`` in QGIS's process, its events on the feedback."""
-    events = Events(sink=lambda event: feed_event(feedback, event))
-    return run_guarded(lambda: run(config, events, feedback.isCanceled), feedback, what)
+        folder = tempfile.mkdtemp(prefix="dlt-accuracy-")
+    except OSError as error:
+        raise QgsProcessingException(f"{what} cannot make its job folder in {tempfile.gettempdir()}: "
+                                     f"{error.strerror or error}") from None
+    try:
+        try:
+            job = write_job(folder, config)
+        except OSError as error:  # a full or read-only temporary folder
+            raise QgsProcessingException(f"{what} cannot write its job into {folder}: "
+                                         f"{error.strerror or error}") from None
+        return run_guarded(lambda: run_worker(["-m", "dl_engine", "accuracy", "--job", job], feedback, what=what,
+                                              temporary=[folder]), feedback, what)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_table(algorithm, parameters, name: str, context, columns, rows) -> str:

@@ -1,8 +1,8 @@
 """deeplearningtools:computeaccuracyforobjectdetection — Compute Accuracy For Object Detection.
 
 Thin: the detected, ground-truth and mask polygons are read from QGIS (any provider, any CRS),
-reprojected into one CRS and handed as WKB to ``dl_engine.accuracy.detection`` in QGIS's process;
-its rows go into the OUT_ACCURACY_TABLE sink. The matching rule and the AP definition live in the
+reprojected into one CRS and handed as WKB to ``dl_engine.accuracy.detection``, run in a worker process
+with the engine's Python (``accuracy_tables.run_accuracy``); its rows go into the OUT_ACCURACY_TABLE sink. The matching rule and the AP definition live in the
 engine (``dl_engine/accuracy/detection.py``) and are stated in the help below.
 """
 
@@ -22,8 +22,9 @@ from qgis.core import (
 
 from dl_engine.accuracy.config import (ALL_CLASSES, CONFIDENCE_FIELD_NAMES, DETECTION_FIELDS,  # standard library only
                                        SINGLE_CLASS, DetectedObject, DetectionAccuracyConfig, TruthObject)
+from dl_engine.accuracy.tables import rows_text  # standard library only
 
-from .accuracy_tables import DOUBLE, INTEGER, STRING, engine, run_engine, write_table
+from .accuracy_tables import DOUBLE, INTEGER, STRING, run_accuracy, write_table
 from .base import DeepLearningAlgorithm, check_config, config_default
 
 ALGORITHM_ID = "computeaccuracyforobjectdetection"
@@ -249,11 +250,8 @@ class ComputeAccuracyForObjectDetection(DeepLearningAlgorithm):
         ))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        detection = engine("detection")
-        tables = engine("tables")
         config = self.build_config(parameters, context, feedback)
-        accuracy = run_engine(detection.compute_detection_accuracy, config, feedback, DISPLAY_NAME)
-        rows = accuracy.rows()
-        feedback.pushInfo(tables.rows_text(DETECTION_FIELDS, rows))
+        rows = run_accuracy(config, feedback, DISPLAY_NAME)["rows"]
+        feedback.pushInfo(rows_text(DETECTION_FIELDS, rows))
         dest_id = write_table(self, parameters, "OUT_ACCURACY_TABLE", context, TABLE_COLUMNS, rows)
         return {"OUT_ACCURACY_TABLE": dest_id, "OUT_ACCURACY_REPORT": config.out_accuracy_report}

@@ -3,7 +3,7 @@
 Thin: IN_RASTER becomes a GDAL path; IN_GROUND_TRUTH_DATA a GDAL path (a classified raster, reprojected
 onto IN_RASTER's grid by the engine) or polygons reprojected here into IN_RASTER's CRS (WKB with their
 class values, ``layer_inputs.vector_labels``: the export's rules). ``dl_engine.accuracy.pixels`` runs in
-QGIS's process, reading the rasters in strips; its confusion matrix goes into the OUT_CONFUSION_MATRIX
+a worker process with the engine's Python (``accuracy_tables.run_accuracy``), reading the rasters in strips; its confusion matrix goes into the OUT_CONFUSION_MATRIX
 sink and its sample points into OUT_POINTS.
 """
 
@@ -25,8 +25,11 @@ from qgis.core import (
 
 from dl_engine.accuracy.config import (CLASS_VALUE_FIELD, POINT_FIELDS, SAMPLINGS,  # standard library only
                                        PixelAccuracyConfig, PolygonTruth)
+from dl_engine.accuracy.job import result_points  # standard library only
+from dl_engine.accuracy.tables import rows_text  # standard library only
 
-from .accuracy_tables import DOUBLE, STRING, engine, point_fields, run_engine, write_table
+from . import output_styles
+from .accuracy_tables import DOUBLE, STRING, point_fields, run_accuracy, write_table
 from .base import DeepLearningAlgorithm, KeywordEnum, advanced, check_config, config_default, keyword_help
 
 ALGORITHM_ID = "computeaccuracyforpixelclassification"
@@ -151,15 +154,13 @@ class ComputeAccuracyForPixelClassification(DeepLearningAlgorithm):
         )), raster
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        pixels = engine("pixels")
-        tables = engine("tables")
         config, raster = self.build_config(parameters, context, feedback)
-        result = run_engine(pixels.compute_pixel_accuracy, config, feedback, DISPLAY_NAME)
-        matrix = result.matrix
-        fields, rows = matrix.fields(), matrix.rows()
-        feedback.pushInfo(tables.rows_text(fields, rows))
-        feedback.pushInfo(f"overall accuracy {matrix.overall_accuracy:.4f}, kappa {matrix.kappa:.4f}, mean IoU "
-                          f"{matrix.mean_iou:.4f} ({matrix.total} {'pixels' if config.sampling == 'ALL_PIXELS' else 'points'})")
+        result = run_accuracy(config, feedback, DISPLAY_NAME)
+        fields, rows = result["fields"], result["rows"]
+        feedback.pushInfo(rows_text(fields, rows))
+        feedback.pushInfo(f"overall accuracy {result['overall_accuracy']:.4f}, kappa {result['kappa']:.4f}, mean IoU "
+                          f"{result['mean_iou']:.4f} ({result['total']} "
+                          f"{'pixels' if config.sampling == 'ALL_PIXELS' else 'points'})")
         columns = [(CLASS_VALUE_FIELD, STRING)] + [(name, DOUBLE) for name in fields[1:]]
         outputs = {"OUT_CONFUSION_MATRIX": write_table(self, parameters, "OUT_CONFUSION_MATRIX", context, columns,
                                                        rows)}
@@ -176,10 +177,12 @@ class ComputeAccuracyForPixelClassification(DeepLearningAlgorithm):
             return None
         if config.sampling == "ALL_PIXELS":
             feedback.pushWarning("OUT_POINTS: ALL_PIXELS uses every pixel, not points; the layer is empty")
-        for point in result.points:
+        for x, y, classified, reference in result_points(result):
             feature = QgsFeature(fields)
-            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(point.x, point.y)))
-            feature.setAttributes([point.classified, point.reference])
+            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+            feature.setAttributes([classified, reference])
             if not sink.addFeature(feature, QgsFeatureSink.FastInsert):
                 raise QgsProcessingException(f"OUT_POINTS: writing a point failed: {sink.lastError()}")
+        output_styles.style_output(context, dest_id, f"Accuracy assessment points on {raster.name()}",
+                                   lambda layer: output_styles.style_agreement(layer, *POINT_FIELDS))
         return dest_id

@@ -8,49 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import asdict, fields
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional
 
+from ..wkb_records import read_geometries, write_geometries
 from .config import ClassInfo, ExportConfig, RasterLabels, VectorLabels
 
 JOB_FILE = "job.json"
 JOB_VERSION = 1
-_MAGIC = b"DLTWKB1\n"
-_COUNT = struct.Struct("<Q")
-_RECORD = struct.Struct("<qI")  # class value, WKB length
 _GEOMETRY_FIELDS = ("labels", "instance_labels", "mask_wkb")
-
-
-def write_geometries(path: str, wkb: Sequence[bytes], values: Optional[Sequence[int]] = None) -> None:
-    """WKB records with their class values (0 when there are none) into ``path``."""
-    with open(path, "wb") as f:
-        f.write(_MAGIC)
-        f.write(_COUNT.pack(len(wkb)))
-        for i, data in enumerate(wkb):
-            f.write(_RECORD.pack(int(values[i]) if values is not None else 0, len(data)))
-            f.write(data)
-
-
-def read_geometries(path: str) -> Tuple[List[bytes], List[int]]:
-    """(WKB list, class values) written by ``write_geometries``; ValueError when damaged."""
-    with open(path, "rb") as f:
-        if f.read(len(_MAGIC)) != _MAGIC:
-            raise ValueError(f"{path} is not a geometry file of this version")
-        (count,) = _COUNT.unpack(f.read(_COUNT.size))
-        wkb: List[bytes] = []
-        values: List[int] = []
-        for _ in range(count):
-            head = f.read(_RECORD.size)
-            if len(head) != _RECORD.size:
-                raise ValueError(f"{path} ends after {len(wkb)} of {count} geometries")
-            value, size = _RECORD.unpack(head)
-            data = f.read(size)
-            if len(data) != size:
-                raise ValueError(f"{path} ends inside geometry {len(wkb) + 1} of {count}")
-            wkb.append(data)
-            values.append(value)
-    return wkb, values
 
 
 def _classes_json(classes: Iterable[ClassInfo]) -> list:

@@ -15,6 +15,8 @@ InferConfig it is given) and prints the worker's JSON-line events.
 - ``error``: an ``error`` event naming IN_RASTER (a band count mismatch), exit 2.
 - ``slow``: progress, then sleeps; SIGTERM → a ``canceled`` event, exit 130.
 
+Any other command (``export``, ``accuracy``: the other steps of a Modeler chain) runs the real engine.
+
 When the environment variable FAKE_INFER_RECORD names a folder, the config is copied there
 (``config.json``), IN_FEATURES too (``in_features.geojson``), and the pid (``pid``).
 
@@ -123,8 +125,19 @@ def classify_objects(config):
     return {"out_path": config["out_path"], "count": len(features)}
 
 
+def real_engine(argv):
+    """A command other than ``infer`` (a Modeler chain's export or accuracy step) runs the real
+    engine, as the runner would have with the real worker Python."""
+    import runpy
+
+    sys.argv = ["python -m dl_engine", *argv]
+    runpy.run_module("dl_engine", run_name="__main__", alter_sys=True)
+
+
 def main():
     mode = sys.argv[1]
+    if "-m" in sys.argv and sys.argv[sys.argv.index("-m") + 2:][:1] != ["infer"]:
+        return real_engine(sys.argv[sys.argv.index("-m") + 2:])
     config_path = sys.argv[sys.argv.index("--config") + 1]
     with open(config_path, encoding="utf-8") as f:
         config = json.load(f)
