@@ -128,7 +128,10 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
             )
         if not layer.crs().isValid():
             feedback.pushWarning(f"IN_RASTER: layer '{layer.name()}' has no CRS; outputs will have none either")
-        path = layer_inputs.raster_to_gdal_path(layer, "IN_RASTER", context.transformContext(), feedback)
+        extent = self.extent(parameters, context, layer)  # a web layer is read at CELL_SIZE over EXTENT
+        path = layer_inputs.raster_to_gdal_path(layer, "IN_RASTER", context.transformContext(), feedback,
+                                                extent=QgsRectangle(*extent) if extent else None,
+                                                cell_size=self.cell_size(parameters, context))
         return layer, path
 
     def model_path(self, parameters, context) -> str:
