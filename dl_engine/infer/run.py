@@ -64,11 +64,28 @@ def run_inference(config: InferConfig, events: Optional[Events] = None,
         return _run(config, events, cancel)
 
 
+def _check_device_memory(config: InferConfig, job: Job) -> None:
+    """On a GPU, a batch of the run's tiles against its free memory (the host's memory was
+    ``config.check``'s, before the model's tile size was known)."""
+    device = job.predictor.runtime.device
+    if device.type != "cuda":
+        return
+    import torch
+
+    try:
+        free = int(torch.cuda.mem_get_info(device)[0])
+    except Exception:  # noqa: BLE001 - a driver that cannot say
+        return
+    config.check_memory({"tile_size": job.args.tile, "batch_size": job.args.batch_size},
+                        bands=job.model.input_bands, device_bytes=free)
+
+
 def _run(config: InferConfig, events: Events, cancel: Callable[[], bool]) -> InferResult:
     import rasterio
 
     t0 = time.perf_counter()
     job = prepare(config, events, cancel)
+    _check_device_memory(config, job)
     events.log(f"{TOOL_NAMES[config.tool]}: {job.model.spec.keyword} model, {len(job.model.classes)} class(es); "
                f"grid {job.grid.width} x {job.grid.height} px; tile {job.args.tile} px, padding "
                f"{job.args.padding}, batch {job.args.batch_size}; device: {job.predictor.runtime.description}")

@@ -79,6 +79,16 @@ def run_training(config: TrainConfig, events: Optional[Events] = None,
         dist.close()
 
 
+def device_free_bytes(device: "torch.device") -> Optional[int]:
+    """A GPU's free memory (the budget's second bound); None on the CPU."""
+    if device.type != "cuda":
+        return None
+    try:
+        return int(torch.cuda.mem_get_info(device)[0])
+    except Exception:  # noqa: BLE001 - a driver that cannot say: the host's memory bounds it alone
+        return None
+
+
 def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: TrainControl) -> Optional[TrainResult]:
     t_start = time.perf_counter()
     plan = _plan(config, events)
@@ -89,6 +99,9 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     spec, td, args = plan.spec, plan.data, plan.arguments
     built = spec.build(BuildContext(backbone=config.backbone, in_channels=td.normalization.bands_in,
                                     num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
+    if not config.auto_batch_size:  # the data's chip size and bands, against the GPU's free memory when on one
+        config.check_memory(chip=plan.chip_size, bands=td.normalization.bands_in,
+                            device_bytes=device_free_bytes(runtime.device))
                                     arguments=args, pretrained=not config.pretrained_model,
                                     weight_init_scheme=config.weight_init_scheme, log=events.log,
                                     warn=events.warning))

@@ -184,3 +184,35 @@ def test_autodl_out_model_that_is_a_folder_is_refused(tmp_path):
         AutoDLConfig("data", str(tmp_path / "models")).check()
     assert raised.value.parameter == "OUT_MODEL" and "is a folder" in raised.value.message
     assert not (tmp_path / "models.dlpk").exists()
+
+
+def test_inference_on_a_gpu_checks_the_batch_against_its_free_memory(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from dl_engine.infer import run as infer_run
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (256 << 20, 80 << 30))  # 256 MiB free
+    job = SimpleNamespace(predictor=SimpleNamespace(runtime=SimpleNamespace(device=torch.device("cuda", 0))),
+                          args=SimpleNamespace(tile=1024, batch_size=64), model=SimpleNamespace(input_bands=3))
+    config = InferConfig("classify_pixels", "r.tif", "m.dlpk", "o.tif")
+    with pytest.raises(InputError) as raised:
+        infer_run._check_device_memory(config, job)
+    assert raised.value.parameter == "ARGUMENTS" and "GPU memory" in raised.value.message
+    assert "batch_size 64" in raised.value.message and "largest value that fits is" in raised.value.message
+    job.args.batch_size = 2
+    infer_run._check_device_memory(config, job)  # 2 tiles of 1024 px fit in 128 MiB
+
+
+def test_training_asks_the_gpu_for_its_free_memory(monkeypatch):
+    import torch
+
+    from dl_engine.train.run import device_free_bytes
+
+    assert device_free_bytes(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (3 << 30, 80 << 30))
+    assert device_free_bytes(torch.device("cuda", 0)) == 3 << 30
+    with pytest.raises(InputError) as raised:
+        TrainConfig("data", "model", batch_size=512).check_memory(chip=512, bands=3, device_bytes=1 << 30)
+    assert raised.value.parameter == "BATCH_SIZE" and "GPU memory" in raised.value.message
