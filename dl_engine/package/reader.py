@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import InputError
 from ..memory_budget import check_fits
-from .archive import MAX_TEXT_BYTES, CheckedZip, check_names, check_sizes, member_parts, refuse
+from .archive import MAX_TEXT_BYTES, CheckedZip, member_parts, refuse
 
 PARAMETER = "PRETRAINED_MODEL"
 TILE_BYTES_PER_BAND_PIXEL = 4  # float32: the least a tile costs as the network's input
@@ -257,18 +257,8 @@ def open_package(path, parameter: str = PARAMETER) -> ModelPackage:
 
 # ---- dlpk ---------------------------------------------------------------------------------------
 
-def check_members(infos: List[zipfile.ZipInfo], target: str, where: str, parameter: str = PARAMETER) -> str:
-    """Refuse unsafe members (``archive.check_names`` and ``check_sizes``); returns the name of
-    the one root-level .emd."""
-    check_names(infos, where, parameter)
-    check_sizes(infos, where, parameter)
-    for info in infos:
-        if not _inside(os.path.join(target, *_parts(info.filename)), target):
-            refuse(where, parameter, f"member {info.filename!r} would be written outside the extraction folder")
-    return root_emd(infos, where, parameter)
-
-
 def root_emd(infos: List[zipfile.ZipInfo], where: str, parameter: str) -> str:
+    """The name of the one .emd at a .dlpk's root (arcgis.learn's rule)."""
     emds = [i.filename for i in infos if not i.is_dir() and len(_parts(i.filename)) == 1
             and i.filename.lower().endswith(".emd")]
     if len(emds) != 1:
