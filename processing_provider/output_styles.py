@@ -5,6 +5,7 @@ colours (the emd's ``Classes``), and a layer name that says which model ran on w
 - Detected objects: outlines (no fill, the imagery stays visible) in the class colours,
   categorised by the class name field, labelled with the class and the confidence.
 - Classified objects: categorised by the class label field, in the class colours.
+- Accuracy assessment points: green where they agree with the ground truth, red where not.
 - Classified pixels: a paletted raster renderer with the class values, names and colours,
   also saved as a ``.qml`` beside the file so it opens styled wherever it is opened later.
 
@@ -169,6 +170,27 @@ def style_classified_objects(layer: QgsVectorLayer, classes: List[Dict[str, Any]
     if renderer is not None:
         layer.setRenderer(renderer)
         layer.triggerRepaint()
+
+
+AGREE_COLOR = QColor(26, 150, 65)
+DISAGREE_COLOR = QColor(215, 25, 28)
+
+
+def agreement_expression(classified_field: str, truth_field: str) -> str:
+    return f"{_quoted(classified_field)} = {_quoted(truth_field)}"
+
+
+def style_agreement(layer: QgsVectorLayer, classified_field: str, truth_field: str) -> None:
+    """Accuracy assessment points: green where the classification agrees with the ground
+    truth, red where it does not (categorised by that comparison)."""
+    categories = []
+    for value, color, label in ((True, AGREE_COLOR, "agrees with the ground truth"),
+                                (False, DISAGREE_COLOR, "differs from the ground truth")):
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        symbol.setColor(color)
+        categories.append(QgsRendererCategory(value, symbol, label))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(agreement_expression(classified_field, truth_field), categories))
+    layer.triggerRepaint()
 
 
 # ---------------------------------------------------------------------------

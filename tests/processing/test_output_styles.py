@@ -198,3 +198,45 @@ def test_classified_pixels_are_named_and_paletted(provider, data_dir, tmp_path, 
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     assert [(c.value, c.label, rgb(c.color)) for c in renderer.classes()] == [
         (c["Value"], c["Name"], tuple(c["Color"])) for c in OBJECT_CLASSES]
+
+
+def test_accuracy_points_show_agreement(provider, tmp_path):
+    """Compute Accuracy For Pixel Classification's OUT_POINTS: green where the classification
+    agrees with the ground truth, red where not; named after the raster."""
+    from osgeo import gdal, osr
+
+    def raster(path, values):
+        dataset = gdal.GetDriverByName("GTiff").Create(str(path), 40, 30, 1, gdal.GDT_Byte)
+        dataset.SetGeoTransform((500000.0, 2.0, 0.0, 3000000.0, 0.0, -2.0))
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(32617)
+        dataset.SetProjection(srs.ExportToWkt())
+        band = dataset.GetRasterBand(1)
+        band.WriteArray(values)
+        band.SetNoDataValue(0)
+        dataset = None
+        return str(path)
+
+    import numpy as np
+
+    values = np.ones((30, 40), dtype="uint8")
+    values[:, 20:] = 2
+    truth = values.copy()
+    truth[10:20, :] = 2
+    layer, _ = run_loading("deeplearningtools:computeaccuracyforpixelclassification", {
+        "IN_RASTER": raster(tmp_path / "landcover.tif", values),
+        "IN_GROUND_TRUTH_DATA": raster(tmp_path / "truth.tif", truth), "NUM_RANDOM_POINTS": 40,
+        "OUT_CONFUSION_MATRIX": str(tmp_path / "matrix.csv")}, "OUT_POINTS", tmp_path / "points.gpkg")
+    assert layer.name() == "Accuracy assessment points on landcover"
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer)
+    assert renderer.classAttribute() == '"Classified" = "GrndTruth"'
+    context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+    colors = {}
+    for feature in layer.getFeatures():
+        context.setFeature(feature)
+        category = renderer.categories()[renderer.categoryIndexForValue(
+            QgsExpression(renderer.classAttribute()).evaluate(context))]
+        colors[feature["Classified"] == feature["GrndTruth"]] = (category.label(), rgb(category.symbol().color()))
+    assert colors == {True: ("agrees with the ground truth", (26, 150, 65)),
+                      False: ("differs from the ground truth", (215, 25, 28))}
