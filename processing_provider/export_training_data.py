@@ -143,6 +143,10 @@ centred on the feature, or <code>BOUNDING_BOX</code> the feature's bounding box)
 per feature, Labeled_Tiles and Imagenet; both are recorded in the emd (CropTileMode, BlackenAroundFeature).
 <b>IN_INSTANCE_DATA</b> (Panoptic_Segmentation): instance features, with the class values of
 <b>INSTANCE_CLASS_VALUE_FIELD</b> under the same rules as CLASS_VALUE_FIELD (points need BUFFER_RADIUS).</p>
+<p>IN_RASTER may be any raster layer QGIS reads: files as they are; database layers, layers of other
+providers and web layers are written to a temporary GeoTIFF first. A web layer (WMS, WMTS, XYZ tiles) has
+no resolution of its own: give CELL_SIZE and EXTENT. The export runs in a worker process with the engine's
+Python; a temporary folder hands it the labels and is removed when the run ends.</p>
 <p>Advanced: <b>EXTENT</b> limits the export (ArcGIS Extent environment), <b>CELL_SIZE</b>
 resamples to this resolution (map units; empty or 0 = the raster's),
 <b>PARALLEL_PROCESSING_FACTOR</b> is the worker count (0 = every core).</p>
