@@ -270,6 +270,7 @@ def training_validation_loss(history: Sequence[Dict[str, Any]]) -> Dict[str, Any
 _STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:60em}"
           "table{border-collapse:collapse;margin-bottom:1em}"
           "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}th{background:#eee}"
+          ".settings td{max-width:24em;overflow-wrap:anywhere}.settings td:nth-child(2){overflow-wrap:normal}"
           "img{max-width:100%}"
           ".warning{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px;margin:0.5em 0}")
 
@@ -289,7 +290,7 @@ def model_metrics_html(record: TrainedModel, emd: Dict[str, Any], loss_png: Opti
     parts += [f'<div class="warning" id="{e(key)}"><b>Warning:</b> {e(text)}</div>'
               for key, text in warnings(record)]
     parts += ["<p><b>Settings</b></p>",
-              _table(("Setting", "Parameter", "Value", "In this run"), settings_rows(record, emd))]
+              _table(("Setting", "Parameter", "Value", "In this run"), settings_rows(record, emd), "settings")]
     if loss_png:
         parts += ["<p><b>Training and Validation loss</b></p>", _img(loss_png, "Training and validation loss")]
     parts += ["<p><b>Analysis of the model</b></p>", _table(("Metric", "Value"), _summary_rows(record))]
@@ -383,7 +384,7 @@ def _outcomes(record: TrainedModel, emd: Dict[str, Any], given: Dict[str, Any], 
         out["validation_percentage"] = f"{valid} of {valid + train} chips held out for validation"
     if given.get("stop_training"):
         out["stop_training"] = ("stopped early" if run.get("stop_reason") == "early_stopping"
-                                else "no early stop: the model improved until the end or the run ended first")
+                                else "not triggered")
     if given.get("freeze"):
         frozen = int(run.get("freeze_epochs") or 0)
         out["freeze"] = (f"backbone frozen for the first {frozen} epoch(s), then trained at a tenth of the rate"
@@ -394,9 +395,9 @@ def _outcomes(record: TrainedModel, emd: Dict[str, Any], given: Dict[str, Any], 
     if kept:
         best = f"; {record.monitor.lower()} {_fmt(record.best_value)}" if _num(record.best_value) is not None else ""
         out["monitor"] = f"kept epoch {kept}{best}"
-    if record.arguments:
-        out["arguments"] = "in effect: " + _text({k: v for k, v in record.arguments.items()
-                                                   if v not in (None, False, [], "")})
+    effective = {k: v for k, v in (record.arguments or {}).items() if v not in (None, False, [], "")}
+    if effective:  # as ARGUMENTS would give them
+        out["arguments"] = "in effect: " + ";".join(f"{k} {_text(v)}" for k, v in effective.items())
     if run.get("device"):
         out["device"] = str(run["device"])
     return out
@@ -454,9 +455,9 @@ def _summary_rows(record: TrainedModel) -> List[List[str]]:
     return rows
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
     e = html.escape
-    out = ["<table>", "<tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>"]
+    out = [f'<table class="{e(css_class)}">' if css_class else "<table>", "<tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>"]
     out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows]
     out.append("</table>")
     return "\n".join(out)
