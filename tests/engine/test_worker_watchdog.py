@@ -210,7 +210,7 @@ def test_a_worker_started_by_a_person_does_not_watch_its_parent(tmp_path):
         "import sys, time\n"
         "from dl_engine.worker import leave, run_job\n"
         "def job(events, cancel):\n"
-        "    time.sleep(2.0)\n"
+        "    time.sleep(1.0)\n"
         f"    open({str(marker)!r}, 'w').write('canceled' if cancel() else 'done')\n"
         "sys.exit(leave(run_job(job, 'test')))\n")
     clean = {k: v for k, v in env().items() if k not in (HOST_PID_ENV, TEMPORARY_ENV)}
