@@ -80,7 +80,8 @@ def run(a) -> int:
     if a.job:
         return _run_job(a.job)
     if not a.raster or not a.out_folder:
-        raise SystemExit("error: --raster and --out-folder (or --job) required")
+        print("error: --raster and --out-folder (or --job) required", file=sys.stderr)
+        return 2
     from .exporter import run_export  # rasterio loads only for an export
 
     try:
