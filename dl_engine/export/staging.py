@@ -31,6 +31,7 @@ def _try_lock(handle) -> bool:
     try:
         if os.name == "nt":
             import msvcrt
+            handle.seek(0)  # the first byte is the lock, whatever the mode opened the file at
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         else:
             import fcntl
