@@ -36,6 +36,7 @@ MENU_ALGORITHMS = (
     ImportPretrainedWeights,
 )
 ENVIRONMENT_ENTRY = "Deep learning environment…"
+JOBS_ENTRY = "Deep learning jobs…"
 HELP_ENTRY = "Help (README)"
 README = os.path.join(PLUGIN_DIR, "README.md")
 
@@ -58,6 +59,8 @@ class DeepLearningToolsPlugin:
         self.actions = []  # the menu's entries in order, separators included
         self.environment_dialog = None
         self.setup_offer = None
+        self.jobs = None  # every training, AutoDL and inference run (plugin/jobs.py), followed from initGui
+        self.jobs_dock = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         if self.provider is not None:
@@ -82,6 +85,9 @@ class DeepLearningToolsPlugin:
         environment = QAction(icons.icon(icons.ENVIRONMENT_ICON), ENVIRONMENT_ENTRY, window)
         environment.triggered.connect(self.open_environment_dialog)
         self._add(environment)
+        jobs_action = QAction(QgsApplication.getThemeIcon("/mTaskRunning.svg"), JOBS_ENTRY, window)
+        jobs_action.triggered.connect(self.open_jobs_dock)
+        self._add(jobs_action)
         help_action = QAction(QgsApplication.getThemeIcon("/mActionHelpContents.svg"), HELP_ENTRY, window)
         help_action.triggered.connect(self.open_help)
         self._add(help_action)
@@ -91,6 +97,12 @@ class DeepLearningToolsPlugin:
         self.setup_offer = SetupOffer(self.iface.messageBar(), self.open_environment_dialog)
         DeepLearningAlgorithm.dialog_opening = self.setup_offer.on_use
         self.setup_offer.at_start()
+
+        from .jobs import JobRegistry
+
+        self.jobs = JobRegistry()
+        self.jobs.listen()
+        self.jobs.added.connect(self._on_job_added)
 
     def _add(self, action: QAction) -> None:
         self.iface.addPluginToMenu(MENU, action)
@@ -117,6 +129,24 @@ class DeepLearningToolsPlugin:
         self.environment_dialog.activateWindow()
         return self.environment_dialog
 
+    def open_jobs_dock(self):
+        """The "Deep learning jobs" dock, made on first use and shown again after it was closed."""
+        if self.jobs_dock is None:
+            from .jobs_dock import dock_for
+
+            self.jobs_dock = dock_for(self.iface, self.jobs)
+        self.jobs_dock.show()
+        self.jobs_dock.raise_()
+        return self.jobs_dock
+
+    def _on_job_added(self, run_id):
+        """A training or AutoDL run starting in this QGIS brings the dock up (an inference run does not)."""
+        from .jobs import KINDS
+
+        job = self.jobs.jobs.get(run_id) if self.jobs is not None else None
+        if job is not None and job.cancelable and job.kind in (KINDS["train"], KINDS["autodl"]):
+            self.open_jobs_dock()
+
     @staticmethod
     def open_help():
         """The README next to the plugin; the homepage when the package has none."""
@@ -138,6 +168,14 @@ class DeepLearningToolsPlugin:
                 DeepLearningAlgorithm.dialog_opening = None
             self.setup_offer.withdraw()
             self.setup_offer = None
+        if self.jobs is not None:
+            self.jobs.close()  # runs going on are not stopped; they are no longer followed
+            self.jobs = None
+        if self.jobs_dock is not None:
+            if self.iface is not None:
+                self.iface.removeDockWidget(self.jobs_dock)
+            self.jobs_dock.deleteLater()
+            self.jobs_dock = None
         if self.environment_dialog is not None:
             # an installation running goes on (its task does not belong to the dialog)
             self.environment_dialog.close()

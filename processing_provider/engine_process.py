@@ -326,17 +326,7 @@ def feed_event(feedback, event: Dict[str, Any]) -> None:
         _push(feedback, "pushDebugInfo", json.dumps(event, default=ev.plain))
 
 
-_COUNTER = re.compile(r"\s*\d+\s*/\s*\d+\s*$")  # "tiles 12/100"
-
-
-def progress_phase(text: str) -> str:
-    """The phase a progress text belongs to, without its per-step detail: "epoch 3: loss 0.41"
-    → "epoch 3", "trial_2: epoch 1: loss 0.7" → "trial_2: epoch 1", "tiles 12/100" → "tiles"."""
-    text = _COUNTER.sub("", text)
-    head, colon, tail = text.rpartition(":")
-    if colon and any(c.isdigit() for c in tail):
-        text = head
-    return text.strip()
+progress_phase = ev.progress_phase  # the phase of a progress text (one rule, shared with the run's log file)
 
 
 def _progress_text(feedback, text: str) -> None:
@@ -411,6 +401,37 @@ def crash_message(python: str, code: int, stderr_tail: Sequence[str], what: str,
 
 # ---- the runner ---------------------------------------------------------------------------------
 
+# Who follows runs besides their feedback (the plugin's jobs dock, plugin/jobs.py): each listener gets
+# (run_id, what, event) from the runner's thread: {"event": "started", "args": [...]} first, every event of
+# the worker, then {"event": "finished", "status": "ok"|"canceled"|"failed", "message": …}. A listener
+# asks a run to stop with ``request_cancel(run_id)``, which the runner checks with the feedback's cancel.
+_LISTENERS: List[Any] = []
+_CANCEL_REQUESTS: set = set()
+_RUN_IDS = iter(range(1, 1 << 62))
+
+
+def add_listener(listener) -> None:
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
+
+
+def remove_listener(listener) -> None:
+    if listener in _LISTENERS:
+        _LISTENERS.remove(listener)
+
+
+def request_cancel(run_id: str) -> None:
+    _CANCEL_REQUESTS.add(run_id)
+
+
+def _tell(run_id: str, what: str, event: Dict[str, Any]) -> None:
+    for listener in list(_LISTENERS):
+        try:
+            listener(run_id, what, event)
+        except Exception:  # noqa: BLE001 - a follower's fault never stops a run
+            pass
+
+
 def _reader(stream, tag: str, sink: "queue.Queue") -> None:
     """Lines of one pipe into the queue, then None; the reader owns (and closes) the pipe,
     because children of the worker may keep it open after the worker is gone."""
@@ -484,6 +505,8 @@ def run_worker(
         )
     except OSError as error:
         raise QgsProcessingException(f"{what} cannot start {python}: {error}") from error
+    run_id = f"{os.getpid()}-{next(_RUN_IDS)}"
+    _tell(run_id, what, {"event": "started", "args": list(command_args), "pid": process.pid})
 
     lines: "queue.Queue" = queue.Queue()
     readers = [
@@ -519,6 +542,7 @@ def run_worker(
             if line.strip():
                 _push(feedback, "pushConsoleInfo", line)  # a library printing to stdout
             return
+        _tell(run_id, what, event)
         kind = event.get("event")
         if kind == ev.RESULT:
             result = {k: v for k, v in event.items() if k != "event"}
@@ -531,7 +555,8 @@ def run_worker(
 
     try:
         while True:
-            if not canceled_by_us and feedback is not None and feedback.isCanceled():
+            if not canceled_by_us and (run_id in _CANCEL_REQUESTS
+                                       or (feedback is not None and feedback.isCanceled())):
                 canceled_by_us = True
                 deadline = time.monotonic() + stop_timeout
                 try:
@@ -566,12 +591,30 @@ def run_worker(
                 if time.monotonic() - exited_at > 1.0:
                     _drain(lines, handle)
                     break
+    except BaseException as fault:  # a feedback callback's exception: followers see the run end too
+        _tell(run_id, what, {"event": "finished", "status": "failed", "message": str(fault)})
+        raise
     finally:
         if process.poll() is None:  # an exception in a feedback callback: never leave it running
             _stop(process, stop_timeout)
         _remove(temporary)
+        _CANCEL_REQUESTS.discard(run_id)
 
     code = process.returncode
+    try:
+        outcome = _outcome(python, code, canceled_by_us, canceled_message, result, error, stderr_tail, what, env)
+    except Canceled as canceled:
+        _tell(run_id, what, {"event": "finished", "status": "canceled", "message": str(canceled)})
+        raise
+    except QgsProcessingException as failed:
+        _tell(run_id, what, {"event": "finished", "status": "failed", "message": str(failed)})
+        raise
+    _tell(run_id, what, {"event": "finished", "status": "ok", "message": ""})
+    return outcome
+
+
+def _outcome(python, code, canceled_by_us, canceled_message, result, error, stderr_tail, what, env):
+    """The run's result fields, or the exception that says how it ended."""
     if canceled_by_us or code == ev.EXIT_CANCELED or (canceled_message and result is None):
         message = f"{what} canceled"
         if canceled_message.lower().startswith(message.lower()):  # the worker's own words say it all

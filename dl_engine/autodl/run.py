@@ -17,7 +17,7 @@ from dataclasses import asdict
 from typing import Callable, Optional
 
 from ..errors import Canceled, InputError
-from ..events import Events
+from ..events import Events, autodl_files
 from .config import AutoDLConfig, AutoDLResult
 from .leaderboard import ranked, rows
 from .plan import make_plan
@@ -30,6 +30,8 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
     config.check()
     events = events or Events()
     plan = make_plan(config)
+    # the input is checked: the history beside OUT_MODEL too, once the run has made its folder
+    events.record_to(*autodl_files(plan.out_model), create=False)
     names = ", ".join(s.model_name for s in plan.networks)
     events.log(f"AutoDL {plan.config.autodl_mode}: {names} on {plan.chips} {plan.data_format} chips, "
                f"{plan.seconds / 60:.1f} min, ranked by {plan.monitor.lower()}")
@@ -87,6 +89,7 @@ def default_network_first(networks):
 
 def _nothing(search: Search, cancel) -> None:
     """No trial gave a model: say why, leave nothing behind."""
+    search.events.discard_records()
     if os.path.isfile(search.plan.leaderboard):
         os.remove(search.plan.leaderboard)
     if cancel():

@@ -32,7 +32,7 @@ from .config import TrainConfig, monitor_keyword
 from .control import TrainControl
 from ..runtime import choose_runtime
 from .distributed import Dist, from_environment
-from ..events import Events, plain
+from ..events import Events, plain, training_files
 from .loader import default_workers, make_loader
 from .lr_finder import DEFAULT_LR, MIN_STEPS, SHARE, find_learning_rate, finder_steps
 from .loop import FitState, LoopSettings, Trainer
@@ -92,6 +92,8 @@ def device_free_bytes(device: "torch.device") -> Optional[int]:
 def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: TrainControl) -> Optional[TrainResult]:
     t_start = time.perf_counter()
     plan = _plan(config, events)
+    # the input is checked: the history goes to OUT_FOLDER too (a worker's events; a resumed run's continues)
+    events.record_to(*training_files(os.path.abspath(config.out_folder)), append=bool(plan.arguments.get("resume")))
     torch.manual_seed(config.seed)
     runtime = choose_runtime(config.device, config.precision, dist.local_rank if dist.enabled else None)
     events.log(f"device: {runtime.description}" + (f", {dist.world_size} processes" if dist.enabled else ""))

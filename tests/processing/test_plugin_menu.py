@@ -11,7 +11,8 @@ from qgis.PyQt.QtGui import QColor
 import dlt_environment_stand_in as stand_in
 from dlt_helpers import PROVIDER_ID
 
-# What the plugin menu lists, in this order (issue 17: every tool in workflow order, the environment, help).
+# What the plugin menu lists, in this order (issue 17: every tool in workflow order, the environment, the jobs
+# dock, help).
 MENU_TEXTS = [
     "Export Training Data For Deep Learning…",
     "Train Deep Learning Model…",
@@ -24,6 +25,7 @@ MENU_TEXTS = [
     "Import Pretrained Weights…",
     "",  # a separator
     "Deep learning environment…",
+    "Deep learning jobs…",
     "Help (README)",
 ]
 
