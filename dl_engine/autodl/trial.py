@@ -140,6 +140,8 @@ def run_trial(plan: Plan, record: TrialRecord, folder: str, deadline: float, eve
                 attempt_batch = max(2, (control.batch_size or attempt_batch) // 2)
                 events.warning(f"{record.name}: out of GPU memory; trying again with batch size {attempt_batch}")
                 _free_memory()
+                from ..train import checkpoint
+                checkpoint.remove(folder)  # another run in the same folder: the failed one's checkpoint goes
                 continue
             import traceback
             traceback.print_exc()  # the worker's stderr (the log); the leaderboard gets one line
