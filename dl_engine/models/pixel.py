@@ -17,16 +17,19 @@ with focal_loss) + dice_loss_fraction * dice (DICE_LOSS_FRACTION by default). Ar
 from __future__ import annotations
 
 import ast
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import PIXEL, formats_where
-from .spec import BuildContext, BuiltModel, ModelSpec
+from .spec import ARCGIS_LEARN as ARCGIS_LAYOUT, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
 FORMATS = formats_where(family=PIXEL)  # samples with a class mask
+
+# The backbones UNET builds arcgis.learn's UnetClassifier layout on (arcgis_unet.py).
+ARCGIS_UNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 # The loss mixes cross-entropy (or focal) with dice by default: (1 - f) * CE + f * dice, with
 # arcgis.learn's dice_loss_fraction f (whose own default, 0, is CE alone). Measured on held-out
@@ -91,11 +94,33 @@ def _built(module, encoder) -> BuiltModel:
                       encoder_parameters=list(module.encoder.parameters()), pretrained_source=encoder.pretrained_source)
 
 
-def build_unet(ctx: BuildContext) -> BuiltModel:
-    from .unet import UNet
+def unet_network(backbone_name: str, network: Optional[str] = None) -> str:
+    """Which U-Net a UNET model is: arcgis.learn's UnetClassifier layout (arcgis_unet.py) for the
+    torchvision ResNets arcgis.learn builds it on, else our own (unet.py). ``network``: what a
+    trained emd records (registry.network_of_emd); None for a new model."""
+    if network is None:
+        return ARCGIS_LAYOUT if str(backbone_name).lower() in ARCGIS_UNET_BACKBONES else OWN_NETWORK
+    if network == ARCGIS_LAYOUT and str(backbone_name).lower() not in ARCGIS_UNET_BACKBONES:
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn UnetClassifier with the backbone {backbone_name} "
+                                                f"cannot be rebuilt; this plugin rebuilds it on "
+                                                f"{', '.join(ARCGIS_UNET_BACKBONES)}")
+    return network
 
+
+def build_unet(ctx: BuildContext) -> BuiltModel:
+    from .backbones import resolve_backbone
+
+    network = unet_network(resolve_backbone(ctx.backbone)[0], ctx.network)
     encoder = _encoder(ctx)
-    return _built(UNet(encoder, ctx.in_channels, ctx.num_classes), encoder)
+    if network == ARCGIS_LAYOUT:
+        from . import arcgis_unet
+
+        module = arcgis_unet.build(encoder, ctx.in_channels, ctx.num_classes, ctx.chip_size)
+    else:
+        from .unet import UNet
+
+        module = UNet(encoder, ctx.in_channels, ctx.num_classes)
+    return _built(module, encoder)
 
 
 def build_pspnet(ctx: BuildContext) -> BuiltModel:
@@ -121,9 +146,10 @@ def _params(backbone_name: str, **extra) -> Dict[str, Any]:
 
 def unet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     # ignore_mapped_class holds class indices in arcgis.learn; our ignore_classes are applied
-    # by the trainer and do not change the network, so it stays empty here.
+    # by the trainer and do not change the network, so it stays empty here. NETWORK_KEY: the layout
+    # (package/emd.py gives arcgis.learn's layout arcgis.learn's inferencing keys).
     return {"ModelConfiguration": "_unet", "ignore_mapped_class": [], "SupportsVariableTileSize": True,
-            "ModelParameters": _params(backbone_name)}
+            "ModelParameters": _params(backbone_name), NETWORK_KEY: unet_network(backbone_name)}
 
 
 def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -147,7 +173,8 @@ DEEPLAB_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "keep_dilation": False, "
 
 UNET = ModelSpec(keyword="UNET", model_name="UnetClassifier", model_type="ImageClassification", kind="pixel",
                  formats=FORMATS, arguments=UNET_ARGUMENTS, build=build_unet, emd_params=unet_emd,
-                 description="U-Net (pixel classification)", order=0, autodl_order=5)
+                 description="U-Net (pixel classification)", order=0, autodl_order=5,
+                 arcgis_backbones=ARCGIS_UNET_BACKBONES)
 PSPNET = ModelSpec(keyword="PSPNET", model_name="PSPNetClassifier", model_type="ImageClassification", kind="pixel",
                    formats=FORMATS, arguments=PSPNET_ARGUMENTS, build=build_pspnet, emd_params=pspnet_emd,
                    description="Pyramid Scene Parsing Network (pixel classification)", order=1, autodl_order=6)

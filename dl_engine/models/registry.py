@@ -26,10 +26,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import InputError
 from . import classification, detection, pixel
-from .spec import BuildContext, BuiltModel, ModelSpec
+from .spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
 
 __all__ = ["BuildContext", "BuiltModel", "ModelSpec", "REGISTRY", "Registry", "arguments_from_emd",
-           "build_from_emd", "get_spec", "model_types", "register", "registered", "spec_for_model_name", "specs"]
+           "build_from_emd", "get_spec", "model_types", "network_of_emd", "rebuilds_arcgis_network", "register",
+           "registered", "spec_for_model_name", "specs"]
 
 
 class Registry:
@@ -122,5 +123,25 @@ def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
         num_classes = len(emd.get("Classes") or []) + (0 if spec.kind == "classification" else 1)
     ctx = BuildContext(backbone=str(params.get("backbone") or spec.default_backbone), in_channels=int(in_channels),
                        num_classes=int(num_classes), chip_size=int(emd.get("ImageHeight") or 256),
-                       arguments=arguments_from_emd(spec, emd), pretrained=False, log=lambda message: None)
+                       arguments=arguments_from_emd(spec, emd), pretrained=False, log=lambda message: None,
+                       network=network_of_emd(emd))
     return spec.build(ctx).module
+
+
+def network_of_emd(emd: Dict[str, Any]) -> str:
+    """The module layout a trained emd's weights have: ours record it in Engine.network (packages
+    from before it was recorded have our own layout); a package without our Engine key was
+    written by arcgis.learn."""
+    engine = emd.get("Engine")
+    if not isinstance(engine, dict):
+        return ARCGIS_LEARN
+    return str(engine.get("network") or OWN_NETWORK)
+
+
+def rebuilds_arcgis_network(emd: Dict[str, Any]) -> bool:
+    """Whether the network of a package arcgis.learn wrote can be rebuilt here (its ModelName's
+    spec builds arcgis.learn's layout for its backbone)."""
+    spec = spec_for_model_name(str(emd.get("ModelName", "")))
+    params = emd.get("ModelParameters")
+    backbone = str((params.get("backbone") if isinstance(params, dict) else None) or "").lower()
+    return spec is not None and backbone in spec.arcgis_backbones

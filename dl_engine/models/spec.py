@@ -12,6 +12,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 # Where a spec without an ``order`` goes: after the built-in types, in registration order.
 LAST = 1_000_000
 
+# Module layouts a trained network can have (the emd's Engine.network; registry.network_of_emd):
+# arcgis.learn's own (its packages load in arcgis.learn and theirs here) or this engine's own.
+ARCGIS_LEARN = "arcgis.learn"
+OWN_NETWORK = "deeplearningtools"
+# The emd_params key by which a spec says which layout it built (package/emd.py records it).
+NETWORK_KEY = "Network"
+
 
 @dataclass
 class BuildContext:
@@ -27,6 +34,9 @@ class BuildContext:
     log: Callable[[str], None] = print
     rgb_bands: Optional[List[int]] = None  # input channels that are red, green, blue (default the first three)
     warn: Optional[Callable[[str], None]] = None  # the one warning when no pretrained weights load (default: log)
+    # Which module layout to build: None for a new model (the spec's default); from a trained emd,
+    # registry.network_of_emd: OWN_NETWORK or ARCGIS_LEARN.
+    network: Optional[str] = None
 
 
 @dataclass
@@ -64,3 +74,6 @@ class ModelSpec:
     order: int = LAST
     # Position in Train Using AutoDL's NETWORKS (arcpy's order there); None: AutoDL does not train it.
     autodl_order: Optional[int] = None
+    # Backbones (emd names, "resnet34") for which ``build`` makes arcgis.learn's own network, so that
+    # packages arcgis.learn trained load (registry.network_of_emd); empty: none.
+    arcgis_backbones: Tuple[str, ...] = ()

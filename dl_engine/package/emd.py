@@ -1,9 +1,10 @@
 """The trained model's .emd, keyed and ordered as arcgis.learn writes it
 (shared/reference/esri-formats.md §2.1), with our own inference entry point.
 
-``Framework`` is "PyTorch" and ``InferenceFunction`` our own .py file, never
-arcgis.learn's ``_inferencing`` modules: those rebuild arcgis.learn's networks, whose
-state dicts do not match ours. ``Engine`` says which engine made the package and holds
+``Framework`` is "PyTorch" and ``InferenceFunction`` our own .py file, except for networks
+with arcgis.learn's module layout (UNET on a ResNet: models/arcgis_unet.py), whose weights
+arcgis.learn's ``_inferencing`` modules load: they get arcgis.learn's Framework and Pro's
+built-in inference function, as arcgis.learn's save() writes them. ``Engine`` says which engine made the package and holds
 what rebuilding the network needs beyond the standard keys (the MODEL_TYPE keyword, the
 BACKBONE_MODEL as given, the model arguments). ``PretrainedWeights`` (ours too) says which
 weights training started from: "timm/resnet34.a1_in1k (Hugging Face hub)", "imported: <path>",
@@ -18,6 +19,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .. import __version__ as ENGINE_VERSION
+from ..models.spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK
 from .record import TrainedModel
 
 ENGINE_NAME = "deeplearningtools"
@@ -35,13 +37,32 @@ INFERENCE_FUNCTIONS = {
     "tile": "DeepLearningToolsObjectClassifier.py",
 }
 
+# A network with arcgis.learn's layout (models/spec.py ARCGIS_LEARN) gets arcgis.learn's inferencing
+# keys, as its save(save_inference_file=False) writes them: ArcGIS then loads it as one of
+# arcgis.learn's own packages, with the inference function built into Pro (no Esri code shipped).
+ARCGIS_FRAMEWORK = "arcgis.learn.models._inferencing"
+BUILTIN_FUNCTIONS = "[Functions]System\\DeepLearning\\ArcGISLearn\\"
+ARCGIS_INFERENCE_FUNCTIONS = {
+    "pixel": "ArcGISImageClassifier.py",
+    "detection": "ArcGISObjectDetector.py",
+    "instance": "ArcGISInstanceDetector.py",
+    "classification": "ArcGISObjectClassifier.py",
+}
+
 # Keys we set ourselves: a spec's emd_params may not override them.
 _OURS = ("Framework", "ModelType", "InferenceFunction", "ExtractBands", "Classes", "ModelName", "ModelFile",
          "ImageHeight", "ImageWidth", "PretrainedWeights", "Engine")
 
 
-def inference_function_name(kind: str) -> str:
+def inference_function_name(kind: str, network: str = OWN_NETWORK) -> str:
+    if network == ARCGIS_LEARN:
+        return BUILTIN_FUNCTIONS + ARCGIS_INFERENCE_FUNCTIONS.get(kind, ARCGIS_INFERENCE_FUNCTIONS["pixel"])
     return INFERENCE_FUNCTIONS.get(kind, INFERENCE_FUNCTIONS["pixel"])
+
+
+def is_builtin_function(name: str) -> bool:
+    """An InferenceFunction that names Pro's own copy, not a file of the package."""
+    return str(name).startswith(BUILTIN_FUNCTIONS)
 
 
 def sci(value: Optional[float]) -> Optional[str]:
@@ -57,13 +78,14 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     norm = record.normalization
     params = dict(spec.emd_params(dict(record.arguments), record.backbone) or {})
     model_parameters = params.pop("ModelParameters", None) or {}
+    network = str(params.pop(NETWORK_KEY, None) or OWN_NETWORK)
 
-    emd: Dict[str, Any] = {"Framework": "PyTorch"}
+    emd: Dict[str, Any] = {"Framework": ARCGIS_FRAMEWORK if network == ARCGIS_LEARN else "PyTorch"}
     if "ModelConfiguration" in params:  # arcgis.learn's place for it; our inference function ignores it
         emd["ModelConfiguration"] = params.pop("ModelConfiguration")
     emd.update({
         "ModelType": spec.model_type,
-        "InferenceFunction": inference_function_name(spec.kind),
+        "InferenceFunction": inference_function_name(spec.kind, network),
         "ExtractBands": list(norm.extract_bands),
     })
     for key, value in params.items():  # the model's own keys (e.g. SupportsVariableTileSize)
@@ -108,6 +130,7 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
         "backbone_keyword": record.backbone_keyword,
         "arguments": _plain(record.arguments),
         "num_classes": record.class_map.num_classes,
+        "network": network,  # the module layout (registry.network_of_emd)
     }
     return _plain(emd)
 

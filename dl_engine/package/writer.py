@@ -19,7 +19,7 @@ from typing import Callable, List, Mapping
 from ..errors import InputError
 from ..models.registry import get_spec
 from . import inference_function, report
-from .emd import build_emd, write_emd
+from .emd import build_emd, is_builtin_function, write_emd
 from .record import TrainedModel
 
 CHARACTERISTICS = "ModelCharacteristics"
@@ -83,8 +83,9 @@ def _write_files(record: TrainedModel, state_dict: Mapping, folder: str, name: s
     torch.save(_plain_state(state_dict), os.path.join(folder, files[1]))
 
     py = emd["InferenceFunction"]
-    _write_text(folder, py, inference_function.source(py, get_spec(record.model_type).kind))
-    files.append(py)
+    if not is_builtin_function(py):  # Pro's own copy (arcgis.learn's layout) is not shipped
+        _write_text(folder, py, inference_function.source(py, get_spec(record.model_type).kind))
+        files.append(py)
 
     os.makedirs(os.path.join(folder, CHARACTERISTICS))
     best = report.best_index(record.history, record.best_epoch)

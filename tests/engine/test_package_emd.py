@@ -107,7 +107,11 @@ def test_real_unet_spec(exports):
     assert emd["ModelName"] == "UnetClassifier" and emd["ModelType"] == "ImageClassification"
     assert emd["Engine"]["model_type"] == "UNET" and emd["ModelParameters"]["backbone"] == "resnet34"
     assert list(emd) == HEAD[:1] + ["ModelConfiguration"] + HEAD[1:] + TAIL  # arcgis.learn's UnetClassifier order
-    assert emd["Framework"] == "PyTorch" and emd["InferenceFunction"] == "DeepLearningToolsClassifier.py"
+    # On a ResNet the network has arcgis.learn's layout: arcgis.learn's inferencing keys, Pro's own
+    # inference function (tests/engine/test_arcgis_unet.py checks the network itself).
+    assert emd["Framework"] == "arcgis.learn.models._inferencing"
+    assert emd["InferenceFunction"] == "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISImageClassifier.py"
+    assert emd["Engine"]["network"] == "arcgis.learn"
 
 
 def test_pretrained_weights_say_where_training_started(exports, fake_spec):
