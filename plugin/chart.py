@@ -108,8 +108,10 @@ class LineChart(QWidget):
                 continue
             low, high = min(values), max(values)
             pad = (high - low) * 0.08 or max(abs(high) * 0.1, 0.05)
-            ticks = nice_ticks(low - pad, high + pad)
-            y[axis] = (min(ticks[0], low - pad), max(ticks[-1], high + pad), ticks)
+            # losses and metrics are never negative: no axis below 0 for them
+            bottom, top = (max(0.0, low - pad) if low >= 0 else low - pad), high + pad
+            ticks = nice_ticks(bottom, top)
+            y[axis] = (min(ticks[0], bottom), max(ticks[-1], top), ticks)
         return x_low, x_high, y
 
     def paintEvent(self, _event) -> None:  # noqa: N802 (Qt API name)

@@ -41,6 +41,7 @@ TITLE = "Deep learning jobs"
 OBJECT_NAME = "DeepLearningJobsDock"
 COLUMNS = ("Run", "Status", "Progress")
 LEADERBOARD_COLUMNS = ("rank", "trial", "value", "epochs", "status")
+MESSAGE_CHARS = 140
 
 
 class JobsDock(QgsDockWidget):
@@ -58,7 +59,9 @@ class JobsDock(QgsDockWidget):
         self.list.setRootIsDecorated(False)
         self.list.setSelectionMode(QAbstractItemView.SingleSelection)
         self.list.header().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.list.header().setSectionResizeMode(1, QHeaderView.ResizeToContents)
         self.list.header().setStretchLastSection(False)
+        self.list.setColumnWidth(2, 90)
         self.list.currentItemChanged.connect(self._on_current)
 
         self.phase = QLabel()
@@ -99,6 +102,7 @@ class JobsDock(QgsDockWidget):
         splitter.addWidget(self.list)
         splitter.addWidget(details)
         splitter.setStretchFactor(1, 3)
+        splitter.setSizes([120, 480])
         self.setWidget(splitter)
 
         registry.added.connect(self._on_added)
@@ -182,9 +186,11 @@ class JobsDock(QgsDockWidget):
         state = job.status if job.status != RUNNING else f"{job.percent:.0f} %"
         text = f"<b>{job.title}</b> — {state}" + (f": {_escape(job.phase)}" if job.phase and job.status == RUNNING
                                                  else "")
-        if job.message:
-            text += f"<br>{_escape(job.message)}"
+        if job.message:  # a warning can run to a paragraph: its start here, all of it in the tooltip
+            shown = job.message if len(job.message) <= MESSAGE_CHARS else job.message[:MESSAGE_CHARS - 1] + "…"
+            text += f"<br>{_escape(shown)}"
         self.phase.setText(text)
+        self.phase.setToolTip(job.message)
         self.chart.set_series(chart_series(job), title=chart_title(job))
         self.chart.setVisible(job.kind != KINDS["infer"])
         self._fill_leaderboard(job)

@@ -9,7 +9,6 @@ SIGTERM ends it with a ``canceled`` event and exit code 130, as the real worker.
 """
 
 import json
-import os
 import signal
 import sys
 import time
