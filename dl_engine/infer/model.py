@@ -2,7 +2,9 @@
 
 Packages are opened only through ``package.reader.open_package`` (zip-slip checks,
 ``weights_only`` loading, no Python file of a package is run). Only packages written by this
-plugin can be rebuilt: arcgis.learn's own networks have other state dicts.
+plugin can be rebuilt, and those of arcgis.learn whose layout the registry builds (a
+UnetClassifier on a ResNet: models/arcgis_unet.py); arcgis.learn's other networks have other
+state dicts.
 """
 
 from __future__ import annotations
@@ -71,10 +73,11 @@ class LoadedModel:
 
 def load_model(path: str, tool: str, parameter: str = PARAMETER) -> LoadedModel:
     """The model of a .emd/.dlpk, checked to fit ``tool`` (raises InputError naming ``parameter``)."""
-    from ..models.registry import build_from_emd, get_spec
+    from ..models.registry import build_from_emd, get_spec, rebuilds_arcgis_network
 
     with open_package(path, parameter) as pkg:
-        if not pkg.is_ours:
+        # arcgis.learn's own packages load where we build its layout (UnetClassifier on a ResNet)
+        if not pkg.is_ours and not rebuilds_arcgis_network(pkg.emd):
             raise InputError(parameter, f"{path} was not written by this plugin: its network "
                                        f"({pkg.model_name or pkg.emd.get('ModelConfiguration') or 'unknown'}, "
                                        f"Framework {pkg.emd.get('Framework', '?')}) is arcgis.learn's own, whose "

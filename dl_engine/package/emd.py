@@ -115,6 +115,8 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     emd.update(_metrics(record, spec.kind))
     emd["resize_to"] = record.resize_to
     emd["IsMultispectral"] = norm.is_multispectral
+    if network == ARCGIS_LEARN:  # arcgis.learn >= 2.3 reads it when it rebuilds the data (from_emd)
+        emd["IsImageNetNormalization"] = not norm.is_multispectral
     if norm.is_multispectral:
         emd["Bands"] = list(record.data.band_names) or [""] * record.data.num_bands
         emd["ImageryType"] = _imagery_type(record)
