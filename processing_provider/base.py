@@ -10,8 +10,11 @@
 """
 
 import dataclasses
+import functools
+import math
+import re
 import traceback
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from dl_engine.errors import Canceled, InputError
 from qgis.core import (
@@ -19,6 +22,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
 )
 
 from . import icons
@@ -116,6 +120,30 @@ def check_config(config):
     return config
 
 
+# "PARAMETER: message", as InputError, check_config, run_worker and the algorithms word a refusal.
+_NAMED_MESSAGE = re.compile(r"^([A-Z][A-Z0-9_]*): (.*)$", re.DOTALL)
+
+
+def labelled(message: str, label: Callable[[str], Optional[str]]) -> str:
+    """"PARAMETER: message" → "Dialog label (PARAMETER): message", as the dialog shows the
+    parameter; ``label(name)`` is None for a name the algorithm does not have (message unchanged).
+    The id stays in the message: scripts pass it."""
+    match = _NAMED_MESSAGE.match(message)
+    if not match:
+        return message
+    name, rest = match.groups()
+    description = label(name)
+    return f"{description} ({name}): {rest}" if description else message
+
+
+def _number_outside_bounds(definition: QgsProcessingParameterNumber, value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(number) and not definition.minimum() <= number <= definition.maximum()
+
+
 def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
     parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     return parameter
@@ -149,6 +177,30 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
     GROUP_ID = ""
     HELP = ""
     TAGS: Sequence[str] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Every refusal leaves through these two methods: name the parameter as the dialog does.
+        if "processAlgorithm" in cls.__dict__:
+            cls.processAlgorithm = _labelling_refusals(cls.__dict__["processAlgorithm"])
+        if "checkParameterValues" in cls.__dict__:
+            cls.checkParameterValues = _labelling_check(cls.__dict__["checkParameterValues"])
+
+    def parameter_label(self, name: str) -> Optional[str]:
+        """The label the dialog shows for parameter ``name`` (None: no such parameter)."""
+        definition = self.parameterDefinition(name)
+        return definition.description() if definition is not None else None
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
+        """QGIS answers a number outside a spin box's bounds with a bare "Incorrect parameter value
+        for …"; such a number is left to the engine's rule (the bounds' source), whose message says
+        what is accepted."""
+        outside = {d.name() for d in self.parameterDefinitions()
+                   if isinstance(d, QgsProcessingParameterNumber) and _number_outside_bounds(d, parameters.get(d.name()))}
+        if outside:
+            parameters = {k: v for k, v in parameters.items() if k not in outside}
+        ok, message = super().checkParameterValues(parameters, context)
+        return ok, labelled(message, self.parameter_label) if message else message
 
     def name(self):
         return self.ALGORITHM_ID
@@ -196,3 +248,25 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
         value = algorithm_parameters.get(name)
         return value is not None and not (isinstance(value, str) and not value.strip())
 
+
+
+def _labelling_refusals(process):
+    @functools.wraps(process)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return process(self, *args, **kwargs)
+        except QgsProcessingException as refused:
+            message = str(refused)
+            relabelled = labelled(message, self.parameter_label)
+            if relabelled == message:
+                raise
+            raise QgsProcessingException(relabelled) from None
+    return wrapper
+
+
+def _labelling_check(check):
+    @functools.wraps(check)
+    def wrapper(self, parameters, context):
+        ok, message = check(self, parameters, context)
+        return ok, labelled(message, self.parameter_label) if message else message
+    return wrapper

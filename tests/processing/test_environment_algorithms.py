@@ -236,7 +236,7 @@ def test_install_bad_input_names_the_parameter(use_manager, no_proxy, tmp_path):
     use_manager(FakeManager(environment(tmp_path / "env"), refuse))
     with pytest.raises(QgsProcessingException) as raised:
         run(INSTALL_ALG, {"PACKAGE_INDEX": str(tmp_path / "wheels")})
-    assert str(raised.value).startswith("PACKAGE_INDEX: ") and "does not exist" in str(raised.value)
+    assert "(PACKAGE_INDEX): " in str(raised.value) and "does not exist" in str(raised.value)
 
 
 def test_install_failure_gives_the_message_and_the_log(use_manager, no_proxy, tmp_path):
@@ -323,5 +323,5 @@ def test_install_checks_package_index_before_any_work(provider, no_proxy, monkey
                          (str(tmp_path / "empty"), "holds no wheels")):
         with pytest.raises(QgsProcessingException) as raised:
             run(INSTALL_ALG, {"PACKAGE_INDEX": value})
-        assert str(raised.value).startswith("PACKAGE_INDEX: ") and words in str(raised.value)
+        assert "(PACKAGE_INDEX): " in str(raised.value) and words in str(raised.value)
     assert not (tmp_path / "engine-env").exists()

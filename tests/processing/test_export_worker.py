@@ -160,7 +160,7 @@ def test_the_job_folder_is_removed_after_a_failure_and_a_cancel(alg, data_dir, t
               "TILE_SIZE_X": 32, "TILE_SIZE_Y": 32, "STRIDE_X": 8, "STRIDE_Y": 8, "OUTPUT_NOFEATURE_TILES": True,
               "PARALLEL_PROCESSING_FACTOR": 1}
     # The worker refuses (the engine checks OUT_FOLDER): its error, the parameter named.
-    with pytest.raises(QgsProcessingException, match="OUT_FOLDER: .* is not empty"):
+    with pytest.raises(QgsProcessingException, match=r"\(OUT_FOLDER\): .* is not empty"):
         run_export(dict(params, OUT_FOLDER=str(taken)))
     assert len(worker_commands) == 1 and os.listdir(job_folders) == []
     # QGIS's side refuses before any worker starts.
@@ -309,7 +309,7 @@ def test_a_web_layer_is_read_at_cell_size_over_extent(alg, tmp_path, job_folders
     params = {"IN_RASTER": layer, "OUT_FOLDER": str(tmp_path / "web"), "METADATA_FORMAT": fmt(alg, "Export_Tiles"),
               "TILE_SIZE_X": 128, "TILE_SIZE_Y": 128, "STRIDE_X": 128, "STRIDE_Y": 128,
               "EXTENT": f"{-world},{world},{-world},{world} [EPSG:3857]"}
-    with pytest.raises(QgsProcessingException, match="IN_RASTER: .*'wms' provider.*give CELL_SIZE"):
+    with pytest.raises(QgsProcessingException, match=r"\(IN_RASTER\): .*'wms' provider.*give CELL_SIZE"):
         run_export(params)
     result = run_export(dict(params, CELL_SIZE=2 * world / 256))
     assert result["NUM_TILES"] == 4

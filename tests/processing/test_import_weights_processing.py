@@ -42,12 +42,12 @@ def test_a_file_a_folder_and_a_wheel_pass_the_parameter_check(import_alg, tmp_pa
 
 
 def test_missing_source_names_in_weights(provider, tmp_path):
-    with pytest.raises(QgsProcessingException, match=r"IN_WEIGHTS: .*does not exist"):
+    with pytest.raises(QgsProcessingException, match=r"\(IN_WEIGHTS\): .*does not exist"):
         run({"IN_WEIGHTS": str(tmp_path / "nowhere.pth"), "BACKBONE_MODEL": "RESNET34"})
 
 
 def test_empty_backbone_names_it(provider, tmp_path):
-    with pytest.raises(QgsProcessingException, match=r"BACKBONE_MODEL: "):
+    with pytest.raises(QgsProcessingException, match=r"\(BACKBONE_MODEL\): "):
         run({"IN_WEIGHTS": str(tmp_path), "BACKBONE_MODEL": " "})
 
 
@@ -99,6 +99,6 @@ def test_weights_that_do_not_fit_are_refused_naming_in_weights(provider, tmp_pat
 
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
     folder, _ = hf_cache_folder(tmp_path / "usb", "test_efficientnet")
-    with pytest.raises(QgsProcessingException, match=r"IN_WEIGHTS: no weights .* fit timm:test_resnet"):
+    with pytest.raises(QgsProcessingException, match=r"\(IN_WEIGHTS\): no weights .* fit timm:test_resnet"):
         run({"IN_WEIGHTS": str(folder), "BACKBONE_MODEL": "timm:test_resnet"})
     assert not (tmp_path / "weights" / "imported" / "test_resnet.safetensors").exists()

@@ -112,7 +112,7 @@ def test_band_count_mismatch_names_the_parameter(provider, trained_buildings_dlp
             "IN_RASTER": str(data_dir / "trees_osbs" / "OSBS_029.tif"), "IN_MODEL_DEFINITION": trained_buildings_dlpk,
             "DEVICE": "cpu", "OUT_CLASSIFIED_RASTER": str(out)})
     message = str(raised.value)
-    assert re.match(r"^(IN_RASTER|IN_MODEL_DEFINITION): ", message), message
+    assert re.search(r"\((IN_RASTER|IN_MODEL_DEFINITION)\): ", message), message
     assert "band" in message and "Traceback" not in message
     assert not out.exists()
 
@@ -126,7 +126,7 @@ def test_pixel_model_refused_by_the_object_tools(provider, trained_buildings_dlp
         run_alg(alg_id, {"IN_RASTER": dsm(data_dir), "IN_MODEL_DEFINITION": trained_buildings_dlpk,
                          "DEVICE": "cpu", output: str(out)})
     message = str(raised.value)
-    assert message.startswith("IN_MODEL_DEFINITION: "), message
+    assert "(IN_MODEL_DEFINITION): " in message, message
     assert "Traceback" not in message
     assert not out.exists()
 

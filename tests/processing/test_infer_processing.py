@@ -172,7 +172,7 @@ def test_model_errors_say_what_is_accepted(provider, data_dir, tmp_path):
         run_alg(CLASSIFY_PIXELS_ALG, {"IN_RASTER": dsm(data_dir), "IN_MODEL_DEFINITION": str(tmp_path / "x.dlpk"),
                                       "OUT_CLASSIFIED_RASTER": str(tmp_path / "out.tif")})
     message = str(raised.value)
-    assert message.startswith("IN_MODEL_DEFINITION:") and "does not exist" in message and ".dlpk" in message
+    assert "(IN_MODEL_DEFINITION):" in message and "does not exist" in message and ".dlpk" in message
 
 
 # ---- with a fake worker --------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def test_engine_refusal_names_the_parameter(provider, data_dir, tmp_path, monkey
     with pytest.raises(QgsProcessingException) as raised:
         run_alg(CLASSIFY_PIXELS_ALG, {"IN_RASTER": dsm(data_dir), "IN_MODEL_DEFINITION": fake_model(tmp_path),
                                       "OUT_CLASSIFIED_RASTER": str(out)})
-    assert str(raised.value) == "IN_RASTER: the model was trained on 3 bands; the raster has 1"
+    assert str(raised.value) == "Input raster (IN_RASTER): the model was trained on 3 bands; the raster has 1"
     assert not out.exists()
 
 

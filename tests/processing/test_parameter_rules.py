@@ -111,6 +111,12 @@ def engine_message(config):
     return f"{raised.value.parameter}: {raised.value.message}"
 
 
+def shown(alg_id, engine_words):
+    """The engine's "PARAMETER: message" as Processing shows it: with the dialog's label."""
+    parameter, message = engine_words.split(": ", 1)
+    return f"{algorithm(alg_id).parameterDefinition(parameter).description()} ({parameter}): {message}"
+
+
 @pytest.mark.parametrize("change, parameter", [
     ({"VALIDATION_PERCENTAGE": 100}, "VALIDATION_PERCENTAGE"),
     ({"DEVICE": "gpu"}, "DEVICE"),
@@ -123,12 +129,12 @@ def test_training_refuses_what_the_engine_refuses(provider, tmp_path, monkeypatc
     with pytest.raises(QgsProcessingException) as raised:
         run_alg(TRAIN_ALG, params)
     message = str(raised.value)
-    assert message.startswith(f"{parameter}: "), message
+    assert f"({parameter}): " in message, message
     field = TRAIN_FIELDS[parameter]
     value = float(change[parameter]) if parameter == "VALIDATION_PERCENTAGE" else change[parameter]
     config = dataclasses.replace(TrainConfig(in_folder=params["IN_FOLDER"], out_folder=str(tmp_path / "model")),
                                  **{field: value})
-    assert message == engine_message(config)  # the same words as the engine's command line
+    assert message == shown(TRAIN_ALG, engine_message(config))  # the same words as the engine's command line
     assert not (tmp_path / "model").exists()
 
 
@@ -151,7 +157,7 @@ def test_autodl_refuses_what_the_engine_refuses(provider, tmp_path, change, para
         params["OUT_MODEL"] = str(tmp_path / "out" / change["OUT_MODEL"])
     with pytest.raises(QgsProcessingException) as raised:
         run_alg(AUTODL_ALG, params)
-    assert str(raised.value).startswith(f"{parameter}: "), str(raised.value)
+    assert f"({parameter}): " in str(raised.value), str(raised.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -166,7 +172,7 @@ def test_inference_refuses_gpu_and_accepts_mps(provider, data_dir, tmp_path, mon
     params = {"IN_RASTER": dsm(data_dir), "IN_MODEL_DEFINITION": fake_model(tmp_path / "m"), out_name: str(out)}
     with pytest.raises(QgsProcessingException) as raised:
         run_alg(alg_id, {**params, "DEVICE": "gpu"})
-    assert str(raised.value).startswith("DEVICE: 'gpu' is not a device"), str(raised.value)
+    assert "(DEVICE): 'gpu' is not a device" in str(raised.value), str(raised.value)
     assert not record.exists()  # refused before the worker started
     run_alg(alg_id, {**params, "DEVICE": "MPS"})
     assert json.loads((record / "config.json").read_text())["device"] == "mps"
@@ -181,6 +187,6 @@ def test_export_refuses_what_the_engine_refuses(provider, data_dir, tmp_path):
         run_alg(EXPORT_ALG, {"IN_RASTER": raster, "OUT_FOLDER": str(out), "IN_CLASS_DATA": labels,
                              "TILE_SIZE_X": 0})
     message = str(raised.value)
-    assert message.startswith("TILE_SIZE_X: "), message
-    assert message == engine_message(ExportConfig(raster=raster, out_folder=str(out), tile_size_x=0))
+    assert "(TILE_SIZE_X): " in message, message
+    assert message == shown(EXPORT_ALG, engine_message(ExportConfig(raster=raster, out_folder=str(out), tile_size_x=0)))
     assert not out.exists()

@@ -79,6 +79,6 @@ def test_an_out_folder_holding_a_model_is_refused_by_the_tool(provider, tmp_path
     with pytest.raises(QgsProcessingException) as raised:
         processing.run(TRAIN_ALG, tiny_training_params(fake_export(tmp_path / "chips"), out))
     message = str(raised.value)
-    assert message.startswith(f"OUT_FOLDER: {out} already holds a trained model")
+    assert message.startswith(f"Output model folder (OUT_FOLDER): {out} already holds a trained model")
     assert "another OUT_FOLDER" in message and "PRETRAINED_MODEL" in message
     assert os.listdir(out) == ["trees.dlpk"]

@@ -45,20 +45,20 @@ def export_folder(folder):
 def test_text_for_an_optional_number_is_reported_as_typed(registered, tmp_path, name, value):
     message = run(TRAIN_ALG, {"IN_FOLDER": export_folder(tmp_path / "data"), "OUT_FOLDER": str(tmp_path / "model"),
                               name: value})
-    assert message.startswith(f"{name}:") and f"got {value!r}" in message
+    assert f"({name}):" in message and f"got {value!r}" in message
 
 
 def test_autodl_out_model_folder_is_refused_not_written_beside(registered, tmp_path):
     (tmp_path / "models").mkdir()
     message = run(AUTODL_ALG, {"IN_DATA": export_folder(tmp_path / "data"), "OUT_MODEL": str(tmp_path / "models")})
-    assert message.startswith("OUT_MODEL:") and "is a folder" in message
+    assert "(OUT_MODEL):" in message and "is a folder" in message
     assert not (tmp_path / "models.dlpk").exists()
 
 
 def test_huge_tile_is_refused_before_the_export_starts(registered, tmp_path):
     message = run(EXPORT_ALG, {"IN_RASTER": raster(tmp_path / "r.tif"), "OUT_FOLDER": str(tmp_path / "out"),
                                "TILE_SIZE_X": 100_000, "TILE_SIZE_Y": 100_000})
-    assert message.startswith("TILE_SIZE_X:") and "would need" in message and "largest value that fits" in message
+    assert "(TILE_SIZE_X):" in message and "would need" in message and "largest value that fits" in message
     assert not (tmp_path / "out").exists()
 
 
@@ -71,4 +71,4 @@ def test_raster_without_crs_and_labels_elsewhere_blames_the_raster(registered, t
                       f'[[[{x}, {y}], [{x + 5}, {y}], [{x + 5}, {y - 5}], [{x}, {y - 5}], [{x}, {y}]]]}}}}]}}')
     message = run(EXPORT_ALG, {"IN_RASTER": raster(tmp_path / "r.tif", crs=None), "IN_CLASS_DATA": str(labels),
                                "OUT_FOLDER": str(tmp_path / "out")})
-    assert message.startswith("IN_RASTER:") and "no coordinate reference system" in message
+    assert "(IN_RASTER):" in message and "no coordinate reference system" in message
