@@ -47,7 +47,7 @@ def algorithm_id(algorithm_class) -> str:
 
 class DeepLearningToolsPlugin:
     """Registers the ``deeplearningtools`` Processing provider and, with a GUI, the plugin menu, the
-    environment dialog and the set-up offer.
+    environment dialog, the set-up offer and the jobs dock (which follows every run from then on).
 
     ``initProcessing`` is what ``qgis_process`` calls (it has no GUI);
     the desktop calls ``initGui``, which calls ``initProcessing``.

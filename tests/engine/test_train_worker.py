@@ -59,6 +59,12 @@ def test_worker_trains_and_reports(export, tmp_path):
     result = [e for e in events if e["event"] == "result"][0]
     assert Path(result["out_model_file"]).is_file() and result["metrics"]["miou"] >= 0
     assert any("device: cpu" in e.get("message", "") for e in events)
+    # the history stays in OUT_FOLDER (dl_engine/events.py): the epochs printed, and a log a person reads
+    recorded = events_of((tmp_path / "model" / "training_events.jsonl").read_text(encoding="utf-8"))
+    assert [e["epoch"] for e in recorded if e["event"] == "metric"] == \
+        [e["epoch"] for e in events if e["event"] == "metric"] == [1, 2]
+    assert recorded[-1]["event"] == "result" and recorded[-1]["out_model_file"] == result["out_model_file"]
+    assert "epoch 2/2: train_loss" in (tmp_path / "model" / "training_log.txt").read_text(encoding="utf-8")
 
 
 @pytest.mark.heavy  # a real worker (imports torch), refused before training
