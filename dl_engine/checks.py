@@ -15,8 +15,12 @@ from typing import Any, Optional, Sequence
 
 from .errors import InputError
 
+# Bounds that QGIS's spin boxes show too (processing_provider/base.NUMBER_BOUNDS).
+WHOLE_NUMBER_MINIMUM = 1  # whole_number's default: epochs, batch size, chip size…
+VALIDATION_PERCENTAGE_MAXIMUM = 100.0  # excluded: nothing would be left to train on
 
-def whole_number(parameter: str, value: Any, minimum: int = 1, what: str = "", optional: bool = False,
+
+def whole_number(parameter: str, value: Any, minimum: int = WHOLE_NUMBER_MINIMUM, what: str = "", optional: bool = False,
                  maximum: Optional[int] = None) -> Optional[int]:
     """An integer ``>= minimum`` (``<= maximum``); None passes when ``optional``. Booleans and
     fractions are refused."""
@@ -82,7 +86,7 @@ def validation_percentage(value: Any, parameter: str = "VALIDATION_PERCENTAGE") 
     """VALIDATION_PERCENTAGE: the share of chips held out for validation, 0 <= v < 100 (0: no
     validation set; 100 would leave nothing to train on)."""
     number = _number(value)
-    if number is None or isinstance(value, bool) or math.isnan(number) or not 0.0 <= number < 100.0:
+    if number is None or isinstance(value, bool) or math.isnan(number) or not 0.0 <= number < VALIDATION_PERCENTAGE_MAXIMUM:
         raise InputError(parameter, f"must be a percentage from 0 to below 100 (the share of chips held out for "
                                     f"validation; 0 = none); got {value!r}")
     return float(number)

@@ -16,7 +16,10 @@ import re
 import traceback
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from dl_engine import checks
 from dl_engine.errors import Canceled, InputError
+from dl_engine.export import config as export_rules
+from dl_engine.infer import config as infer_rules
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -25,7 +28,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from . import icons
+from . import icons, layer_inputs
 
 GROUPS = {
     "trainingdata": "Training data",
@@ -136,6 +139,41 @@ def labelled(message: str, label: Callable[[str], Optional[str]]) -> str:
     return f"{description} ({name}): {rest}" if description else message
 
 
+# The spin boxes' bounds, from the engine's rules (None: no bound). A bound a rule excludes
+# (CELL_SIZE "above 0", ROTATION_ANGLE "below 360") is the spin box's edge: the rule refuses it, naming it.
+NUMBER_BOUNDS = {
+    "TILE_SIZE_X": (export_rules.TILE_SIZE_MINIMUM, None),  # the largest is the memory check's (memory_budget)
+    "TILE_SIZE_Y": (export_rules.TILE_SIZE_MINIMUM, None),
+    "STRIDE_X": (export_rules.TILE_SIZE_MINIMUM, None),
+    "STRIDE_Y": (export_rules.TILE_SIZE_MINIMUM, None),
+    "START_INDEX": (export_rules.START_INDEX_MINIMUM, None),
+    "BUFFER_RADIUS": (layer_inputs.MIN_BUFFER_RADIUS, None),
+    "ROTATION_ANGLE": (0.0, export_rules.ROTATION_ANGLE_MAXIMUM),
+    "MIN_POLYGON_OVERLAP_RATIO": export_rules.OVERLAP_RATIO_RANGE,
+    "PARALLEL_PROCESSING_FACTOR": (export_rules.WORKERS_MINIMUM, None),
+    "CELL_SIZE": (0.0, None),  # checks.positive_number
+    "MAX_OVERLAP_RATIO": infer_rules.MAX_OVERLAP_RATIO_RANGE,
+    "MAX_EPOCHS": (checks.WHOLE_NUMBER_MINIMUM, None),
+    "BATCH_SIZE": (checks.WHOLE_NUMBER_MINIMUM, None),
+    "CHIP_SIZE": (checks.WHOLE_NUMBER_MINIMUM, None),
+    "RESIZE_TO": (checks.WHOLE_NUMBER_MINIMUM, None),
+    "LEARNING_RATE": (0.0, None),  # checks.positive_number
+    "VALIDATION_PERCENTAGE": (0.0, checks.VALIDATION_PERCENTAGE_MAXIMUM),
+    "TOTAL_TIME_LIMIT": (0.0, None),  # checks.positive_number
+}
+
+
+def bounded(definition: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    """A number parameter with the bounds of its rule (``NUMBER_BOUNDS``); others unchanged."""
+    bounds = NUMBER_BOUNDS.get(definition.name())
+    if isinstance(definition, QgsProcessingParameterNumber) and bounds is not None:
+        low, high = bounds
+        definition.setMinimum(low)
+        if high is not None:
+            definition.setMaximum(high)
+    return definition
+
+
 def _number_outside_bounds(definition: QgsProcessingParameterNumber, value: Any) -> bool:
     try:
         number = float(value)
@@ -201,6 +239,9 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
             parameters = {k: v for k, v in parameters.items() if k not in outside}
         ok, message = super().checkParameterValues(parameters, context)
         return ok, labelled(message, self.parameter_label) if message else message
+
+    def addParameter(self, definition, createOutput=True):  # noqa: N802 (QGIS API name)
+        return super().addParameter(bounded(definition), createOutput)
 
     def name(self):
         return self.ALGORITHM_ID

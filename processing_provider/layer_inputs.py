@@ -55,6 +55,7 @@ def shared_gdal_source(layer: QgsRasterLayer) -> Optional[str]:
 
 # A web layer is read at CELL_SIZE over EXTENT: at most this many pixels a side.
 MAX_READ_SIDE = 100_000
+MIN_BUFFER_RADIUS = 0.0  # BUFFER_RADIUS: 0 = no buffer
 
 
 def _read_grid(layer: QgsRasterLayer, parameter: str, extent: Optional[QgsRectangle],
@@ -369,7 +370,7 @@ def vector_labels(
             f"{parameter}: layer '{layer.name()}' has no geometries; use a polygon, point or line layer"
             + (" or a classified raster" if parameter == "IN_CLASS_DATA" else "")
         )
-    if buffer_radius < 0:
+    if buffer_radius < MIN_BUFFER_RADIUS:
         raise QgsProcessingException(f"BUFFER_RADIUS: {buffer_radius} is negative; use 0 or a positive distance")
     if geometry_type == QgsWkbTypes.PointGeometry and buffer_radius <= 0:
         raise QgsProcessingException(

@@ -19,6 +19,12 @@ IMAGE_FORMATS = ("TIFF", "PNG", "JPEG", "MRF")
 REFERENCE_SYSTEMS = ("MAP_SPACE", "PIXEL_SPACE")
 PROCESSING_MODES = ("PROCESS_AS_MOSAICKED_IMAGE", "PROCESS_ITEMS_SEPARATELY")
 CROP_MODES = ("FIXED_SIZE", "BOUNDING_BOX")
+# Value bounds of check() that QGIS's spin boxes show too.
+TILE_SIZE_MINIMUM = 1  # TILE_SIZE_X/Y and STRIDE_X/Y, pixels
+START_INDEX_MINIMUM = 0
+OVERLAP_RATIO_RANGE = (0.0, 1.0)  # MIN_POLYGON_OVERLAP_RATIO
+ROTATION_ANGLE_MAXIMUM = 360.0  # degrees, excluded
+WORKERS_MINIMUM = 0  # PARALLEL_PROCESSING_FACTOR: 0 = every core
 # Label fields found by name (any case) when CLASS_VALUE_FIELD is empty, first match wins:
 # the integer class value (none found: every feature is class 1) and the class name. The
 # QGIS side (layer_inputs) and the command line (geojson_labels) both read these.
@@ -107,19 +113,19 @@ class ExportConfig:
         checks.one_of("IMAGE_CHIP_FORMAT", self.image_format, IMAGE_FORMATS)
         for name, value in (("TILE_SIZE_X", self.tile_size_x), ("TILE_SIZE_Y", self.tile_size_y),
                             ("STRIDE_X", self.stride_x), ("STRIDE_Y", self.stride_y)):
-            checks.whole_number(name, value, minimum=1)
-        checks.whole_number("START_INDEX", self.start_index, minimum=0)
-        checks.number_between("MIN_POLYGON_OVERLAP_RATIO", self.min_polygon_overlap_ratio, 0.0, 1.0,
+            checks.whole_number(name, value, minimum=TILE_SIZE_MINIMUM)
+        checks.whole_number("START_INDEX", self.start_index, minimum=START_INDEX_MINIMUM)
+        checks.number_between("MIN_POLYGON_OVERLAP_RATIO", self.min_polygon_overlap_ratio, *OVERLAP_RATIO_RANGE,
                               "the share of a feature that must lie inside a chip")
         checks.one_of("REFERENCE_SYSTEM", self.reference_system, REFERENCE_SYSTEMS)
         checks.one_of("PROCESSING_MODE", self.processing_mode, PROCESSING_MODES)
         checks.one_of("CROP_MODE", self.crop_mode, CROP_MODES)
         angle = self.rotation_angle
         if not (isinstance(angle, numbers.Real) and not isinstance(angle, bool) and not math.isnan(angle)
-                and (angle == 0 or 0 < angle < 360)):
+                and (angle == 0 or 0 < angle < ROTATION_ANGLE_MAXIMUM)):
             raise InputError("ROTATION_ANGLE", f"must be 0 (no rotated copies) or an angle between 0 and 360 degrees "
                                                f"(exclusive); got {angle!r}")
-        checks.whole_number("PARALLEL_PROCESSING_FACTOR", self.workers, minimum=0, what="0 = every core")
+        checks.whole_number("PARALLEL_PROCESSING_FACTOR", self.workers, minimum=WORKERS_MINIMUM, what="0 = every core")
         self.check_memory()
         checks.extent(self.extent)
         if self.cell_size is not None:

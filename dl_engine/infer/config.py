@@ -21,6 +21,7 @@ from .arguments import TOOL_ARGUMENTS, TOOL_NAMES
 TOOLS = ("classify_pixels", "detect_objects", "classify_objects")
 MIN_CHECKED_TILE = 64  # the tile side batch_size is checked with before the model's ImageHeight is known
 MODEL_EXTENSIONS = (".emd", ".dlpk")  # IN_MODEL_DEFINITION
+MAX_OVERLAP_RATIO_RANGE = (0.0, 1.0)  # detections overlapping more are one object
 # Output fields the engine writes besides the ones the user names: Detect Objects' integer class
 # value, Classify Objects' confidence.
 CLASS_VALUE_NUMBER_FIELD = "ClassValue"
@@ -87,7 +88,7 @@ class InferConfig(JsonConfig):
                                                             "own cell size", optional=True)
         check_device(self.device)
         if self.tool == "detect_objects":
-            checks.number_between("MAX_OVERLAP_RATIO", self.max_overlap_ratio, 0.0, 1.0,
+            checks.number_between("MAX_OVERLAP_RATIO", self.max_overlap_ratio, *MAX_OVERLAP_RATIO_RANGE,
                                   "the share of overlap above which two detections are one object")
             confidence = check_field_name("CONFIDENCE_SCORE_FIELD", self.confidence_score_field, "Confidence")
             value = check_field_name("CLASS_VALUE_FIELD", self.class_value_field, "Class")

@@ -1,0 +1,84 @@
+"""The dialogs as an analyst meets them (issue 17 item 6): refusals with the dialog's labels,
+spin boxes with the bounds of the engine's rules, BACKBONE_MODEL as a drop-down, help text,
+CELL_SIZE typed as text."""
+
+import pytest
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParameterNumber
+
+from dlt_helpers import EXPORT_ALG, elevation
+from dlt_infer_helpers import CLASSIFY_PIXELS_ALG, dsm, fake_infer_python, fake_model, run_alg
+from dlt_train_helpers import TRAIN_ALG, fake_export, fake_python
+
+NO_BOUND = 1e300  # QGIS's "no bound" is ±DBL_MAX
+
+# Where the rule has an upper bound too (a ratio, a percentage, an angle), as the help states it.
+MAXIMA = {"MIN_IOU": 1, "MAX_OVERLAP_RATIO": 1, "MIN_POLYGON_OVERLAP_RATIO": 1, "VALIDATION_PERCENTAGE": 100,
+          "ROTATION_ANGLE": 360}
+
+
+def algorithm(alg_id):
+    return QgsApplication.processingRegistry().algorithmById(alg_id)
+
+
+def numbers(provider):
+    return [(a.id(), d) for a in provider.algorithms() for d in a.parameterDefinitions()
+            if isinstance(d, QgsProcessingParameterNumber)]
+
+
+def test_every_number_has_the_bounds_of_its_rule(provider):
+    found = numbers(provider)
+    assert len(found) >= 20
+    for alg_id, definition in found:
+        assert definition.minimum() > -NO_BOUND, f"{alg_id} {definition.name()} has no minimum"
+        assert definition.minimum() >= 0, f"{alg_id} {definition.name()}: no number here may be negative"
+        if definition.name() in MAXIMA:
+            assert definition.maximum() == MAXIMA[definition.name()], (alg_id, definition.name())
+        default = definition.defaultValue()
+        if default is not None:
+            assert definition.minimum() <= default <= definition.maximum(), (alg_id, definition.name())
+    names = {d.name() for _, d in found}
+    assert {"TILE_SIZE_X", "START_INDEX", "MAX_EPOCHS", "BATCH_SIZE", "CELL_SIZE"} <= names
+
+
+def test_a_script_outside_the_bounds_gets_the_engines_words_with_the_label(provider, data_dir, tmp_path):
+    """A stray mouse wheel cannot set Start index to −24 in the dialog; a script that passes it gets
+    the engine's rule, naming the parameter as the dialog does."""
+    raster, labels = elevation(data_dir)
+    out = tmp_path / "chips"
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg(EXPORT_ALG, {"IN_RASTER": raster, "IN_CLASS_DATA": labels, "OUT_FOLDER": str(out),
+                             "START_INDEX": -24})
+    message = str(raised.value)
+    assert message.startswith("Start index"), message
+    assert "(START_INDEX): must be a whole number of at least 0; got -24" in message
+    assert not out.exists()
+
+
+def test_refusals_give_the_dialog_label_with_the_id(provider, tmp_path, monkeypatch):
+    # check_config (before any worker)
+    monkeypatch.setenv("DLT_PYTHON", fake_python(tmp_path))
+    params = {"IN_FOLDER": fake_export(tmp_path / "export"), "OUT_FOLDER": str(tmp_path / "model")}
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg(TRAIN_ALG, {**params, "BATCH_SIZE": 0})
+    assert str(raised.value) == "Batch size (BATCH_SIZE): must be a whole number of at least 1; got 0"
+
+
+def test_worker_refusals_give_the_dialog_label_with_the_id(provider, data_dir, tmp_path, monkeypatch):
+    # an error event of the worker (the engine's InputError in the worker process)
+    monkeypatch.setenv("DLT_PYTHON", fake_infer_python(tmp_path, "error"))
+    label = algorithm(CLASSIFY_PIXELS_ALG).parameterDefinition("IN_RASTER").description()
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg(CLASSIFY_PIXELS_ALG, {"IN_RASTER": dsm(data_dir), "IN_MODEL_DEFINITION": fake_model(tmp_path),
+                                      "OUT_CLASSIFIED_RASTER": str(tmp_path / "out.tif")})
+    assert label == "Input raster"
+    assert str(raised.value).startswith("Input raster (IN_RASTER): the model was trained on 3 bands")
+
+
+def test_labelled_leaves_other_messages_alone():
+    from deep_learning_tools.processing_provider.base import labelled
+
+    label = {"IN_RASTER": "Input raster"}.get
+    assert labelled("IN_RASTER: no CRS", label) == "Input raster (IN_RASTER): no CRS"
+    assert labelled("Input raster (IN_RASTER): no CRS", label) == "Input raster (IN_RASTER): no CRS"
+    assert labelled("OTHER: x", label) == "OTHER: x"  # not a parameter of this algorithm
+    assert labelled("Training canceled", label) == "Training canceled"
