@@ -8,7 +8,8 @@ Then, only through ``qgis_process``:
 1. ``plugins enable deep_learning_tools``;
 2. ``deeplearningtools:installdeeplearningframeworks`` creates the engine environment in ``DLT_ENV_DIR``;
 3. Export Training Data (trees_osbs, Classified_Tiles) → Train Deep Learning Model (U-Net, 1 epoch) →
-   Classify Pixels Using Deep Learning: a .dlpk, and a classified raster in the input raster's CRS.
+   Classify Pixels Using Deep Learning: a .dlpk, and a classified raster in the input raster's CRS;
+   then Compute Accuracy For Pixel Classification on it (a confusion matrix).
 
 The environment goes to ``.cache/engine-env`` in the repository (git ignores it) and is kept: the install
 algorithm (REINSTALL false) repairs or upgrades it when its stamp is not current, and only checks it when it
@@ -49,6 +50,7 @@ CHECK_ALG = "deeplearningtools:checkdeeplearningenvironment"
 EXPORT_ALG = "deeplearningtools:exporttrainingdatafordeeplearning"
 TRAIN_ALG = "deeplearningtools:traindeeplearningmodel"
 CLASSIFY_ALG = "deeplearningtools:classifypixelsusingdeeplearning"
+ACCURACY_ALG = "deeplearningtools:computeaccuracyforpixelclassification"
 
 pytestmark = [
     pytest.mark.skipif(not (os.path.exists(QGIS_PROCESS) and os.path.exists(QGIS_PYTHON)),
@@ -208,4 +210,10 @@ def test_install_then_export_train_classify(bare_qgis, data_dir, tmp_path):
     source, output = gdal.Open(str(raster)), gdal.Open(str(classified))
     assert (output.RasterXSize, output.RasterYSize) == (source.RasterXSize, source.RasterYSize)
     assert osr.SpatialReference(output.GetProjection()).IsSame(osr.SpatialReference(source.GetProjection()))
+    # and measured: the accuracy tool runs in the environment's worker too.
+    matrix = tmp_path / "confusion_matrix.csv"
+    step("accuracy", ACCURACY_ALG, "--", f"IN_RASTER={classified}", "SAMPLING=3",
+         f"IN_GROUND_TRUTH_DATA={data_dir / 'trees_osbs' / 'trees.gpkg'}", f"OUT_CONFUSION_MATRIX={matrix}")
+    rows = matrix.read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("ClassValue") and any(r.startswith("Kappa") for r in rows), rows
     print(f"\nthe user's path on {installed['DEVICE']}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
