@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 
@@ -205,7 +206,7 @@ def build(out: str, repo: str = REPO) -> Report:
                     folders.add(folder)
                     folder = folder.rpartition("/")[0]
             for folder in sorted(folders):
-                info = zipfile.ZipInfo(folder + "/")
+                info = zipfile.ZipInfo(folder + "/", date_time=time.localtime()[:6])
                 info.external_attr = (0o40755 << 16) | 0x10  # a directory (unix mode + MS-DOS flag)
                 zf.writestr(info, b"")
             for path, arc in entries:

@@ -90,9 +90,19 @@ def results_of(completed, what):
     return json.loads(completed.stdout[completed.stdout.index("{"):])["results"]
 
 
+def pip_index() -> str:
+    """The index pip uses: PIP_INDEX_URL, else pip's configuration (pip.conf), else PyPI."""
+    index = os.environ.get("PIP_INDEX_URL", "")
+    if not index:
+        asked = subprocess.run([QGIS_PYTHON, "-m", "pip", "config", "get", "global.index-url"],
+                               capture_output=True, text=True, timeout=60)
+        index = asked.stdout.strip() if asked.returncode == 0 else ""
+    return (index or "https://pypi.org/simple").split()[0].rstrip("/")
+
+
 def registry_reachable() -> str:
-    """'' when pip's index answers, else why not (pip's own index setting and proxies are honoured)."""
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/").rstrip("/") + "/pip/"
+    """'' when pip's index answers, else why not (the system's proxy variables are honoured, as pip does)."""
+    index = pip_index() + "/pip/"
     try:
         with urllib.request.urlopen(index, timeout=20) as response:
             response.read(1)
