@@ -26,6 +26,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 
 from . import icons, layer_inputs
@@ -174,6 +175,18 @@ def bounded(definition: QgsProcessingParameterDefinition) -> QgsProcessingParame
     return definition
 
 
+# The dialog's widget for BACKBONE_MODEL (an editable drop-down), by path: the dialog imports it,
+# qgis_process never does (it needs QGIS's GUI).
+BACKBONE_WIDGET = f"{__package__}.backbone_widget.BackboneWidgetWrapper"
+
+
+def with_dialog_widget(definition: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    """BACKBONE_MODEL (free text for scripts) gets the drop-down in the dialog; others unchanged."""
+    if isinstance(definition, QgsProcessingParameterString) and definition.name() == "BACKBONE_MODEL":
+        definition.setMetadata({**definition.metadata(), "widget_wrapper": {"class": BACKBONE_WIDGET}})
+    return definition
+
+
 def _number_outside_bounds(definition: QgsProcessingParameterNumber, value: Any) -> bool:
     try:
         number = float(value)
@@ -241,7 +254,7 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
         return ok, labelled(message, self.parameter_label) if message else message
 
     def addParameter(self, definition, createOutput=True):  # noqa: N802 (QGIS API name)
-        return super().addParameter(bounded(definition), createOutput)
+        return super().addParameter(with_dialog_widget(bounded(definition)), createOutput)
 
     def name(self):
         return self.ALGORITHM_ID

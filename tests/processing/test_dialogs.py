@@ -3,7 +3,7 @@ spin boxes with the bounds of the engine's rules, BACKBONE_MODEL as a drop-down,
 CELL_SIZE typed as text."""
 
 import pytest
-from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParameterNumber
+from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProcessingParameterNumber
 
 from dlt_helpers import EXPORT_ALG, elevation
 from dlt_infer_helpers import CLASSIFY_PIXELS_ALG, dsm, fake_infer_python, fake_model, run_alg
@@ -82,3 +82,55 @@ def test_labelled_leaves_other_messages_alone():
     assert labelled("Input raster (IN_RASTER): no CRS", label) == "Input raster (IN_RASTER): no CRS"
     assert labelled("OTHER: x", label) == "OTHER: x"  # not a parameter of this algorithm
     assert labelled("Training canceled", label) == "Training canceled"
+
+
+# ---- BACKBONE_MODEL: an editable drop-down in the dialog, free text for scripts ---------------------
+
+@pytest.fixture
+def train_dialog(provider, monkeypatch):
+    from processing.gui import ParametersPanel
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+
+    monkeypatch.setattr(ParametersPanel, "iface", None)  # pytest-qgis's stand-in has no browser model
+    dialog = AlgorithmDialog(algorithm(TRAIN_ALG).create())
+    yield dialog
+    dialog.deleteLater()
+
+
+def test_backbone_is_a_drop_down_of_every_backbone(train_dialog):
+    from dl_engine.models.backbones import KEYWORDS
+    from deep_learning_tools.processing_provider.backbone_widget import BackboneWidgetWrapper
+
+    wrapper = train_dialog.mainWidget().wrappers["BACKBONE_MODEL"]
+    assert isinstance(wrapper, BackboneWidgetWrapper)
+    combo = wrapper.widget
+    listed = [combo.itemText(i) for i in range(combo.count())]
+    assert listed == list(KEYWORDS) and {"RESNET34", "DARKNET53", "EFFICIENTNET_LITE0"} <= set(listed)
+    assert combo.isEditable() and wrapper.value() == "RESNET34"  # TrainConfig's default
+    combo.setEditText("timm:convnext_tiny")
+    assert wrapper.value() == "timm:convnext_tiny"
+    assert wrapper.parameterValue() == "timm:convnext_tiny"  # what the dialog passes to the algorithm
+
+
+def test_backbone_follows_the_model_type_until_chosen(train_dialog):
+    panel = train_dialog.mainWidget()
+    backbone, model_type = panel.wrappers["BACKBONE_MODEL"], panel.wrappers["MODEL_TYPE"]
+    options = model_type.parameterDefinition().options()
+    index = {label.split(" ", 1)[0]: i for i, label in enumerate(options)}
+    model_type.setParameterValue(index["YOLOV3"], QgsProcessingContext())
+    assert backbone.value() == "DARKNET53"  # YOLOv3's default
+    backbone.setValue("resnet50")  # typed in any case: the listed keyword
+    assert backbone.value() == "RESNET50"
+    model_type.setParameterValue(index["UNET"], QgsProcessingContext())
+    assert backbone.value() == "RESNET50"  # the user's choice stays
+
+
+def test_scripts_still_pass_any_backbone_text(provider, tmp_path, monkeypatch):
+    monkeypatch.setenv("DLT_PYTHON", fake_python(tmp_path))
+    definition = algorithm(TRAIN_ALG).parameterDefinition("BACKBONE_MODEL")
+    assert definition.type() == "string"  # qgis_process and processing.run take text
+    result = run_alg(TRAIN_ALG, {"IN_FOLDER": fake_export(tmp_path / "export"), "OUT_FOLDER": str(tmp_path / "m"),
+                                 "BACKBONE_MODEL": "timm:convnext_tiny"})
+    import json
+
+    assert json.loads(result["METRICS"])["config"]["backbone"] == "timm:convnext_tiny"
