@@ -12,6 +12,7 @@
 import dataclasses
 import functools
 import math
+import os
 import re
 import traceback
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -25,6 +26,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
@@ -187,6 +189,44 @@ def with_dialog_widget(definition: QgsProcessingParameterDefinition) -> QgsProce
     return definition
 
 
+# The dialog's OUT_FOLDER: <place>/deep_learning_tools/<what>-<raster>, not a temporary folder
+# that vanishes with the session. Scripts still pass OUT_FOLDER (INTERFACE.md: required).
+DIALOG_FOLDER = "deep_learning_tools"
+DIALOG_FOLDER_NAMES = {"exporttrainingdatafordeeplearning": "training_data", "traindeeplearningmodel": "model"}
+
+
+def _file_name_part(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("._") or "raster"
+
+
+def dialog_out_folder(algorithm_id: str, raster_name: str = "", project_home: str = "",
+                      home: Optional[str] = None) -> str:
+    """The OUT_FOLDER a dialog offers: beside the project (its folder) or in the user's home, under
+    deep_learning_tools/, named after the tool and the raster; a free name (-2, -3…) when that folder
+    already holds something, since both tools refuse such a folder."""
+    place = os.path.join(project_home or home or os.path.expanduser("~"), DIALOG_FOLDER)
+    what = DIALOG_FOLDER_NAMES.get(algorithm_id, algorithm_id)
+    stem = os.path.join(place, f"{what}-{_file_name_part(raster_name)}" if raster_name else what)
+    candidate, n = stem, 1
+    while os.path.isdir(candidate) and os.listdir(candidate):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
+def _dialog_raster_name() -> str:
+    """The raster the dialog's IN_RASTER offers first: the active layer, else the project's first raster."""
+    from qgis.core import QgsMapLayerType, QgsProject
+    from qgis.utils import iface
+
+    active = iface.activeLayer() if iface is not None and hasattr(iface, "activeLayer") else None
+    if getattr(active, "type", None) and active.type() == QgsMapLayerType.RasterLayer:
+        return active.name()
+    rasters = [layer for layer in QgsProject.instance().mapLayers().values()
+               if layer.type() == QgsMapLayerType.RasterLayer]
+    return rasters[0].name() if rasters else ""
+
+
 def _number_outside_bounds(definition: QgsProcessingParameterNumber, value: Any) -> bool:
     try:
         number = float(value)
@@ -285,6 +325,7 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
     dialog_opening = None
 
     def createCustomParametersWidget(self, parent=None):  # noqa: N802 (QGIS API name)
+        self.offer_dialog_defaults()
         hook = DeepLearningAlgorithm.dialog_opening
         if hook is not None:
             try:
@@ -292,6 +333,20 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
             except Exception:  # an offer must never keep the dialog from opening
                 pass
         return None  # Processing's own dialog
+
+    def offer_dialog_defaults(self) -> None:
+        """Defaults only the dialog shows (this instance is the dialog's): OUT_FOLDER named after the
+        tool and the raster (``dialog_out_folder``)."""
+        out_folder = self.parameterDefinition("OUT_FOLDER")
+        if not isinstance(out_folder, QgsProcessingParameterFolderDestination) or out_folder.defaultValue():
+            return
+        try:
+            from qgis.core import QgsProject
+
+            out_folder.setDefaultValue(dialog_out_folder(self.name(), _dialog_raster_name(),
+                                                         QgsProject.instance().homePath()))
+        except Exception:  # a default must never keep the dialog from opening
+            pass
 
     def createInstance(self):  # noqa: N802 (QGIS API name)
         return type(self)()

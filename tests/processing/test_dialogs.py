@@ -134,3 +134,49 @@ def test_scripts_still_pass_any_backbone_text(provider, tmp_path, monkeypatch):
     import json
 
     assert json.loads(result["METRICS"])["config"]["backbone"] == "timm:convnext_tiny"
+
+
+# ---- OUT_FOLDER: a named place in the dialog, required from scripts --------------------------------
+
+def open_dialog(alg_id, monkeypatch):
+    """As the Toolbox opens a dialog: createCustomParametersWidget on the instance, then Processing's dialog."""
+    from processing.gui import ParametersPanel
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+
+    monkeypatch.setattr(ParametersPanel, "iface", None)
+    instance = algorithm(alg_id).create()
+    assert instance.createCustomParametersWidget(None) is None
+    return AlgorithmDialog(instance)
+
+
+def test_out_folder_defaults_to_a_named_folder_in_the_dialog(provider, data_dir, tmp_path, monkeypatch):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    raster = QgsRasterLayer(elevation(data_dir)[0], "dsm")
+    QgsProject.instance().addMapLayer(raster)
+    try:
+        dialog = open_dialog(EXPORT_ALG, monkeypatch)
+        shown = dialog.mainWidget().wrappers["OUT_FOLDER"].parameterValue()
+        expected = tmp_path / "deep_learning_tools" / "training_data-dsm"
+        assert shown == str(expected)  # what Run passes, not a temporary folder
+        expected.mkdir(parents=True)
+        (expected / "map.txt").write_text("")  # an earlier export: the next dialog offers another folder
+        again = algorithm(EXPORT_ALG).create()
+        again.createCustomParametersWidget(None)
+        assert again.parameterDefinition("OUT_FOLDER").defaultValue() == f"{expected}-2"
+        train = algorithm(TRAIN_ALG).create()
+        train.createCustomParametersWidget(None)
+        assert train.parameterDefinition("OUT_FOLDER").defaultValue() == str(tmp_path / "deep_learning_tools" / "model-dsm")
+        dialog.deleteLater()
+    finally:
+        QgsProject.instance().removeMapLayer(raster.id())
+
+
+def test_scripts_must_still_give_out_folder(provider, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert algorithm(EXPORT_ALG).parameterDefinition("OUT_FOLDER").defaultValue() in (None, "")
+    raster, labels = elevation(data_dir)
+    with pytest.raises(QgsProcessingException):
+        run_alg(EXPORT_ALG, {"IN_RASTER": raster, "IN_CLASS_DATA": labels})
+    assert not (tmp_path / "deep_learning_tools").exists()
