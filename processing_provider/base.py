@@ -189,6 +189,57 @@ def with_dialog_widget(definition: QgsProcessingParameterDefinition) -> QgsProce
     return definition
 
 
+# One example per algorithm, the last paragraph of its help: a workflow on the sample trees
+# (tests/data/trees_osbs) and buildings (tests/data/elevation). An enumeration is written with its
+# arcpy keyword here and shown as the index qgis_process takes.
+EXAMPLES = {
+    "exporttrainingdatafordeeplearning": "IN_RASTER=OSBS_029.tif IN_CLASS_DATA=trees.gpkg "
+                                         "METADATA_FORMAT=PASCAL_VOC_rectangles TILE_SIZE_X=256 TILE_SIZE_Y=256 "
+                                         "STRIDE_X=128 STRIDE_Y=128 OUT_FOLDER=trees_chips",
+    "traindeeplearningmodel": "IN_FOLDER=trees_chips MODEL_TYPE=RETINANET BACKBONE_MODEL=RESNET50 MAX_EPOCHS=20 "
+                              "BATCH_SIZE=4 OUT_FOLDER=trees_model",
+    "trainusingautodl": "IN_DATA=trees_chips TOTAL_TIME_LIMIT=0.5 OUT_MODEL=trees_best.dlpk",
+    "detectobjectsusingdeeplearning": "IN_RASTER=OSBS_030.tif IN_MODEL_DEFINITION=trees_model/trees_model.dlpk "
+                                      "'ARGUMENTS=threshold 0.5' OUT_DETECTED_OBJECTS=trees.gpkg",
+    "classifypixelsusingdeeplearning": "IN_RASTER=dsm.tif IN_MODEL_DEFINITION=buildings_model/buildings_model.dlpk "
+                                       "OUT_CLASSIFIED_RASTER=buildings.tif",
+    "classifyobjectsusingdeeplearning": "IN_RASTER=OSBS_030.tif IN_FEATURES=trees.gpkg "
+                                        "IN_MODEL_DEFINITION=tree_health/tree_health.dlpk "
+                                        "OUT_FEATURE_CLASS=trees_classified.gpkg",
+    "computeaccuracyforobjectdetection": "DETECTED_FEATURES=trees.gpkg GROUND_TRUTH_FEATURES=trees_surveyed.gpkg "
+                                         "MIN_IOU=0.5 OUT_ACCURACY_TABLE=trees_accuracy.csv",
+    "computeaccuracyforpixelclassification": "IN_RASTER=buildings.tif IN_GROUND_TRUTH_DATA=buildings.geojson "
+                                             "NUM_RANDOM_POINTS=500 SAMPLING=STRATIFIED_RANDOM "
+                                             "OUT_CONFUSION_MATRIX=buildings_confusion.csv",
+    "importpretrainedweights": "IN_WEIGHTS=resnet34-b627a593.pth BACKBONE_MODEL=RESNET34",
+    "installdeeplearningframeworks": "DEVICE=CPU PACKAGE_INDEX=/mnt/share/wheels",
+    "checkdeeplearningenvironment": "REPORT=/tmp/dlt-environment.txt",
+}
+
+
+def example_help(algorithm: QgsProcessingAlgorithm, provider_id: str = "deeplearningtools") -> str:
+    """The help's last paragraph: the algorithm's ``EXAMPLES`` line for qgis_process and Python."""
+    arguments = EXAMPLES.get(algorithm.name())
+    if not arguments:
+        return ""
+    shown, values, enums = [], {}, []
+    for token in re.findall(r"'[^']*'|\S+", arguments):
+        name, value = token.strip("'").split("=", 1)
+        definition = algorithm.parameterDefinition(name)
+        if isinstance(definition, QgsProcessingParameterEnum) and not value.isdigit():
+            keywords = [label_keyword(label) for label in definition.options()]
+            enums.append(f"{name} {keywords.index(value)} = {value}")
+            value = str(keywords.index(value))
+        number = isinstance(definition, QgsProcessingParameterNumber) and not value.isdigit()
+        values[name] = int(value) if value.isdigit() else float(value) if number else value
+        shown.append(f"'{name}={value}'" if " " in value else f"{name}={value}")
+    alg_id = f"{provider_id}:{algorithm.name()}"
+    python = ", ".join(f"'{k}': {v!r}" for k, v in values.items())
+    index_note = f"; an enumeration takes its option's index ({', '.join(enums)})" if enums else ""
+    return (f"<p><b>Example</b>:<br><code>qgis_process run {alg_id} -- {' '.join(shown)}</code><br>"
+            f"In Python: <code>processing.run('{alg_id}', {{{python}}})</code>{index_note}.</p>")
+
+
 # The dialog's OUT_FOLDER: <place>/deep_learning_tools/<what>-<raster>, not a temporary folder
 # that vanishes with the session. Scripts still pass OUT_FOLDER (INTERFACE.md: required).
 DIALOG_FOLDER = "deep_learning_tools"
@@ -312,7 +363,7 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
         return list(self.TAGS)
 
     def shortHelpString(self):  # noqa: N802 (QGIS API name)
-        return self.HELP
+        return self.HELP.rstrip() + "\n" + example_help(self)
 
     def icon(self):
         return icons.icon(self.svgIconPath())

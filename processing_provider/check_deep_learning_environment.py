@@ -37,9 +37,6 @@ missing or broken, and which Python the tools actually run with (the environment
 <p>When READY is false, run <i>Install Deep Learning Frameworks</i> (it repairs what is there); for a
 disconnected site give it a folder of wheels as <b>PACKAGE_INDEX</b>. The environment lives in a per-user data
 folder, or where the environment variable <code>DLT_ENV_DIR</code> says.</p>
-<p>Headless, for example:<br>
-<code>qgis_process run deeplearningtools:{ALGORITHM_ID} -- REPORT=/tmp/dlt-environment.txt</code><br>
-(and <code>qgis_process run {INSTALL_ALGORITHM}</code> to install).</p>
 """
 
 

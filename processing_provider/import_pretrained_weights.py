@@ -31,7 +31,7 @@ HELP = f"""
 <p>Puts pretrained backbone weights where <i>Train Deep Learning Model</i> and <i>Train Using
 AutoDL</i> find them, for sites without internet: bring the files on a disk, import them once,
 and training starts from them (they are looked at before any download or cache).</p>
-<p><b>IN_WEIGHTS</b>: one of</p>
+<p><b>IN_WEIGHTS</b>: one of the following:</p>
 <ul>
 <li>a weight file: <code>.safetensors</code>, <code>.pth</code>, <code>.pt</code>, <code>.bin</code>,
 <code>.ckpt</code> — timm's files, torchvision's <code>resnet34-&lt;hash&gt;.pth</code> (copied from

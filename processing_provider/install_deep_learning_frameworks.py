@@ -22,7 +22,7 @@ from qgis.core import (
 from dl_engine.errors import Canceled  # standard library only
 
 from .base import DeepLearningAlgorithm, KeywordEnum, keyword_help, run_guarded
-from .engine_process import INSTALL_ALGORITHM, MANAGED_SOURCE, OWN_SOURCE, resolve_worker_python
+from .engine_process import MANAGED_SOURCE, OWN_SOURCE, resolve_worker_python
 
 ALGORITHM_ID = "installdeeplearningframeworks"
 WHAT = "Install Deep Learning Frameworks"
@@ -65,8 +65,6 @@ broken is installed).</p>
 <p>Outputs: <b>PYTHON</b>, the environment's Python interpreter, and <b>DEVICE</b>, what the smoke test ran on
 (<code>cuda</code>, <code>mps</code> or <code>cpu</code>).
 <i>Check Deep Learning Environment</i> reports the versions, the GPU and its memory.</p>
-<p>Headless, for example:<br>
-<code>qgis_process run {INSTALL_ALGORITHM} -- DEVICE=1 PACKAGE_INDEX=/mnt/share/wheels</code></p>
 """
 
 # The manager's progress texts for pip's per-package steps (dl_engine.environment.progress).
@@ -226,7 +224,7 @@ class InstallDeepLearningFrameworks(DeepLearningAlgorithm):
         )
 
     def shortHelpString(self):  # noqa: N802 (QGIS API name)
-        return self.HELP.replace("{disk}", f"{_manager().DISK_NEEDED_BYTES / 1024 ** 3:.0f} GB")
+        return super().shortHelpString().replace("{disk}", f"{_manager().DISK_NEEDED_BYTES / 1024 ** 3:.0f} GB")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         options = self.build_options(parameters, context)

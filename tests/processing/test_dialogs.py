@@ -180,3 +180,46 @@ def test_scripts_must_still_give_out_folder(provider, data_dir, tmp_path, monkey
     with pytest.raises(QgsProcessingException):
         run_alg(EXPORT_ALG, {"IN_RASTER": raster, "IN_CLASS_DATA": labels})
     assert not (tmp_path / "deep_learning_tools").exists()
+
+
+# ---- help: paragraphs, arcpy keywords, one example ----------------------------------------------------
+
+def paragraphs(help_text):
+    import re
+
+    return [re.sub(r"<[^>]+>", "", p).strip() for p in re.findall(r"<p>(.*?)</p>", help_text, re.DOTALL)]
+
+
+def test_every_help_is_paragraphs_with_one_example_at_the_end(provider):
+    import re
+
+    for alg in provider.algorithms():
+        text = alg.shortHelpString()
+        found = paragraphs(text)
+        assert found, f"{alg.id()}: no <p> paragraph"
+        for paragraph in found:
+            assert re.search(r"[.:)]$", paragraph), f"{alg.id()}: a paragraph ends mid-sentence: …{paragraph[-80:]!r}"
+        examples = [i for i, p in enumerate(found) if p.startswith("Example")]
+        assert len(examples) == 1 and examples[0] == len(found) - 1, f"{alg.id()}: one Example paragraph, last"
+        assert "qgis_process" in found[-1] and alg.id() in found[-1], alg.id()
+        # scripting details only in the example
+        assert not any("qgis_process" in p for p in found[:-1]), f"{alg.id()}: qgis_process outside the example"
+
+
+def test_the_example_runs_as_written(provider):
+    """The example's names are the algorithm's parameters; enumerations are shown as indexes."""
+    import re
+
+    for alg in provider.algorithms():
+        example = paragraphs(alg.shortHelpString())[-1]
+        command = re.search(r"qgis_process run (\S+) -- (.*?)\s*In Python", example, re.DOTALL)
+        assert command and command.group(1) == alg.id(), example
+        for token in re.findall(r"'[^']*'|\S+", command.group(2)):
+            name, value = token.strip("'").split("=", 1)
+            definition = alg.parameterDefinition(name)
+            assert definition is not None, f"{alg.id()}: {name} is not a parameter"
+            if definition.type() == "enum":
+                assert value.isdigit() and int(value) < len(definition.options()), (alg.id(), name, value)
+        required = {d.name() for d in alg.parameterDefinitions()
+                    if not d.flags() & d.FlagOptional and d.defaultValue() is None}
+        assert all(f"{name}=" in command.group(2) for name in required), (alg.id(), required)
