@@ -239,6 +239,9 @@ def test_a_short_budget_goes_to_the_default_network_and_a_long_one_compares_them
     search, specs, chosen = specs_for(0.05)  # 3 minutes
     assert [s.network for s in specs][0] == "UNET" and len(specs) >= 3
     assert {s.backbone for s in specs} == {"EFFICIENTNET_LITE0"}
+    # the automatic batch size leaves epochs of at least 8 steps on few chips
+    training_chips = search.plan.chips * 0.9
+    assert all(s.batch_upper == 2 or s.batch_upper * 8 <= training_chips for s in specs)
     assert chosen == specs[:1]
     search.not_evaluated()
     assert [(r.spec.network, r.status) for r in search.records] == [(s.network, SKIPPED) for s in specs[1:]]
