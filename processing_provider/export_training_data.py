@@ -29,6 +29,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from dl_engine import checks  # standard library only
 from dl_engine.export.config import ExportConfig  # standard library only
 from dl_engine.export.job import write_job  # standard library only
 
@@ -289,10 +290,13 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             extent = layer_inputs.rectangle_tuple(extent_rect)
         cell_size = None
         if self.optional_number(parameters, "CELL_SIZE"):
-            cell_size = self.parameterAsDouble(parameters, "CELL_SIZE", context) or None
+            # typed text stays text (QGIS reads it as 0): ExportConfig.check says "got 'abc'"
+            cell_size = checks.as_given(parameters.get("CELL_SIZE"),
+                                        self.parameterAsDouble(parameters, "CELL_SIZE", context))
         # A web layer (no pixels of its own) is read at CELL_SIZE over EXTENT.
         raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback, folder,
-                                                       QgsRectangle(*extent) if extent else None, cell_size)
+                                                       QgsRectangle(*extent) if extent else None,
+                                                       None if isinstance(cell_size, str) else cell_size)
         label_rect = QgsRectangle(raster_layer.extent())
         if extent is not None:
             label_rect = label_rect.intersect(QgsRectangle(*extent))

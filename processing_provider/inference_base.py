@@ -34,6 +34,7 @@ from qgis.core import (
     QgsRectangle,
 )
 
+from dl_engine import checks  # standard library only
 from dl_engine.errors import Canceled
 from dl_engine.infer.arguments import TOOL_ARGUMENTS  # standard library only
 from dl_engine.infer.config import InferConfig  # standard library only
@@ -101,6 +102,11 @@ def cell_size_parameter() -> QgsProcessingParameterNumber:
     )
 
 
+def _number_or_none(value: Any) -> Optional[float]:
+    """CELL_SIZE for reading a web layer: a number, or None for typed text (the check refuses it)."""
+    return None if isinstance(value, str) else value
+
+
 def device_parameter():
     return advanced(QgsProcessingParameterString("DEVICE", "Device (auto, cpu, cuda, cuda:N)",
                                                  config_default(InferConfig, "device")))
@@ -131,7 +137,7 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
         extent = self.extent(parameters, context, layer)  # a web layer is read at CELL_SIZE over EXTENT
         path = layer_inputs.raster_to_gdal_path(layer, "IN_RASTER", context.transformContext(), feedback,
                                                 extent=QgsRectangle(*extent) if extent else None,
-                                                cell_size=self.cell_size(parameters, context))
+                                                cell_size=_number_or_none(self.cell_size(parameters, context)))
         return layer, path
 
     def model_path(self, parameters, context) -> str:
@@ -166,10 +172,11 @@ class InferenceAlgorithm(DeepLearningAlgorithm):
         return list(extent)
 
     def cell_size(self, parameters, context) -> Optional[float]:
-        """CELL_SIZE, None when empty (InferConfig.check says whether it is a size)."""
+        """CELL_SIZE, None when empty (InferConfig.check says whether it is a size; typed text stays
+        text, which QGIS would read as 0, so the check says "got 'abc'")."""
         if not self.optional_number(parameters, "CELL_SIZE"):
             return None
-        return self.parameterAsDouble(parameters, "CELL_SIZE", context)
+        return checks.as_given(parameters.get("CELL_SIZE"), self.parameterAsDouble(parameters, "CELL_SIZE", context))
 
     # ---- running the engine ----------------------------------------------------------------
     def run_engine(self, config, feedback) -> Dict[str, Any]:

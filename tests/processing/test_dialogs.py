@@ -223,3 +223,25 @@ def test_the_example_runs_as_written(provider):
         required = {d.name() for d in alg.parameterDefinitions()
                     if not d.flags() & d.FlagOptional and d.defaultValue() is None}
         assert all(f"{name}=" in command.group(2) for name in required), (alg.id(), required)
+
+
+# ---- CELL_SIZE typed as text is refused, not read as empty -------------------------------------------
+
+def test_cell_size_typed_as_text_is_refused(provider, data_dir, tmp_path, monkeypatch):
+    raster, labels = elevation(data_dir)
+    out = tmp_path / "chips"
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg(EXPORT_ALG, {"IN_RASTER": raster, "IN_CLASS_DATA": labels, "OUT_FOLDER": str(out),
+                             "CELL_SIZE": "abc"})
+    assert "(CELL_SIZE): " in str(raised.value) and "got 'abc'" in str(raised.value), str(raised.value)
+    assert not out.exists()
+
+    record = tmp_path / "record"
+    monkeypatch.setenv("DLT_PYTHON", fake_infer_python(tmp_path))
+    monkeypatch.setenv("FAKE_INFER_RECORD", str(record))
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg(CLASSIFY_PIXELS_ALG, {"IN_RASTER": dsm(data_dir), "IN_MODEL_DEFINITION": fake_model(tmp_path / "m"),
+                                      "OUT_CLASSIFIED_RASTER": str(tmp_path / "out.tif"), "CELL_SIZE": "abc"})
+    assert str(raised.value).startswith("Cell size"), str(raised.value)
+    assert "(CELL_SIZE): " in str(raised.value) and "got 'abc'" in str(raised.value)
+    assert not record.exists()  # refused before the worker started
