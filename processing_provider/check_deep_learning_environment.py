@@ -22,7 +22,7 @@ from .engine_process import INSTALL_ALGORITHM, resolve_worker_python
 ALGORITHM_ID = "checkdeeplearningenvironment"
 WHAT = "Check Deep Learning Environment"
 
-HELP = f"""
+HELP = """
 <p>Says whether the deep-learning environment that the plugin manages is installed and works, and writes a
 report to attach to a bug report. It needs no parameters and changes nothing.</p>
 <p>The check runs a smoke test inside the environment: PyTorch and torchvision are imported together and a
