@@ -87,10 +87,12 @@ Model</i>: <code>&lt;name&gt;.emd</code>, <code>&lt;name&gt;.pth</code>, <code>&
 <p>Training runs in a separate Python process (the one that has PyTorch; environment variable
 <code>DLT_PYTHON</code> chooses another), so a crash or GPU error cannot take QGIS down. <i>Cancel</i>
 stops it within two seconds; the last per-epoch checkpoint stays in OUT_FOLDER and
-<b>ARGUMENTS</b> <code>resume true</code> continues from it.</p>
+<b>ARGUMENTS</b> <code>resume true</code> with the same parameters continues from it (a larger
+MAX_EPOCHS trains longer; any other change is refused, naming the parameter).</p>
 <p><b>IN_FOLDER</b>: an export folder (it holds <code>esri_model_definition.emd</code> and
 <code>map.txt</code>), or several separated by <code>;</code> (same format, band count and tile size).
-<b>OUT_FOLDER</b>: where the model goes.</p>
+<b>OUT_FOLDER</b>: where the model goes; a folder that already holds a model (or an interrupted
+run's checkpoint, without <code>resume true</code>) is refused, so two models never mix.</p>
 <p><b>MAX_EPOCHS</b>, <b>BATCH_SIZE</b>: positive integers. <b>LEARNING_RATE</b>: empty runs a
 learning-rate finder (at most 100 steps and a tenth of the run; 0.001 when the run is too short).
 <b>BACKBONE_MODEL</b>: an arcpy keyword (<code>RESNET18</code>…<code>RESNET152</code>,
