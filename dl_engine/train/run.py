@@ -99,11 +99,11 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
     events.log(f"device: {runtime.description}" + (f", {dist.world_size} processes" if dist.enabled else ""))
 
     spec, td, args = plan.spec, plan.data, plan.arguments
-    built = spec.build(BuildContext(backbone=config.backbone, in_channels=td.normalization.bands_in,
-                                    num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
     if not config.auto_batch_size:  # the data's chip size and bands, against the GPU's free memory when on one
         config.check_memory(chip=plan.chip_size, bands=td.normalization.bands_in,
                             device_bytes=device_free_bytes(runtime.device))
+    built = spec.build(BuildContext(backbone=config.backbone, in_channels=td.normalization.bands_in,
+                                    num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
                                     arguments=args, pretrained=not config.pretrained_model,
                                     weight_init_scheme=config.weight_init_scheme, log=events.log,
                                     warn=events.warning))
