@@ -106,7 +106,9 @@ def test_real_unet_spec(exports):
     emd = build_emd(make_record(exports["rgb"], model_type="UNET"))
     assert emd["ModelName"] == "UnetClassifier" and emd["ModelType"] == "ImageClassification"
     assert emd["Engine"]["model_type"] == "UNET" and emd["ModelParameters"]["backbone"] == "resnet34"
-    assert list(emd) == HEAD[:1] + ["ModelConfiguration"] + HEAD[1:] + TAIL  # arcgis.learn's UnetClassifier order
+    # arcgis.learn 2.4.4's UnetClassifier order (IsImageNetNormalization: with arcgis.learn's layout)
+    assert list(emd) == HEAD[:1] + ["ModelConfiguration"] + HEAD[1:] + ["IsImageNetNormalization"] + TAIL
+    assert emd["IsImageNetNormalization"] is True
     # On a ResNet the network has arcgis.learn's layout: arcgis.learn's inferencing keys, Pro's own
     # inference function (tests/engine/test_arcgis_unet.py checks the network itself).
     assert emd["Framework"] == "arcgis.learn.models._inferencing"
