@@ -98,6 +98,9 @@ HELP = f"""
 and labels in the folder layout of ArcGIS Pro's <i>Export Training Data For Deep Learning</i>
 (images/, labels/, map.txt, stats.txt, esri_accumulated_stats.json, esri_model_definition.emd),
 ready for <i>Train Deep Learning Model</i> here or arcgis.learn.</p>
+<p><b>IN_RASTER</b>: the imagery to cut into chips. <b>TILE_SIZE_X</b> and <b>TILE_SIZE_Y</b>: the chip size in
+pixels. <b>STRIDE_X</b> and <b>STRIDE_Y</b>: the distance from one chip to the next, in pixels (the tile size: chips
+side by side; half of it: chips overlapping by half).</p>
 <p>Metadata formats (<b>METADATA_FORMAT</b>):</p>
 <ul>
 <li><code>KITTI_rectangles</code>, <code>PASCAL_VOC_rectangles</code>: object detection, one label file
@@ -290,9 +293,10 @@ class ExportTrainingDataForDeepLearning(DeepLearningAlgorithm):
             extent = layer_inputs.rectangle_tuple(extent_rect)
         cell_size = None
         if self.optional_number(parameters, "CELL_SIZE"):
-            # typed text stays text (QGIS reads it as 0): ExportConfig.check says "got 'abc'"
+            # 0 = the raster's (the help); typed text stays text (QGIS reads it as 0): ExportConfig.check
+            # says "got 'abc'"
             cell_size = checks.as_given(parameters.get("CELL_SIZE"),
-                                        self.parameterAsDouble(parameters, "CELL_SIZE", context))
+                                        self.parameterAsDouble(parameters, "CELL_SIZE", context)) or None
         # A web layer (no pixels of its own) is read at CELL_SIZE over EXTENT.
         raster_path = layer_inputs.raster_to_gdal_path(raster_layer, "IN_RASTER", transform_context, feedback, folder,
                                                        QgsRectangle(*extent) if extent else None,

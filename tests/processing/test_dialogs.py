@@ -202,6 +202,9 @@ def test_every_help_is_paragraphs_with_one_example_at_the_end(provider):
         examples = [i for i, p in enumerate(found) if p.startswith("Example")]
         assert len(examples) == 1 and examples[0] == len(found) - 1, f"{alg.id()}: one Example paragraph, last"
         assert "qgis_process" in found[-1] and alg.id() in found[-1], alg.id()
+        body = text.rsplit("<p><b>Example", 1)[0]
+        unnamed = [d.name() for d in alg.parameterDefinitions() if f"<b>{d.name()}</b>" not in body]
+        assert not unnamed, f"{alg.id()}: the help does not name {unnamed} (the arcpy keywords)"
         # scripting details only in the example
         assert not any("qgis_process" in p for p in found[:-1]), f"{alg.id()}: qgis_process outside the example"
 
