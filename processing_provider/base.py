@@ -278,6 +278,15 @@ def _dialog_raster_name() -> str:
     return rasters[0].name() if rasters else ""
 
 
+def _labelled_qgis(message: str, label: Callable[[str], Optional[str]]) -> str:
+    """QGIS's own refusals ("Incorrect parameter value for OUT_FOLDER", "Could not load source layer for
+    IN_RASTER: …") with the dialog's label too."""
+    def named(match):
+        description = label(match.group(1))
+        return f"for {description} ({match.group(1)})" if description else match.group(0)
+    return re.sub(r"\bfor ([A-Z][A-Z0-9_]*)\b(?!\))", named, message)
+
+
 def _number_outside_bounds(definition: QgsProcessingParameterNumber, value: Any) -> bool:
     try:
         number = float(value)
@@ -342,7 +351,7 @@ class DeepLearningAlgorithm(QgsProcessingAlgorithm):
         if outside:
             parameters = {k: v for k, v in parameters.items() if k not in outside}
         ok, message = super().checkParameterValues(parameters, context)
-        return ok, labelled(message, self.parameter_label) if message else message
+        return ok, _labelled_qgis(labelled(message, self.parameter_label), self.parameter_label) if message else message
 
     def addParameter(self, definition, createOutput=True):  # noqa: N802 (QGIS API name)
         return super().addParameter(with_dialog_widget(bounded(definition)), createOutput)

@@ -248,3 +248,9 @@ def test_cell_size_typed_as_text_is_refused(provider, data_dir, tmp_path, monkey
     assert str(raised.value).startswith("Cell size"), str(raised.value)
     assert "(CELL_SIZE): " in str(raised.value) and "got 'abc'" in str(raised.value)
     assert not record.exists()  # refused before the worker started
+
+
+def test_qgis_refusals_give_the_label_too(provider, tmp_path):
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg(EXPORT_ALG, {"IN_RASTER": str(tmp_path / "missing.tif"), "OUT_FOLDER": str(tmp_path / "out")})
+    assert "for Input raster (IN_RASTER)" in str(raised.value), str(raised.value)
