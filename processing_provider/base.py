@@ -7,6 +7,11 @@
   (Engine events reach a feedback through ``engine_process.feed_event``.)
 - ``check_config`` / ``config_default``: the engine's configuration dataclasses hold every
   parameter's rules and defaults; the algorithms ask them instead of restating them.
+- What the dialogs show, for every algorithm at once: refusals that name a parameter by its
+  dialog label and id (``labelled``: "Input raster (IN_RASTER): …", applied to each subclass's
+  processAlgorithm/checkParameterValues), spin-box bounds from the engine's rules
+  (``NUMBER_BOUNDS``), the BACKBONE_MODEL drop-down (backbone_widget.py), OUT_FOLDER offered
+  under deep_learning_tools/ (``dialog_out_folder``) and each help's Example paragraph (``EXAMPLES``).
 """
 
 import dataclasses
