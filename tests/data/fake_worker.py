@@ -13,6 +13,8 @@ Writes its pid to OUT_FOLDER/pid when given, so a test can check the process is 
 (what a DLT_PYTHON wrapper script passes on) answers with a result whose metrics hold the
 config it was given and the PYTHONPATH and DLT_WEIGHTS_DIR it saw (None when unset).
 
+Any other engine command (``export``: a Modeler chain's first step) runs the real engine.
+
 The events and the exit codes are the engine's own (dl_engine.events.Events and EXIT_*): the
 runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
 """
@@ -39,8 +41,19 @@ def echo_config():
     return EXIT_OK
 
 
+def real_engine(argv):
+    """A command other than ``train`` (a Modeler chain's export step) runs the real engine, as the
+    runner would have with the real worker Python."""
+    import runpy
+
+    sys.argv = ["python -m dl_engine", *argv]
+    runpy.run_module("dl_engine", run_name="__main__", alter_sys=True)
+
+
 def main():
     mode = sys.argv[1]
+    if "-m" in sys.argv and sys.argv[sys.argv.index("-m") + 2:][:1] not in (["train"], []):
+        return real_engine(sys.argv[sys.argv.index("-m") + 2:])
     if mode == "config":
         return echo_config()
     out = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("-") else None

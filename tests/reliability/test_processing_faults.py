@@ -15,12 +15,18 @@ EXPORT_ALG = "deeplearningtools:exporttrainingdatafordeeplearning"
 
 @pytest.fixture(scope="module")
 def registered(qgis_app, qgis_processing, qgis_iface):
-    """Our provider in QGIS's processing registry, as the plugin registers it."""
+    """Our provider in QGIS's processing registry, as the plugin registers it. When another test
+    module's plugin has registered it already (tests/processing's session fixture), that one is used
+    and left in place: unloading it here would delete the provider under that fixture."""
     import deep_learning_tools
 
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("deeplearningtools") is not None:
+        yield registry
+        return
     plugin = deep_learning_tools.classFactory(qgis_iface)
     plugin.initProcessing()
-    yield QgsApplication.processingRegistry()
+    yield registry
     plugin.unload()
 
 
