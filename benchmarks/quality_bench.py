@@ -254,8 +254,9 @@ def random_weights(on: bool):
 
 
 def product(ds: Dataset, tag: str, seconds: Optional[float], pretrained: bool, seed: int,
-            max_epochs: Optional[int] = None, backbone: str = BACKBONE):
-    """Train Deep Learning Model with its defaults (and ``backbone``); (IoU, epochs, seconds)."""
+            max_epochs: Optional[int] = None, backbone: str = BACKBONE, overrides: Optional[Dict] = None):
+    """Train Deep Learning Model with its defaults (and ``backbone``, and ``overrides`` of
+    TrainConfig's fields); (IoU, epochs, seconds)."""
     from dl_engine.events import Events
     from dl_engine.train.config import TrainConfig
     from dl_engine.train.control import TrainControl
@@ -267,6 +268,8 @@ def product(ds: Dataset, tag: str, seconds: Optional[float], pretrained: bool, s
                          num_workers=WORKERS)
     if max_epochs is not None:
         config.max_epochs = max_epochs
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
     t0 = CLOCK.time()
     control = TrainControl(deadline=t0 + seconds if seconds is not None else None)
     with random_weights(not pretrained):
@@ -379,7 +382,7 @@ def table(rows: List[Row]) -> str:
             base = by.get(base_key) if base_key else None
             ratio = (f"{r.mean_iou / base.mean_iou:5.2f} x {base.run} {base.weights}"
                      if base and base.mean_iou > 0 else "")
-            if r.run.startswith("epochs") and ("defaults", "ImageNet") in by:
+            if r.run.startswith(("epochs", "try")) and ("defaults", "ImageNet") in by:
                 d = by[("defaults", "ImageNet")]
                 ratio = f"{r.mean_iou / d.mean_iou:5.2f} x defaults ImageNet" if d.mean_iou > 0 else ""
             spread = f"±{(max(r.iou) - min(r.iou)) / 2:.3f}" if len(r.iou) > 1 else ""
@@ -393,6 +396,17 @@ def table(rows: List[Row]) -> str:
     return "\n".join(lines)
 
 
+def _value(text: str):
+    import ast
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=90.0, help="training time of every run (default 90)")
@@ -400,6 +414,9 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="defaults,plain,autodl",
                    help="which of defaults, plain, autodl (default all three)")
     p.add_argument("--epochs", default="", help="MAX_EPOCHS values to try with every default, e.g. 10,20,40")
+    p.add_argument("--variants", default="",
+                   help="defaults with changes, pretrained, as 'name:field=value,field=value;name2:…' (TrainConfig "
+                        "fields, e.g. 'nostop:stop_training=false;b8:batch_size=8'): candidates for new defaults")
     p.add_argument("--repeats", type=int, default=1, help="seeds per run (the IoU is averaged)")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                    help="cpu (default): budgets in CPU seconds of one thread, in-process loading, so that other "
@@ -427,6 +444,10 @@ def main(argv=None) -> int:
 
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     epochs = [int(e) for e in args.epochs.split(",") if e.strip()]
+    variants = {}
+    for entry in filter(None, (v.strip() for v in args.variants.split(";"))):
+        name, _, fields = entry.partition(":")
+        variants[name.strip()] = {k.strip(): _value(v) for k, v in (f.split("=", 1) for f in fields.split(",") if f)}
     seeds = [42 + i for i in range(max(1, args.repeats))]
     print(f"quality bench of {engine}'s engine: {args.seconds:.0f} {args.clock} s per run, {len(seeds)} seed(s), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}",
@@ -444,6 +465,7 @@ def main(argv=None) -> int:
         if "autodl" in runs:
             plan += [("autodl", "ImageNet")]
         plan += [(f"epochs {n}", "ImageNet") for n in epochs]
+        plan += [(f"try {name}", "ImageNet") for name in variants]
         for run, weights in plan:
             row = Row(name, run, weights)
             for seed in seeds:
@@ -455,6 +477,9 @@ def main(argv=None) -> int:
                     iou, ep, s = plain(ds, tag, args.seconds, pretrained, seed)
                 elif run == "autodl":
                     iou, ep, s, row.note = autodl(ds, tag, args.seconds, seed)
+                elif run.startswith("try "):
+                    iou, ep, s = product(ds, tag, args.seconds, True, seed, overrides=variants[run[4:]])
+                    row.note = ", ".join(f"{k} {v}" for k, v in variants[run[4:]].items())
                 else:
                     iou, ep, s = product(ds, tag, None, True, seed, max_epochs=int(run.split()[1]))
                 row.iou.append(iou), row.epochs.append(ep), row.seconds.append(s)

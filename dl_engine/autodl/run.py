@@ -1,7 +1,8 @@
 """Train Using AutoDL, end to end: check the input, run the trials within the time budget
 (BASIC: every network in the first half — its evaluation backbone, Train Deep Learning Model's
 default network first, as many as the budget gives time to compare — the best of them trained on
-from its weights in the second, or the one network for the whole budget; ADVANCED: the same first half, Optuna tuning of the best two in
+from its weights in the second; a budget too short to compare networks trains the default network
+with Train Deep Learning Model's own defaults, the budget its cap: the default single model; ADVANCED: the same first half, Optuna tuning of the best two in
 the second), write the best package at OUT_MODEL and the
 leaderboard. Used by the worker process (``python -m dl_engine autodl``) and in-process.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Optional
 
 from ..errors import Canceled, InputError
@@ -22,7 +23,7 @@ from .config import AutoDLConfig, AutoDLResult
 from .leaderboard import ranked, rows
 from .plan import make_plan
 from .search import BASIC_EVALUATION_SHARE, Search
-from .trial import FAILED
+from .trial import DEFAULTS_PHASE, FAILED
 
 
 def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
@@ -47,13 +48,15 @@ def run_autodl(config: AutoDLConfig, events: Optional[Events] = None,
             if not search.cancel():
                 tune(search, evaluated, search.end)
         else:
-            specs = search.affordable(specs, plan.seconds * BASIC_EVALUATION_SHARE)
-            if len(specs) > 1:
-                search.evaluate(specs, search.start + plan.seconds * BASIC_EVALUATION_SHARE)
+            chosen = search.affordable(specs, plan.seconds * BASIC_EVALUATION_SHARE)
+            if len(chosen) > 1:
+                search.evaluate(chosen, search.start + plan.seconds * BASIC_EVALUATION_SHARE)
                 search.not_evaluated()
                 search.continue_best(search.end)
             else:  # one network: all the time is its own
-                search.evaluate(specs, search.end)
+                if len(chosen) < len(specs):  # too short to compare: the default single model, capped by time
+                    chosen = [replace(chosen[0], phase=DEFAULTS_PHASE, learning_rate=None)]
+                search.evaluate(chosen, search.end)
                 search.not_evaluated()
         if search.best is None:
             _nothing(search, cancel)

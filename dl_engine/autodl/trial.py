@@ -25,6 +25,10 @@ AUGMENTATIONS = ("NONE", "DEFAULT", "STRONG")
 STRONG_MAP_SPACE = "dihedral; zoom 1,1.25 0.5; brightness 0.4,0.6 0.5; contrast 0.8,1.25 0.5"
 STRONG_PIXEL_SPACE = "zoom 1,1.25 0.5; brightness 0.4,0.6 0.5; contrast 0.8,1.25 0.5"
 
+# The phase of a trial that trains with Train Deep Learning Model's own defaults (the default single
+# model: learning-rate finder, FREEZE, early stopping, MAX_EPOCHS and BATCH_SIZE), its deadline a cap.
+DEFAULTS_PHASE = "defaults"
+
 # statuses in the leaderboard
 COMPLETED, FAILED, SKIPPED = "completed", "failed", "skipped"  # skipped: no time was left for it
 
@@ -36,7 +40,8 @@ class TrialSpec:
     learning_rate: Optional[float]  # None: the learning-rate finder chooses (long evaluation trials)
     augmentation: str = "DEFAULT"  # one of AUGMENTATIONS
     batch_upper: int = 64  # the automatic batch size's ceiling
-    phase: str = "evaluate"  # evaluate (the first half), continue (BASIC's second half) or tune (ADVANCED's)
+    # evaluate (the first half), continue (BASIC's second half), tune (ADVANCED's) or DEFAULTS_PHASE
+    phase: str = "evaluate"
     pretrained_model: Optional[str] = None
 
 
@@ -92,6 +97,11 @@ def trial_name(spec: TrialSpec, taken: set) -> str:
 
 def train_config(plan: Plan, spec: TrialSpec, folder: str) -> TrainConfig:
     c = plan.config
+    if spec.phase == DEFAULTS_PHASE:
+        return TrainConfig(in_folder=plan.in_data, out_folder=folder, model_type=spec.network, backbone=spec.backbone,
+                           pretrained_model=spec.pretrained_model, validation_percentage=c.validation_percentage,
+                           device=c.device, num_workers=c.num_workers, precision=c.precision, seed=c.seed,
+                           write_dlpk=bool(c.save_evaluated_models))
     strong = spec.augmentation == "STRONG"
     return TrainConfig(
         in_folder=plan.in_data, out_folder=folder, model_type=spec.network, max_epochs=MAX_EPOCHS,
