@@ -34,8 +34,10 @@ Example: ``flip 0.5; rotate90 0.5; rotate 15 0.3; zoom 1,1.3 0.5; brightness 0.3
 Brightness and contrast work on each band scaled to 0..1 by its range (the export's band
 minimum and maximum; 0..255 for 8-bit RGB), as fastai's logit-space transforms, and only on
 the image (never on labels). Rotations and zooms resample the image bilinearly and label
-rasters by nearest neighbour; what comes from outside the chip is 0 / background; boxes
-become the bounds of their turned corners, clipped to the chip.
+rasters by nearest neighbour (rotate's positive angles turn counter-clockwise, about the chip's
+centre); what comes from outside the chip is 0 / background; boxes become the bounds of their
+turned corners, clipped to the chip, and boxes left empty are dropped. Flips and quarter turns
+are exact (no resampling).
 """
 
 from __future__ import annotations
