@@ -158,20 +158,21 @@ def test_arcgis_learn_builds_the_recorded_layout():
 
 @pytest.mark.heavy
 @needs_oracle
-def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, exports):  # noqa: F811
-    module = build(classes=2, chip=32)
+@pytest.mark.parametrize("kind, bands", [("rgb", 3), ("ms", 4)])  # 8-bit RGB; 4-band UInt16 (NormalizationStats)
+def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, exports, kind, bands):  # noqa: F811
+    module = build(classes=2, chip=32, bands=bands)
     with torch.no_grad():  # trained-looking statistics, so that BatchNorm is not the identity
         for m in module.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
-    paths = _package(tmp_path, exports["rgb"], module)
+    paths = _package(tmp_path, exports[kind], module)
     check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
     if check.is_file():
         done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=600,
                               env=dict(os.environ, PYTHONPATH=""))
         assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
-    result = arcgis_compare.compare(paths.dlpk, str(exports["rgb"]), 8)
+    result = arcgis_compare.compare(paths.dlpk, str(exports[kind]), 8)
     assert result["class_agreement"] == 1.0 and result["within_tolerance"], result
 
 
