@@ -136,7 +136,7 @@ def real_engine(argv):
 
 def main():
     mode = sys.argv[1]
-    if "-m" in sys.argv and sys.argv[sys.argv.index("-m") + 2:][:1] != ["infer"]:
+    if "--job" in sys.argv and "-m" in sys.argv:  # a job the algorithm wrote for the real engine
         return real_engine(sys.argv[sys.argv.index("-m") + 2:])
     config_path = sys.argv[sys.argv.index("--config") + 1]
     with open(config_path, encoding="utf-8") as f:

@@ -13,7 +13,8 @@ Writes its pid to OUT_FOLDER/pid when given, so a test can check the process is 
 (what a DLT_PYTHON wrapper script passes on) answers with a result whose metrics hold the
 config it was given and the PYTHONPATH and DLT_WEIGHTS_DIR it saw (None when unset).
 
-Any other engine command (``export``: a Modeler chain's first step) runs the real engine.
+Any other engine command (``export``: a Modeler chain's first step) runs the real engine (a
+``--job`` command line).
 
 The events and the exit codes are the engine's own (dl_engine.events.Events and EXIT_*): the
 runner puts the plugin folder on PYTHONPATH, as it does for the real worker.
@@ -52,7 +53,7 @@ def real_engine(argv):
 
 def main():
     mode = sys.argv[1]
-    if "-m" in sys.argv and sys.argv[sys.argv.index("-m") + 2:][:1] not in (["train"], []):
+    if "--job" in sys.argv and "-m" in sys.argv:  # a job the algorithm wrote for the real engine
         return real_engine(sys.argv[sys.argv.index("-m") + 2:])
     if mode == "config":
         return echo_config()
