@@ -82,7 +82,8 @@ def load_model(path: str, tool: str, parameter: str = PARAMETER) -> LoadedModel:
                                        f"({pkg.model_name or pkg.emd.get('ModelConfiguration') or 'unknown'}, "
                                        f"Framework {pkg.emd.get('Framework', '?')}) is arcgis.learn's own, whose "
                                        "weights this plugin cannot rebuild; use a model trained with Train Deep "
-                                       "Learning Model in QGIS")
+                                       "Learning Model in QGIS (or an arcgis.learn UnetClassifier on "
+                                       f"{'/'.join(get_spec('UNET').arcgis_backbones)})")
         try:
             spec = get_spec(pkg.model_type or "", parameter)
         except InputError as e:
