@@ -1,27 +1,42 @@
-"""PRETRAINED_MODEL: fine-tune from one of our packages (.dlpk or .emd).
+"""PRETRAINED_MODEL: fine-tune from one of our packages (.dlpk or .emd), or from one arcgis.learn
+trained whose network we rebuild (a UnetClassifier on a ResNet: models/arcgis_unet.py).
 
-The package must be of the same model type, backbone and band count; its weights load
-wherever the shapes agree (a different class list only re-initialises the last layer)."""
+The package must be of the same model type, backbone and band count; the network is built in the
+package's module layout (``pretrained_network``: a UNET package from before arcgis.learn's layout
+keeps our own), and its weights load wherever the shapes agree (a different class list only
+re-initialises the last layer)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 from ..errors import InputError
+from ..models.registry import network_of_emd, rebuilds_arcgis_network
 from ..package.reader import open_package
 
 PARAMETER = "PRETRAINED_MODEL"
 
 
+def pretrained_network(path: Optional[str]) -> Optional[str]:
+    """The module layout of PRETRAINED_MODEL's weights (registry.network_of_emd), for the
+    network to be built in; None without a package (a new model's own choice)."""
+    if not path:
+        return None
+    with open_package(path, PARAMETER) as pkg:
+        return network_of_emd(pkg.emd)
+
+
 def load_pretrained(path: str, model: torch.nn.Module, spec, backbone_name: str, td,
                     log: Callable[[str], None]) -> None:
     with open_package(path, PARAMETER) as pkg:
-        if not pkg.is_ours:
+        if not pkg.is_ours and not rebuilds_arcgis_network(pkg.emd):
             raise InputError(PARAMETER, f"{path} was not written by this plugin (its network, "
-                                       f"{pkg.model_name or 'unknown'}, is arcgis.learn's own); give a .dlpk or "
-                                       ".emd trained with Train Deep Learning Model in QGIS")
+                                       f"{pkg.model_name or 'unknown'}, is arcgis.learn's own, of a kind or backbone whose "
+                                       "weights this plugin cannot rebuild); give a .dlpk or .emd trained with "
+                                       "Train Deep Learning Model in QGIS, or an arcgis.learn UnetClassifier on a "
+                                       "ResNet")
         if pkg.model_type != spec.keyword:
             raise InputError(PARAMETER, f"{path} is a {pkg.model_type or pkg.model_name} model; MODEL_TYPE is "
                                        f"{spec.keyword}: choose MODEL_TYPE {pkg.model_type} or another package")

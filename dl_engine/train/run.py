@@ -37,7 +37,7 @@ from .loader import default_workers, make_loader
 from .lr_finder import DEFAULT_LR, MIN_STEPS, SHARE, find_learning_rate, finder_steps
 from .loop import FitState, LoopSettings, Trainer
 from .metrics import MONITOR_KEYS
-from .pretrained import load_pretrained
+from .pretrained import load_pretrained, pretrained_network
 from .families import task_for
 
 LR_FINDER_SHARE = 5.0  # percent of the progress bar the learning-rate finder takes
@@ -106,7 +106,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                                     num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
                                     arguments=args, pretrained=not config.pretrained_model,
                                     weight_init_scheme=config.weight_init_scheme, log=events.log,
-                                    warn=events.warning))
+                                    warn=events.warning, network=pretrained_network(config.pretrained_model)))
     model = built.module
     pretrained_loaded = built.pretrained_loaded
     if config.pretrained_model:

@@ -1,0 +1,45 @@
+"""PRETRAINED_MODEL builds the network in the package's own module layout: a UNET/ResNet package
+written before UNET took arcgis.learn's UnetClassifier layout (no Engine.network) fine-tunes with
+every tensor loaded, and one in arcgis.learn's layout (ours or arcgis.learn's) does too."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dl_engine.models.registry import build_from_emd, get_spec
+from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
+from dl_engine.train.pretrained import load_pretrained, pretrained_network
+
+
+def package(folder, engine):
+    emd = {"Framework": "PyTorch", "ModelName": "UnetClassifier", "ModelFile": "m.pth",
+           "ModelParameters": {"backbone": "resnet18"}, "ExtractBands": [0, 1, 2],
+           "Classes": [{"Value": 1, "Name": "tree", "Color": [0, 200, 0]}], "ImageHeight": 64, "ImageWidth": 64}
+    if engine is not None:
+        emd["Engine"] = engine
+    folder.mkdir()
+    torch.save(build_from_emd(emd).state_dict(), folder / "m.pth")
+    (folder / "m.emd").write_text(json.dumps(emd))
+    return str(folder / "m.emd")
+
+
+@pytest.mark.parametrize("engine, layout", [
+    ({"name": "deeplearningtools", "model_type": "UNET"}, OWN_NETWORK),  # before the layout was recorded
+    ({"name": "deeplearningtools", "model_type": "UNET", "network": ARCGIS_LEARN}, ARCGIS_LEARN),
+    (None, ARCGIS_LEARN),  # arcgis.learn wrote it
+])
+def test_a_unet_package_fine_tunes_in_its_own_layout(tmp_path, engine, layout):
+    path = package(tmp_path / "pkg", engine)
+    assert pretrained_network(path) == layout
+    spec = get_spec("UNET")
+    built = spec.build(BuildContext(backbone="RESNET18", in_channels=3, num_classes=2, chip_size=64,
+                                    arguments=dict(spec.arguments), pretrained=False, log=lambda m: None,
+                                    network=pretrained_network(path)))
+    lines = []
+    load_pretrained(path, built.module, spec, built.backbone_name,
+                    SimpleNamespace(normalization=SimpleNamespace(bands_in=3)), lines.append)
+    loaded = torch.load(path.replace("m.emd", "m.pth"), weights_only=True)
+    assert all(torch.equal(built.module.state_dict()[k], v) for k, v in loaded.items())
+    assert "re-initialised" not in lines[-1]
