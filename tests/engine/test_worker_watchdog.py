@@ -21,6 +21,7 @@ from dl_engine.events import EXIT_CANCELED
 from dl_engine.export.config import ExportConfig
 from dl_engine.export.job import write_job
 from dl_engine.host import HOST_PID_ENV, TEMPORARY_ENV
+from process_tree import descendants, running  # tests/process_tree.py
 
 REPO = Path(__file__).resolve().parents[2]
 DSM = REPO / "tests" / "data" / "elevation" / "dsm.tif"
@@ -62,38 +63,6 @@ def job(events, cancel):
 if __name__ == "__main__":
     sys.exit(leave(run_job(job, "test")))
 '''
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
-
-
-def running(pid: int) -> bool:
-    return _state(pid) not in ("gone", "Z", "X")
-
-
-def descendants(pid: int):
-    """Every process below ``pid`` now (from /proc)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def env():

@@ -20,6 +20,7 @@ from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProce
                        QgsProject, QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer)
 
 from dlt_helpers import EXPORT_ALG, PLUGIN_NAME, chips, fmt, geotransform, read, run_export, trees
+from process_tree import descendants, running  # tests/process_tree.py
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 
@@ -177,33 +178,6 @@ def test_the_job_folder_is_removed_after_a_failure_and_a_cancel(alg, data_dir, t
 
 # ---- a killed qgis_process ----------------------------------------------------------------------
 
-def _running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def _descendants(pid):
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 @pytest.fixture(scope="module")
 def qgis_process_env(plugin_parent, tmp_path_factory):
     if not os.path.exists(QGIS_PROCESS) or not os.path.isdir("/proc/self"):
@@ -240,14 +214,14 @@ def test_a_killed_qgis_process_leaves_no_process_and_no_staging(qgis_process_env
                     break
                 time.sleep(0.1)
             assert staging and host.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
-            family = _descendants(host.pid)
+            family = descendants(host.pid)
             assert len(family) >= 3, "a worker and its two pool processes"
             host.send_signal(how)
             host.wait()
             deadline = time.monotonic() + 5.0
-            while [p for p in family if _running(p)] and time.monotonic() < deadline:
+            while [p for p in family if running(p)] and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert [p for p in family if _running(p)] == [], "processes of the export outlived qgis_process by 5 s"
+            assert [p for p in family if running(p)] == [], "processes of the export outlived qgis_process by 5 s"
         finally:
             host.kill()
             host.wait()
