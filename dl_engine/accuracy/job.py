@@ -1,20 +1,18 @@
 """An accuracy run handed from QGIS's process to the worker (``python -m dl_engine accuracy --job
 FILE``): the configuration as JSON and its polygons as WKB records beside it
-(``dl_engine/wkb_records.py``), and back the figures the algorithms write into their outputs
+(``dl_engine/job_files.py``), and back the figures the algorithms write into their outputs
 (``result_fields``). Standard library only: QGIS's process writes the job and reads the result."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import fields
 from typing import Any, Dict, List, Optional, Union
 
-from ..wkb_records import read_geometries, write_geometries
+from ..job_files import read_geometries, read_job_file, write_geometries, write_job_file
 from .config import DetectedObject, DetectionAccuracyConfig, PixelAccuracyConfig, PolygonTruth, TruthObject
 
 JOB_FILE = "accuracy-job.json"
-JOB_VERSION = 1
 PIXELS, DETECTION = "pixels", "detection"
 AccuracyConfig = Union[PixelAccuracyConfig, DetectionAccuracyConfig]
 
@@ -46,7 +44,7 @@ def write_job(folder: str, config: AccuracyConfig) -> str:
             plain["ground_truth"] = {"polygons": "truth.wkb"}
         else:
             plain["ground_truth"] = {"raster": str(truth)}
-        job = {"version": JOB_VERSION, "kind": PIXELS, "config": plain}
+        job = {"kind": PIXELS, "config": plain}
     else:
         plain = _plain(config, ("detections", "ground_truth", "mask_wkb"))
         plain["detections"] = _write_objects(folder, "detections", config.detections, True)
@@ -54,20 +52,14 @@ def write_job(folder: str, config: AccuracyConfig) -> str:
         if config.mask_wkb is not None:
             write_geometries(os.path.join(folder, "mask.wkb"), config.mask_wkb)
             plain["mask_wkb"] = {"file": "mask.wkb"}
-        job = {"version": JOB_VERSION, "kind": DETECTION, "config": plain}
-    path = os.path.join(folder, JOB_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(job, f)
-    return path
+        job = {"kind": DETECTION, "config": plain}
+    return write_job_file(folder, JOB_FILE, job)
 
 
 def read_job(path: str) -> AccuracyConfig:
     """The configuration of a job file written by ``write_job``."""
     folder = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as f:
-        job = json.load(f)
-    if job.get("version") != JOB_VERSION:
-        raise ValueError(f"{path}: job version {job.get('version')!r}, this engine reads {JOB_VERSION}")
+    job = read_job_file(path)
     raw = dict(job["config"])
     if job.get("kind") == PIXELS:
         known = {f.name for f in fields(PixelAccuracyConfig)}

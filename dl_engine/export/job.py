@@ -6,16 +6,14 @@ writes it."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, fields
 from typing import Iterable, List, Optional
 
-from ..wkb_records import read_geometries, write_geometries
+from ..job_files import read_geometries, read_job_file, write_geometries, write_job_file
 from .config import ClassInfo, ExportConfig, RasterLabels, VectorLabels
 
 JOB_FILE = "job.json"
-JOB_VERSION = 1
 _GEOMETRY_FIELDS = ("labels", "instance_labels", "mask_wkb")
 
 
@@ -55,20 +53,13 @@ def write_job(folder: str, config: ExportConfig) -> str:
     if config.mask_wkb is not None:
         write_geometries(os.path.join(folder, "mask.wkb"), config.mask_wkb)
         plain["mask_wkb"] = "mask.wkb"
-    path = os.path.join(folder, JOB_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"version": JOB_VERSION, "export": plain}, f)
-    return path
+    return write_job_file(folder, JOB_FILE, {"export": plain})
 
 
 def read_job(path: str) -> ExportConfig:
     """The ``ExportConfig`` of a job file written by ``write_job``."""
     folder = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as f:
-        job = json.load(f)
-    if job.get("version") != JOB_VERSION:
-        raise ValueError(f"{path}: job version {job.get('version')!r}, this engine reads {JOB_VERSION}")
-    raw = dict(job["export"])
+    raw = dict(read_job_file(path)["export"])
     known = {f.name for f in fields(ExportConfig)}
     config = {k: v for k, v in raw.items() if k in known and k not in _GEOMETRY_FIELDS}
     for name in ("extent",):

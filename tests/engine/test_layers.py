@@ -82,7 +82,7 @@ FLOORS = {
     # the environment and imports torch in its functions only (test_environment_modules.py holds both)
     "environment": 0,
     "memory_budget": 0, "destinations": 0,  # sizes against memory, output folders and write errors (stdlib)
-    "wkb_records": 0,  # geometries in a job file (export and accuracy workers)
+    "job_files": 0,  # jobs (JSON and WKB records) handed to the export and accuracy workers
     "host": 0,  # whether the process that started this one is alive (workers and pools die with it)
     "data": 1, "export": 1, "models": 1, "package": 1, "runtime": 1, "raster_info": 1, "accuracy": 1,
     "train": 2, "infer": 2,

@@ -1,11 +1,16 @@
-"""Geometries handed from QGIS's process to a worker (the export's and the accuracy tools' jobs):
-a header, the record count, then per feature an integer value and its WKB. No pickle: the
-worker only reads numbers and bytes. Standard library only: QGIS's process writes it."""
+"""Jobs handed from QGIS's process to a worker (the export's and the accuracy tools'): a JSON file
+with the job's version, and its geometries in files beside it (a header, the record count, then
+per feature an integer value and its WKB). No pickle: the worker only reads JSON, numbers and
+bytes. Standard library only: QGIS's process writes them."""
 
 from __future__ import annotations
 
+import json
+import os
 import struct
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+JOB_VERSION = 1
 
 _MAGIC = b"DLTWKB1\n"
 _COUNT = struct.Struct("<Q")
@@ -41,3 +46,20 @@ def read_geometries(path: str) -> Tuple[List[bytes], List[int]]:
             wkb.append(data)
             values.append(value)
     return wkb, values
+
+
+def write_job_file(folder: str, name: str, job: Dict[str, Any]) -> str:
+    """``job`` (with this version) as ``folder``/``name``; returns its path."""
+    path = os.path.join(folder, name)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"version": JOB_VERSION, **job}, f)
+    return path
+
+
+def read_job_file(path: str) -> Dict[str, Any]:
+    """A job written by ``write_job_file``; ValueError for another version."""
+    with open(path, encoding="utf-8") as f:
+        job = json.load(f)
+    if job.get("version") != JOB_VERSION:
+        raise ValueError(f"{path}: job version {job.get('version')!r}, this engine reads {JOB_VERSION}")
+    return job
