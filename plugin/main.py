@@ -10,31 +10,12 @@ from qgis.PyQt.QtWidgets import QAction
 
 from ..processing_provider import icons
 from ..processing_provider.base import DeepLearningAlgorithm
-from ..processing_provider.classify_objects import ClassifyObjectsUsingDeepLearning
-from ..processing_provider.classify_pixels import ClassifyPixelsUsingDeepLearning
-from ..processing_provider.compute_accuracy_for_object_detection import ComputeAccuracyForObjectDetection
-from ..processing_provider.compute_accuracy_for_pixel_classification import ComputeAccuracyForPixelClassification
-from ..processing_provider.detect_objects import DetectObjectsUsingDeepLearning
-from ..processing_provider.export_training_data import ExportTrainingDataForDeepLearning
-from ..processing_provider.import_pretrained_weights import ImportPretrainedWeights
 from ..processing_provider.provider import PLUGIN_DIR, PROVIDER_ID, DeepLearningToolsProvider
-from ..processing_provider.train_deep_learning_model import TrainDeepLearningModel
-from ..processing_provider.train_using_autodl import TrainUsingAutoDL
 
 MENU = "&Deep learning tools"
-# The tools in the order a project uses them (the Toolbox sorts them by group): export, train, apply,
-# check the accuracy; then weights for sites without internet.
-MENU_ALGORITHMS = (
-    ExportTrainingDataForDeepLearning,
-    TrainDeepLearningModel,
-    TrainUsingAutoDL,
-    ClassifyPixelsUsingDeepLearning,
-    DetectObjectsUsingDeepLearning,
-    ClassifyObjectsUsingDeepLearning,
-    ComputeAccuracyForPixelClassification,
-    ComputeAccuracyForObjectDetection,
-    ImportPretrainedWeights,
-)
+# The tools in the order a project uses them (the provider's); the environment dialog stands for the set-up
+# algorithms in the menu.
+MENU_ALGORITHMS = DeepLearningToolsProvider.TOOLS
 ENVIRONMENT_ENTRY = "Deep learning environment…"
 JOBS_ENTRY = "Deep learning jobs…"
 HELP_ENTRY = "Help (README)"

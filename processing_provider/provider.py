@@ -36,20 +36,22 @@ def plugin_version():
 
 
 class DeepLearningToolsProvider(QgsProcessingProvider):
-    # Order in the Toolbox does not matter; one class per algorithm module.
-    ALGORITHMS = (
+    # One class per algorithm module. TOOLS in the order a project uses them (the plugin menu lists them in
+    # this order; the Toolbox sorts by group): export, train, apply, check the accuracy, then weights for
+    # sites without internet. The environment's set-up comes last (the menu has its dialog instead).
+    TOOLS = (
         ExportTrainingDataForDeepLearning,
         TrainDeepLearningModel,
         TrainUsingAutoDL,
         ClassifyPixelsUsingDeepLearning,
         DetectObjectsUsingDeepLearning,
         ClassifyObjectsUsingDeepLearning,
-        ComputeAccuracyForObjectDetection,
         ComputeAccuracyForPixelClassification,
+        ComputeAccuracyForObjectDetection,
         ImportPretrainedWeights,
-        InstallDeepLearningFrameworks,
-        CheckDeepLearningEnvironment,
     )
+    SETUP = (InstallDeepLearningFrameworks, CheckDeepLearningEnvironment)
+    ALGORITHMS = TOOLS + SETUP
 
     def id(self):
         return PROVIDER_ID
