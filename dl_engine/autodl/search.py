@@ -35,11 +35,6 @@ EVALUATION_BACKBONE = {"pixel": "EFFICIENTNET_LITE0"}
 # first: on a short budget, time on one network is worth more than the choice among several
 # (benchmarks/quality_bench.py: AutoDL's best against the default single model, same time).
 MIN_EVALUATION_SECONDS = 150
-# The automatic batch size leaves every epoch at least this many steps: on a few dozen chips the
-# largest batch that fits would make an epoch one step, and a time-fitted schedule a few dozen
-# steps in all (benchmarks/quality_bench.py: AutoDL's best fell far below the default single
-# model, which trains with batch 2).
-MIN_STEPS_PER_EPOCH = 8
 LR_FACTORS = (0.2, 5.0)
 # An evaluation trial this long (seconds) spends a little of it on the learning-rate finder
 # (up to 100 steps, train/lr_finder.py) instead of taking the default rate.
@@ -89,13 +84,8 @@ class Search:
         spec = TrialSpec(network=network.keyword,
                          backbone=EVALUATION_BACKBONE.get(network.kind, network.default_backbone),
                          learning_rate=DEFAULT_LEARNING_RATE[self.plan.kind],
-                         batch_upper=self.batch_ceiling())
+                         batch_upper=int(self.plan.config.max_batch_size))
         return self.with_pretrained(spec)
-
-    def batch_ceiling(self) -> int:
-        """max_batch_size, or less where the training chips would fill fewer than MIN_STEPS_PER_EPOCH."""
-        training = self.plan.chips * (1 - float(self.plan.config.validation_percentage) / 100.0)
-        return max(2, min(int(self.plan.config.max_batch_size), int(training // MIN_STEPS_PER_EPOCH)))
 
     def with_pretrained(self, spec: TrialSpec) -> TrialSpec:
         """PRETRAINED_MODEL: its network starts from it, with its backbone."""

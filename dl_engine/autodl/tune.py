@@ -114,7 +114,7 @@ def _suggest(search: Search, trial, top, backbones, lr_range) -> TrialSpec:
     learning_rate = trial.suggest_float("learning_rate", *lr_range, log=True)
     scale = trial.suggest_categorical("batch_scale", BATCH_SCALES)
     augmentation = trial.suggest_categorical("augmentation", AUGMENTATIONS)
-    known = search.batches.get((network, backbone)) or search.batch_ceiling()
+    known = search.batches.get((network, backbone)) or int(search.plan.config.max_batch_size)
     spec = TrialSpec(network=network, backbone=backbone, learning_rate=learning_rate, augmentation=augmentation,
                      batch_upper=max(2, int(known * scale)), phase="tune")
     return search.with_pretrained(spec)
