@@ -107,6 +107,10 @@ first with the backbone frozen (a quarter of the epochs), then everything trains
 tenth of the learning rate.
 <b>ARGUMENTS</b>: model arguments as <code>name value;name value</code> (e.g.
 <code>class_balancing true;focal_loss true</code>); an unknown name is an error that lists the valid ones.
+Pixel classifiers (UNET, PSPNET, DEEPLAB) train on cross-entropy plus dice loss, arcgis.learn's
+<code>dice_loss_fraction</code> (default 0.5 here; 0 is cross-entropy alone) and
+<code>dice_loss_average</code> (<code>macro</code> or <code>micro</code>), which keeps rare classes
+such as buildings from being painted over by the background.
 <b>AUGMENTATION_PARAMETERS</b>: the transforms for <code>CUSTOM</code>. <b>CHIP_SIZE</b>: empty = the
 export's tile size. <b>RESIZE_TO</b>: resize chips before training. <b>TENSORBOARD</b>: also write
 TensorBoard logs. Advanced: <b>DEVICE</b> <code>auto</code>, <code>cpu</code>, <code>cuda</code> or
