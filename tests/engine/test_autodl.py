@@ -250,6 +250,7 @@ def test_a_short_budget_goes_to_the_default_network_and_a_long_one_compares_them
     assert [s.network for s in chosen] == ["UNET", "PSPNET", "DEEPLAB"]
 
 
+@pytest.mark.trains  # an AutoDL trial trains a network
 def test_networks_without_time_are_listed_as_skipped(export, tmp_path):
     out = tmp_path / "k.dlpk"
     # 4 s for three networks: the first trial runs (it always does; about 3 s on 2 CPU cores once torch is

@@ -92,6 +92,7 @@ def test_rotation_90(tmp_path, small):
     _check_labels(entries)
 
 
+@pytest.mark.heavy  # a few seconds (make test runs it)
 def test_rotation_30_full_chips_and_labels(tmp_path, small):
     raster, data = small
     out = tmp_path / "out"

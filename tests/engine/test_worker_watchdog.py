@@ -171,6 +171,7 @@ def test_sigterm_of_an_export_worker_is_a_cancel_that_leaves_nothing(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".partial-" in p]
 
 
+@pytest.mark.heavy  # a few seconds (make test runs it)
 def test_a_worker_started_by_a_person_does_not_watch_its_parent(tmp_path):
     """Without DLT_HOST_PID (a shell, nohup, a cluster job) losing the parent cancels nothing."""
     script = tmp_path / "orphan.py"

@@ -264,6 +264,7 @@ def test_worker_error_event_becomes_a_named_exception(autodl_alg, tmp_path, monk
     assert "(NETWORKS): SingleShotDetector does not train on Classified_Tiles" in str(raised.value)
 
 
+@pytest.mark.heavy  # a few seconds (make test runs it)
 def test_cancel_waits_for_the_best_model_so_far(autodl_alg, tmp_path, monkeypatch):
     """Cancel: the worker finishes its trial (longer than training's 1.5 s stop timeout), publishes the best
     model so far, and the message says where it is."""

@@ -177,6 +177,7 @@ def test_a_running_training_fills_its_row_and_chart(dock, engine_process, tmp_pa
     assert dock.link_targets() == [str(out)]
 
 
+@pytest.mark.heavy  # a few seconds (make test runs it)
 def test_cancel_in_the_dock_stops_the_worker(dock, engine_process, tmp_path):
     out = tmp_path / "model"
     config = train_config(tmp_path, out)

@@ -73,6 +73,7 @@ def test_qgis_process_run_exports(qgis_process_env, data_dir, tmp_path):
     assert total >= 61
 
 
+@pytest.mark.heavy  # a few seconds (make test runs it)
 def test_qgis_process_run_panoptic_with_instances(qgis_process_env, data_dir, tmp_path):
     """Panoptic_Segmentation headless, with IN_INSTANCE_DATA / INSTANCE_CLASS_VALUE_FIELD on the command line."""
     out = tmp_path / "panoptic"
@@ -116,6 +117,7 @@ def test_qgis_process_large_export_uses_worker_processes(qgis_process_env, data_
     assert listing["procs"] == listing["single"] and len(listing["procs"]) > 256
 
 
+@pytest.mark.heavy  # a few seconds (make test runs it)
 def test_qgis_process_reports_bad_input(qgis_process_env, data_dir, tmp_path):
     out = tmp_path / "bad"
     result = qgis_process(

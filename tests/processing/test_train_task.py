@@ -68,6 +68,7 @@ def test_task_reports_worker_errors(tasks, tmp_path, monkeypatch):
     assert task.error.startswith("BATCH_SIZE: must be at least 1")
 
 
+@pytest.mark.heavy  # seconds of waiting for a process to stop (make test runs it)
 @pytest.mark.parametrize("mode", ["slow", "stubborn"])
 def test_task_cancel_stops_the_worker(tasks, tmp_path, monkeypatch, mode):
     monkeypatch.setenv("DLT_PYTHON", fake_python(tmp_path, mode))

@@ -115,6 +115,7 @@ def cancel_when_started(feedback, out):
     return thread
 
 
+@pytest.mark.heavy  # seconds of waiting for a process to stop (make test runs it)
 @pytest.mark.parametrize("mode", ["slow", "stubborn", "quiet"])
 def test_cancel_stops_the_worker_within_two_seconds(runner, tmp_path, mode):
     """SIGTERM first; a worker that ignores it (stubborn) is killed; a silent one (quiet)
