@@ -115,12 +115,12 @@ else
   echo "== model: qgis_process run $TRAIN_ALG -- ${TRAIN_PARAMS[*]}"
   started=$SECONDS
   # The main lines of the log as it trains (one per epoch; where the weights came from, warnings such as
-  # weights that could not be had; qgis_process puts its progress dots before a line); the outputs are read
-  # from the results after.
+  # weights that could not be had; qgis_process puts its progress, "10...20...30", before a line); the outputs
+  # are read from the results after.
   if ! "$QGIS_PROCESS" run "$TRAIN_ALG" -- "${TRAIN_PARAMS[@]}" 2>"$WORK/model.log" </dev/null \
        | tee "$WORK/model.txt" \
-       | { grep --line-buffered -E "^\.*(device|Epoch|[0-9]+ training|pretrained weights|downloading|WARNING|done in)" || true; } \
-       | sed -u 's/^\.*/  /'; then
+       | { grep --line-buffered -E "^[0-9.]*(device|Epoch|[0-9]+ training|pretrained weights|downloading|WARNING|done in)" || true; } \
+       | sed -u -E 's/^[0-9.]*([A-Za-z])/\1/; s/^/  /'; then
     cat "$WORK/model.txt" "$WORK/model.log" >&2
     echo "training failed" >&2
     exit 1
