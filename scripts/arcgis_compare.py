@@ -1,16 +1,16 @@
 #!/usr/bin/env python
-"""Does arcgis.learn read our UNET packages as we do (issue 15)? Run with this plugin's Python;
-it calls the arcgis.learn oracle's Python (../shared/tools/arcgis-oracle/install.sh; found
+"""Does arcgis.learn read our packages as we do, and we theirs (issue 15)? Run with this plugin's
+Python; it calls the arcgis.learn oracle's Python (../shared/tools/arcgis-oracle/install.sh; found
 through $ORACLE_HOME, default ~/.cache/arcgis-oracle) for arcgis.learn's side.
 
   python scripts/arcgis_compare.py compare PACKAGE.dlpk|.emd --chips EXPORT_FOLDER [--max-chips 16] [--json OUT]
-      arcgis.learn: UnetClassifier.from_model(PACKAGE), then Pro's own pixel classification
-      (arcgis.learn.models._inferencing.util.pixel_classify_image: its normalisation, class values);
-      ours: Classify Pixels' model loading (dl_engine.infer.model.load_model) and normalisation.
-      Same chips (the export's images/), same weights: prints the share of pixels whose class
-      values agree and the largest logit difference. Exit 0 when every pixel agrees.
-  python scripts/arcgis_compare.py layout --backbone resnet34 [--classes 3] [--chip 64] [--out FILE]
-      arcgis.learn's UnetClassifier state-dict keys and shapes (tests/data/arcgis_layouts/ were
+      arcgis.learn: <ModelName>.from_model(PACKAGE), then arcgis.learn's own pre- and post-processing;
+      ours: our inference tool's model loading (dl_engine.infer.model.load_model) and normalisation.
+      Same chips (the export's images/), same weights; the kind of model (scripts/arcgis_kinds/:
+      pixel, detection, classification) decides what is compared (class maps and logits; boxes,
+      scores and labels; class probabilities). Prints the figures; exit 0 when the two agree.
+  python scripts/arcgis_compare.py layout [--model UnetClassifier] --backbone resnet34 [--classes 3] [--chip 64] [--out FILE]
+      arcgis.learn's state-dict keys and shapes for that model (tests/data/arcgis_layouts/ were
       recorded with it) and whether ours has the same.
 
 The oracle's side runs this same file with ``_oracle_predict`` / ``_oracle_layout`` (it imports
@@ -26,12 +26,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/: arcgis_kinds
+import arcgis_kinds  # noqa: E402  (standard library at import: both Pythons load it)
+
 ORACLE_HOME = Path(os.environ.get("ORACLE_HOME", os.path.expanduser("~/.cache/arcgis-oracle")))
-LOGIT_TOLERANCE = 1e-3  # float32 through two implementations of the same network
 
 
 def oracle_python() -> Path | None:
@@ -57,51 +58,31 @@ def _run_oracle(*args: str) -> dict:
 
 # ---- arcgis.learn's side (the oracle's Python) ---------------------------------------------------
 
-def _quiet_arcgis():
-    warnings.filterwarnings("ignore")
-    with contextlib.redirect_stdout(io.StringIO()):
-        import arcgis.learn as learn
-    return learn
-
-
-def _oracle_layout(backbone: str, classes: int, chip: int) -> dict:
-    learn = _quiet_arcgis()
+def _oracle_layout(model_name: str, backbone: str, classes: int, chip: int) -> dict:
+    """The state dict of ``<model_name>.from_model`` on an emd whose weights are not loaded (what
+    from_model builds for inference), unless the kind module gives its own ``oracle_layout``."""
+    kind = arcgis_kinds.kind_module(model_name)
+    if hasattr(kind, "oracle_layout"):
+        return kind.oracle_layout(model_name, backbone, classes, chip)
+    learn = arcgis_kinds.quiet_arcgis()
     import arcgis
-    from arcgis.learn.models._arcgis_model import _EmptyData
+    from arcgis.learn.models import _arcgis_model
 
-    # What UnetClassifier.from_emd sets up for inference, without weights to load.
-    data = _EmptyData(path=Path(tempfile.gettempdir()), loss_func=None, c=classes + 1, chip_size=chip)
-    data.class_mapping = {i + 1: f"c{i + 1}" for i in range(classes)}
-    data.color_mapping = {i + 1: [0, 0, 0] for i in range(classes)}
-    data.dataset_type, data._is_empty, data.emd, data.resize_to = "Classified_Tiles", True, {}, None
+    _arcgis_model.ArcGISModel.load = lambda self, *a, **k: None  # build only: there are no weights
+    tmp = Path(tempfile.mkdtemp(prefix="arcgis-layout-"))
+    emd = {"ModelName": model_name, "ModelFile": "none.pth", "ImageHeight": chip, "ImageWidth": chip,
+           "ExtractBands": [0, 1, 2], "ModelParameters": {"backbone": backbone},
+           "Classes": [{"Value": i + 1, "Name": f"c{i + 1}", "Color": [0, 0, 0]} for i in range(classes)],
+           **getattr(kind, "LAYOUT_EMD", {}).get(model_name, {})}
+    (tmp / "layout.emd").write_text(json.dumps(emd))
     with contextlib.redirect_stdout(io.StringIO()):
-        model = learn.UnetClassifier(data, backbone=backbone)
+        model = getattr(learn, model_name).from_model(str(tmp / "layout.emd"))
     state = model.learn.model.state_dict()
-    return {"source": f"arcgis.learn {arcgis.__version__}: UnetClassifier(data, backbone={backbone!r})"
-                      f".learn.model.state_dict(), data: {classes} classes + NoData, chip {chip}, 3 bands; "
+    return {"source": f"arcgis.learn {arcgis.__version__}: {model_name}.from_model(emd of backbone {backbone!r}, "
+                      f"{classes} classes, chip {chip}, 3 bands; weights not loaded).learn.model.state_dict(); "
                       "recorded by scripts/arcgis_compare.py layout",
-            "backbone": backbone, "classes": classes, "chip_size": chip, "in_channels": 3,
+            "model": model_name, "backbone": backbone, "classes": classes, "chip_size": chip, "in_channels": 3,
             "state_dict": [[k, list(v.shape)] for k, v in state.items()]}
-
-
-def _oracle_predict(package: str, chips: str, out: str) -> dict:
-    learn = _quiet_arcgis()
-    import numpy as np
-    import torch
-    from arcgis.learn.models._inferencing.util import normalize_batch, norm, pixel_classify_image
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = learn.UnetClassifier.from_model(package)  # strict load of the package's weights
-    emd = model._model_emd
-    net = model.learn.model.eval()
-    tiles = np.load(chips).astype(np.float32)
-    with torch.no_grad():
-        values = pixel_classify_image(net, tiles, torch.device("cpu"), None, True, emd)
-        normed = normalize_batch(tiles, emd) if "NormalizationStats" in emd else \
-            norm(tiles.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        logits = net(torch.tensor(normed).float())
-    np.savez(out, values=values.cpu().numpy(), logits=logits.cpu().numpy())
-    return {"loaded": type(model).__name__, "backbone": emd["ModelParameters"]["backbone"]}
 
 
 # ---- our side -------------------------------------------------------------------------------------
@@ -121,60 +102,52 @@ def read_chips(folder: Path, limit: int):
     return np.stack(arrays)
 
 
-def our_prediction(package: str, tiles):
-    """(class values (N, h, w), logits (N, K, h, w)) of Classify Pixels' model and normalisation."""
+def compare(package: str, chips_folder: str, max_chips: int) -> dict:
+    """The same chips through arcgis.learn and through our inference tool: the kind module's figures,
+    with ``ok`` True when they agree."""
     import numpy as np
-    import torch
 
     sys.path.insert(0, str(ROOT))
-    from dl_engine.infer.model import load_model
-    from dl_engine.infer.writer import class_table
-
-    model = load_model(package, "classify_pixels")
-    x = np.stack([model.normalization.normalize(t) for t in tiles])
-    with torch.no_grad():
-        logits = model.module(torch.from_numpy(x)).numpy()
-    table = class_table(model.classes)
-    return table.lut[logits.argmax(1)], logits
-
-
-def compare(package: str, chips_folder: str, max_chips: int) -> dict:
-    import numpy as np
-
+    package = os.path.abspath(package)
+    model_name = arcgis_kinds.model_name_of(package)
+    kind = arcgis_kinds.kind_module(model_name)
     tiles = read_chips(Path(chips_folder), max_chips)
     with tempfile.TemporaryDirectory(prefix="arcgis-compare-") as tmp:
         chips = os.path.join(tmp, "chips.npy")
         np.save(chips, tiles)
         out = os.path.join(tmp, "arcgis.npz")
-        side = _run_oracle("_oracle_predict", os.path.abspath(package), chips, out)
-        theirs = dict(np.load(out))
-    ours_values, ours_logits = our_prediction(os.path.abspath(package), tiles)
-    agree = float((ours_values == theirs["values"]).mean())
-    diff = float(np.abs(ours_logits - theirs["logits"]).max())
-    return {"package": package, "arcgis_learn": side, "chips": int(tiles.shape[0]),
-            "chip_shape": list(tiles.shape[1:]), "pixels": int(ours_values.size),
-            "class_agreement": agree, "max_abs_logit_diff": diff,
-            "logit_scale": float(np.abs(theirs["logits"]).max()), "within_tolerance": diff <= LOGIT_TOLERANCE}
+        side = _run_oracle("_oracle_predict", package, chips, out)
+        theirs = dict(np.load(out, allow_pickle=False))
+    ours = kind.our_predict(package, tiles)
+    return {"package": package, "model": model_name, "arcgis_learn": side, "chips": int(tiles.shape[0]),
+            "chip_shape": list(tiles.shape[1:]), **kind.agreement(ours, theirs)}
 
 
-def our_layout(backbone: str, classes: int, chip: int) -> list:
+def our_layout(model_name: str, backbone: str, classes: int, chip: int) -> list:
+    """Our network's state dict (names, shapes) in arcgis.learn's layout for ``model_name``."""
     sys.path.insert(0, str(ROOT))
-    from dl_engine.models.registry import get_spec
-    from dl_engine.models.spec import BuildContext
+    from dl_engine.models.registry import spec_for_model_name
+    from dl_engine.models.spec import ARCGIS_LEARN, BuildContext
 
-    spec = get_spec("UNET")
-    ctx = BuildContext(backbone=backbone, in_channels=3, num_classes=classes + 1, chip_size=chip,
-                       arguments=dict(spec.arguments), pretrained=False, log=lambda message: None)
+    spec = spec_for_model_name(model_name)
+    if spec is None:
+        raise SystemExit(f"this plugin has no model type for ModelName {model_name!r}")
+    outputs = classes + (0 if spec.kind == "classification" else 1)
+    ctx = BuildContext(backbone=backbone, in_channels=3, num_classes=outputs, chip_size=chip,
+                       arguments=dict(spec.arguments), pretrained=False, log=lambda message: None,
+                       network=ARCGIS_LEARN)
     return [[k, list(v.shape)] for k, v in spec.build(ctx).module.state_dict().items()]
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_oracle_layout":
-        print(json.dumps(_oracle_layout(argv[1], int(argv[2]), int(argv[3]))))
+        print(json.dumps(_oracle_layout(argv[1], argv[2], int(argv[3]), int(argv[4]))))
         return 0
     if argv and argv[0] == "_oracle_predict":
-        print(json.dumps(_oracle_predict(*argv[1:4])))
+        package, chips, out = argv[1:4]
+        print(json.dumps(arcgis_kinds.kind_module(arcgis_kinds.model_name_of(package))
+                         .oracle_predict(package, chips, out)))
         return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -184,24 +157,26 @@ def main(argv=None) -> int:
     c.add_argument("--max-chips", type=int, default=16)
     c.add_argument("--json")
     lay = sub.add_parser("layout")
+    lay.add_argument("--model", default="UnetClassifier", help="arcgis.learn's class name (the emd's ModelName)")
     lay.add_argument("--backbone", default="resnet34")
     lay.add_argument("--classes", type=int, default=3)
     lay.add_argument("--chip", type=int, default=64)
     lay.add_argument("--out")
     a = ap.parse_args(argv)
     if a.command == "layout":
-        theirs = _run_oracle("_oracle_layout", a.backbone, str(a.classes), str(a.chip))
-        ours = our_layout(a.backbone, a.classes, a.chip)
+        theirs = _run_oracle("_oracle_layout", a.model, a.backbone, str(a.classes), str(a.chip))
+        ours = our_layout(a.model, a.backbone, a.classes, a.chip)
         same = ours == theirs["state_dict"]
         if a.out:
             Path(a.out).write_text(json.dumps(theirs, indent=0))
-        print(json.dumps({"backbone": a.backbone, "tensors": len(theirs["state_dict"]), "same_as_ours": same}))
+        print(json.dumps({"model": a.model, "backbone": a.backbone, "tensors": len(theirs["state_dict"]),
+                          "same_as_ours": same}))
         return 0 if same else 1
     result = compare(a.package, a.chips, a.max_chips)
     print(json.dumps(result, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
-    return 0 if result["class_agreement"] == 1.0 and result["within_tolerance"] else 1
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":

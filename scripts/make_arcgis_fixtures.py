@@ -4,16 +4,21 @@ Python, never ours: it imports arcgis.learn).
 
     ../shared/tools/arcgis-oracle/install.sh                    # once: ~15 min, ~10 GB
     source ~/.cache/arcgis-oracle/env.sh
-    python scripts/make_arcgis_fixtures.py EXPORT_FOLDER OUT_FOLDER [--backbone resnet18] [--epochs 1]
+    python scripts/make_arcgis_fixtures.py EXPORT_FOLDER OUT_FOLDER [--model UnetClassifier]
+        [--backbone resnet18] [--epochs 1] [--kwarg name=value ...]
 
-EXPORT_FOLDER is a Classified_Tiles export (ours: ``python -m dl_engine export … --format
-Classified_Tiles``). arcgis.learn trains a UnetClassifier on it for ``--epochs`` epochs and
-saves it into OUT_FOLDER as arcgis.learn does (``save(..., save_inference_file=False)``: the emd
-names Pro's built-in ArcGISImageClassifier.py, so no Esri code is written) and zipped as a .dlpk.
+EXPORT_FOLDER is an export arcgis.learn's prepare_data reads, of the dataset type the model trains
+on (ours: ``python -m dl_engine export … --format Classified_Tiles`` for UnetClassifier, DeepLab
+and PSPNetClassifier; PASCAL_VOC_rectangles for FasterRCNN, RetinaNet, SingleShotDetector and
+YOLOv3; RCNN_Masks for MaskRCNN; Labeled_Tiles for FeatureClassifier). arcgis.learn builds
+``<model>(data, backbone=…, **kwargs)`` (``--kwarg`` values are JSON, else strings), trains it
+for ``--epochs`` epochs and saves it into OUT_FOLDER as arcgis.learn does
+(``save(..., save_inference_file=False)``: the emd names Pro's built-in inference function, so
+no Esri code is written) and zipped as a .dlpk.
 
-The package is not kept in the repository: a ResNet-18 U-Net holds ~31 M weights (~124 MB), and
-no smaller backbone of arcgis.learn's is one we rebuild. tests/engine/test_arcgis_unet.py makes
-it where the oracle is installed and skips otherwise.
+The packages are not kept in the repository: a ResNet-18 U-Net holds ~31 M weights (~124 MB).
+The tests (tests/engine/test_arcgis_*.py) make them where the oracle is installed and skip
+otherwise.
 """
 import argparse
 import contextlib
@@ -35,7 +40,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("export")
     ap.add_argument("out")
+    ap.add_argument("--model", default="UnetClassifier", help="arcgis.learn's class (the emd's ModelName)")
     ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE",
+                    help="another keyword argument of the model's constructor (a JSON value, else a string)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -44,6 +52,14 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
+    kwargs = {}
+    for item in a.kwarg:
+        name, _, value = item.partition("=")
+        try:
+            kwargs[name] = json.loads(value)
+        except ValueError:
+            kwargs[name] = value
+
     random.seed(a.seed)
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
@@ -51,7 +67,7 @@ def main(argv=None) -> int:
         import arcgis
         import arcgis.learn as L
         data = L.prepare_data(a.export, batch_size=a.batch_size, val_split_pct=0.2, seed=a.seed)
-        model = L.UnetClassifier(data, backbone=a.backbone)
+        model = getattr(L, a.model)(data, backbone=a.backbone, **kwargs)
         model.fit(a.epochs, lr=1e-3)
     out = Path(a.out).resolve()
     with contextlib.redirect_stdout(io.StringIO()):
