@@ -2,9 +2,9 @@
 
 Packages are opened only through ``package.reader.open_package`` (zip-slip checks,
 ``weights_only`` loading, no Python file of a package is run). Only packages written by this
-plugin can be rebuilt, and those of arcgis.learn whose layout the registry builds (a
-UnetClassifier on a ResNet: models/arcgis_unet.py); arcgis.learn's other networks have other
-state dicts.
+plugin can be rebuilt, and those of arcgis.learn whose layout the registry builds (a spec's
+``arcgis_backbones``: a UnetClassifier on a ResNet, models/arcgis_unet.py, …); arcgis.learn's
+other networks have other state dicts.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class LoadedModel:
 
 def load_model(path: str, tool: str, parameter: str = PARAMETER) -> LoadedModel:
     """The model of a .emd/.dlpk, checked to fit ``tool`` (raises InputError naming ``parameter``)."""
-    from ..models.registry import build_from_emd, get_spec, rebuilds_arcgis_network
+    from ..models.registry import arcgis_networks_text, build_from_emd, get_spec, rebuilds_arcgis_network
 
     with open_package(path, parameter) as pkg:
         # arcgis.learn's own packages load where we build its layout (UnetClassifier on a ResNet)
@@ -82,8 +82,8 @@ def load_model(path: str, tool: str, parameter: str = PARAMETER) -> LoadedModel:
                                        f"({pkg.model_name or pkg.emd.get('ModelConfiguration') or 'unknown'}, "
                                        f"Framework {pkg.emd.get('Framework', '?')}) is arcgis.learn's own, whose "
                                        "weights this plugin cannot rebuild; use a model trained with Train Deep "
-                                       "Learning Model in QGIS (or an arcgis.learn UnetClassifier on "
-                                       f"{'/'.join(get_spec('UNET').arcgis_backbones)})")
+                                       "Learning Model in QGIS, or an arcgis.learn package of these: "
+                                       f"{arcgis_networks_text()}")
         try:
             spec = get_spec(pkg.model_type or "", parameter)
         except InputError as e:

@@ -29,7 +29,7 @@ from . import classification, detection, pixel
 from .spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
 
 __all__ = ["BuildContext", "BuiltModel", "ModelSpec", "REGISTRY", "Registry", "arguments_from_emd",
-           "build_from_emd", "get_spec", "model_types", "network_of_emd", "rebuilds_arcgis_network", "register",
+           "arcgis_networks_text", "build_from_emd", "get_spec", "model_types", "network_of_emd", "rebuilds_arcgis_network", "register",
            "registered", "spec_for_model_name", "specs"]
 
 
@@ -145,3 +145,10 @@ def rebuilds_arcgis_network(emd: Dict[str, Any]) -> bool:
     params = emd.get("ModelParameters")
     backbone = str((params.get("backbone") if isinstance(params, dict) else None) or "").lower()
     return spec is not None and backbone in spec.arcgis_backbones
+
+
+def arcgis_networks_text() -> str:
+    """The arcgis.learn packages this version rebuilds, for refusals: "UnetClassifier on
+    resnet18/resnet34, …" (every spec's ``arcgis_backbones``)."""
+    parts = [f"{spec.model_name} on {'/'.join(spec.arcgis_backbones)}" for spec in specs() if spec.arcgis_backbones]
+    return "; ".join(parts) or "none"

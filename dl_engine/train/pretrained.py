@@ -1,5 +1,5 @@
 """PRETRAINED_MODEL: fine-tune from one of our packages (.dlpk or .emd), or from one arcgis.learn
-trained whose network we rebuild (a UnetClassifier on a ResNet: models/arcgis_unet.py).
+trained whose network we rebuild (registry.arcgis_networks_text: a UnetClassifier on a ResNet, …).
 
 The package must be of the same model type, backbone and band count; the network is built in the
 package's module layout (``pretrained_network``: a UNET package from before arcgis.learn's layout
@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import InputError
-from ..models.registry import network_of_emd, rebuilds_arcgis_network
+from ..models.registry import arcgis_networks_text, network_of_emd, rebuilds_arcgis_network
 from ..package.reader import open_package
 
 PARAMETER = "PRETRAINED_MODEL"
@@ -35,8 +35,8 @@ def load_pretrained(path: str, model: torch.nn.Module, spec, backbone_name: str,
             raise InputError(PARAMETER, f"{path} was not written by this plugin (its network, "
                                        f"{pkg.model_name or 'unknown'}, is arcgis.learn's own, of a kind or backbone whose "
                                        "weights this plugin cannot rebuild); give a .dlpk or .emd trained with "
-                                       "Train Deep Learning Model in QGIS, or an arcgis.learn UnetClassifier on a "
-                                       "ResNet")
+                                       "Train Deep Learning Model in QGIS, or an arcgis.learn package of these: "
+                                       f"{arcgis_networks_text()}")
         if pkg.model_type != spec.keyword:
             raise InputError(PARAMETER, f"{path} is a {pkg.model_type or pkg.model_name} model; MODEL_TYPE is "
                                        f"{spec.keyword}: choose MODEL_TYPE {pkg.model_type} or another package")
