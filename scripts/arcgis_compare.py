@@ -62,8 +62,9 @@ def _oracle_layout(model_name: str, backbone: str, classes: int, chip: int) -> d
     """The state dict of ``<model_name>.from_model`` on an emd whose weights are not loaded (what
     from_model builds for inference), unless the kind module gives its own ``oracle_layout``."""
     kind = arcgis_kinds.kind_module(model_name)
-    if hasattr(kind, "oracle_layout"):
-        return kind.oracle_layout(model_name, backbone, classes, chip)
+    recorded = kind.oracle_layout(model_name, backbone, classes, chip) if hasattr(kind, "oracle_layout") else None
+    if recorded is not None:  # a kind module's own, for the ModelNames it knows better
+        return recorded
     learn = arcgis_kinds.quiet_arcgis()
     import arcgis
     from arcgis.learn.models import _arcgis_model

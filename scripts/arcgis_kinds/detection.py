@@ -1,0 +1,226 @@
+"""Detectors (FasterRCNN, MaskRCNN; RetinaNet, SingleShotDetector, YOLOv3 as their entries in
+``ORACLE_DETECTORS`` are added): the boxes, scores, labels (and instance masks) of the same chips
+through Pro's own inference path and through Detect Objects' model loading, normalisation and the
+spec's ``predict``.
+
+arcgis.learn's side: ``<ModelName>.from_model(package)``, then what Pro's built-in inference
+function runs for that ModelName (``ORACLE_DETECTORS``: its normalisation, its pre-processing
+inside the model, its post-processing), one chip at a time. Both sides run at the same score
+threshold and NMS overlap (``SCORE_THRESH``, ``NMS_OVERLAP``: our predict's contract; Pro's
+``threshold`` / ``nms_overlap`` parameters where its function takes them), so that every detection
+the network makes is compared, not only the few above Pro's default threshold.
+
+Agreement: per chip, each of arcgis.learn's detections is matched to one of ours with the same
+label and IoU >= ``IOU_MATCH``; matched scores must agree within ``SCORE_TOLERANCE``, matched
+instance masks (> 0.5) on at least ``MASK_AGREEMENT`` of their pixels. A detection left unmatched
+on either side is tolerated only when its score is within ``SCORE_TOLERANCE`` of the threshold
+(float noise decides whether it is kept).
+
+Arrays cross between the two Pythons flattened: ``chip`` (M,) chip index, ``boxes`` (M, 4) xmin,
+ymin, xmax, ymax in chip pixels, ``scores`` (M,) 0..1, ``labels`` (M,) class indices 1..K, and
+``masks`` (M, h, w) probabilities for instance models.
+"""
+from __future__ import annotations
+
+SCORE_THRESH = 0.05
+NMS_OVERLAP = 0.5
+IOU_MATCH = 0.99
+SCORE_TOLERANCE = 1e-3
+MASK_AGREEMENT = 0.99
+
+
+# ---- arcgis.learn's side (the oracle's Python) ---------------------------------------------------
+
+def _model_extension_detector(model, tiles, emd) -> list:
+    """FasterRCNN (a ModelExtension): Pro's ArcGISObjectDetector -> _model_extension_inferencing:
+    ImageNet (or NormalizationStats) normalisation, the model configuration's transform_input,
+    the network (which resizes the chip inside), post_process; boxes come as y1, x1, y2, x2."""
+    import numpy as np
+    import torch
+    from arcgis.learn.models._inferencing import _model_extension_inferencing as mx
+    from arcgis.learn.models._inferencing.util import normalize_batch
+
+    net = model.learn.model.eval()
+    out = []
+    for tile in tiles:
+        batch = tile[None].astype(np.float32)
+        if "NormalizationStats" in emd:
+            normed = normalize_batch(batch, emd)
+        else:
+            normed = mx.normalize_batch_imagenetstats(batch.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        boxes, scores, labels = mx.detect_object(model._model_conf, net, normed, torch.device("cpu"), batch_size=1,
+                                                 model_info=emd, emd_path=None, nms_overlap=NMS_OVERLAP,
+                                                 thresh=SCORE_THRESH)
+        out.append({"boxes": boxes[:, [1, 0, 3, 2]], "scores": scores / 100.0, "labels": labels.astype(np.int64)})
+    return out
+
+
+def _maskrcnn_detector(model, tiles, emd) -> list:
+    """MaskRCNN: Pro's ArcGISInstanceDetector -> _maskrcnn_inferencing: chips / 255 (or
+    scale_batch with NormalizationStats), the network normalises and resizes inside;
+    predict_mask_rcnn at the threshold (the masks before Pro turns them into contours)."""
+    import numpy as np
+    import torch
+    from arcgis.learn.models._inferencing import _maskrcnn_inferencing as mi
+    from arcgis.learn.models._inferencing.util import scale_batch
+
+    net = model.learn.model.eval()
+    out = []
+    for tile in tiles:
+        batch = tile[None].astype(np.float32)
+        normed = scale_batch(batch, emd) if "NormalizationStats" in emd else batch / 255
+        pred = mi.predict_mask_rcnn(net, normed, torch.device("cpu"), batch.shape[-1], threshold=SCORE_THRESH)[0]
+        masks = pred["masks"].numpy()
+        out.append({"boxes": pred["boxes"].numpy(), "scores": pred["scores"].numpy(),
+                    "labels": pred["labels"].numpy().astype(np.int64),
+                    "masks": masks[:, 0] if masks.ndim == 4 else masks})
+    return out
+
+
+# ModelName -> function(arcgis.learn model, tiles (N, bands, h, w) raw chips, emd) -> one dict per
+# chip (boxes xyxy in chip pixels, scores 0..1, labels 1..K[, masks (n, h, w)]) as Pro computes them.
+ORACLE_DETECTORS = {
+    "FasterRCNN": _model_extension_detector,
+    "MaskRCNN": _maskrcnn_detector,
+}
+
+
+def _flatten(dets: list) -> dict:
+    import numpy as np
+
+    out = {"chip": np.concatenate([np.full(len(d["scores"]), i, np.int64) for i, d in enumerate(dets)] or
+                                  [np.zeros(0, np.int64)]),
+           "boxes": np.concatenate([np.asarray(d["boxes"], np.float64).reshape(-1, 4) for d in dets]),
+           "scores": np.concatenate([np.asarray(d["scores"], np.float64).reshape(-1) for d in dets]),
+           "labels": np.concatenate([np.asarray(d["labels"], np.int64).reshape(-1) for d in dets])}
+    if dets and "masks" in dets[0]:
+        out["masks"] = np.concatenate([np.asarray(d["masks"], np.float32) for d in dets])
+    return out
+
+
+def oracle_predict(package: str, chips: str, out: str) -> dict:
+    import numpy as np
+
+    from . import model_name_of, oracle_model
+
+    name = model_name_of(package)
+    if name not in ORACLE_DETECTORS:
+        raise SystemExit(f"no arcgis.learn inference path for {name} in scripts/arcgis_kinds/detection.py; "
+                         f"known: {', '.join(ORACLE_DETECTORS)}")
+    model = oracle_model(package)
+    emd = model._model_emd
+    tiles = np.load(chips).astype(np.float32)
+    np.savez(out, **_flatten(ORACLE_DETECTORS[name](model, tiles, emd)))
+    return {"loaded": type(model).__name__, "backbone": emd["ModelParameters"]["backbone"],
+            "path": ORACLE_DETECTORS[name].__name__}
+
+
+def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
+    """What arcgis.learn trains and save() writes for FasterRCNN / MaskRCNN (from_model builds
+    the ResNet-50 body with BatchNorm, whose num_batches_tracked save() never writes: the
+    trained network has torchvision's FrozenBatchNorm2d there); None for the others (the generic
+    from_model layout)."""
+    if model_name not in ("FasterRCNN", "MaskRCNN"):
+        return None
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    import arcgis
+    from . import quiet_arcgis
+
+    learn = quiet_arcgis()
+    from arcgis.learn._utils.common import get_multispectral_data_params_from_emd
+    from arcgis.learn._utils.pascal_voc_rectangles import ObjectDetectionCategoryList
+    from arcgis.learn.models._arcgis_model import _EmptyData
+    from fastai.vision import ImageList, imagenet_stats
+
+    names = {i + 1: f"c{i + 1}" for i in range(classes)}
+    tmp = Path(tempfile.mkdtemp(prefix="arcgis-layout-"))
+    if model_name == "FasterRCNN":  # as FasterRCNN.from_model sets up its data
+        data = (ImageList([], path=tmp).split_by_idx([])
+                .label_const(0, label_cls=ObjectDetectionCategoryList, classes=list(names.values()))
+                .transform(([], [])).databunch(device=torch.device("cpu")).normalize(imagenet_stats))
+        data.c += 1
+        data.classes = ["background"] + list(names.values())
+        data.dataset_type = "PASCAL_VOC_rectangles"
+    else:
+        data = _EmptyData(path=tmp, loss_func=None, c=classes + 1, chip_size=chip)
+        data.dataset_type = "RCNN_Masks"
+    data.chip_size, data.class_mapping = chip, names
+    data.color_mapping = {k: [0, 0, 0] for k in names}
+    data._is_empty, data.emd, data.resize_to = True, {}, None
+    data = get_multispectral_data_params_from_emd(data, {})
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = getattr(learn, model_name)(data, backbone=backbone)  # as for training (pretrained backbone)
+    state = model.learn.model.state_dict()
+    return {"source": f"arcgis.learn {arcgis.__version__}: {model_name}(data, backbone={backbone!r}).learn.model"
+                      f".state_dict() (what save() writes), {classes} classes + background, chip {chip}, 3 bands; "
+                      "recorded by scripts/arcgis_compare.py layout",
+            "model": model_name, "backbone": backbone, "classes": classes, "chip_size": chip, "in_channels": 3,
+            "state_dict": [[k, list(v.shape)] for k, v in state.items()]}
+
+
+# ---- our side -------------------------------------------------------------------------------------
+
+def our_predict(package: str, tiles) -> dict:
+    """Detect Objects' model loading and normalisation, the spec's predict (score >= its threshold,
+    per-class NMS), flattened as the oracle's side."""
+    import numpy as np
+    import torch
+
+    from dl_engine.infer.model import load_model
+
+    model = load_model(package, "detect_objects")
+    x = np.stack([model.normalization.normalize(t) for t in tiles])
+    dets = model.spec.predict(model.module, torch.from_numpy(x))
+    keep = [d["scores"] >= SCORE_THRESH for d in dets]
+    return _flatten([{k: v[m].numpy() for k, v in d.items()} for d, m in zip(dets, keep)])
+
+
+def _iou(a, b):
+    import numpy as np
+
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+
+
+def agreement(ours: dict, theirs: dict) -> dict:
+    import numpy as np
+
+    matched, unmatched_ours, unmatched_theirs, ious, score_diffs, mask_agree = 0, [], [], [], [], []
+    chips = sorted(set(ours["chip"].tolist()) | set(theirs["chip"].tolist()))
+    for c in chips:
+        o, t = np.flatnonzero(ours["chip"] == c), np.flatnonzero(theirs["chip"] == c)
+        iou = _iou(theirs["boxes"][t], ours["boxes"][o]) if len(o) and len(t) else np.zeros((len(t), len(o)))
+        used = set()
+        for i in np.argsort(-theirs["scores"][t], kind="stable"):
+            cand = [j for j in range(len(o)) if j not in used and ours["labels"][o[j]] == theirs["labels"][t[i]]
+                    and iou[i, j] >= IOU_MATCH]
+            if not cand:
+                unmatched_theirs.append(float(theirs["scores"][t[i]]))
+                continue
+            j = max(cand, key=lambda k: (iou[i, k], -abs(ours["scores"][o[k]] - theirs["scores"][t[i]])))
+            used.add(j)
+            matched += 1
+            ious.append(float(iou[i, j]))
+            score_diffs.append(float(abs(ours["scores"][o[j]] - theirs["scores"][t[i]])))
+            if "masks" in ours and "masks" in theirs:
+                a, b = ours["masks"][o[j]] > 0.5, theirs["masks"][t[i]] > 0.5
+                mask_agree.append(float((a == b).mean()) if a.shape == b.shape else 0.0)
+        unmatched_ours += [float(ours["scores"][o[j]]) for j in range(len(o)) if j not in used]
+    near = lambda s: abs(s - SCORE_THRESH) <= SCORE_TOLERANCE  # noqa: E731
+    stray = [s for s in unmatched_ours + unmatched_theirs if not near(s)]
+    max_diff = max(score_diffs, default=0.0)
+    masks_ok = min(mask_agree, default=1.0) >= MASK_AGREEMENT
+    return {"detections_ours": int(len(ours["scores"])), "detections_arcgis": int(len(theirs["scores"])),
+            "matched": matched, "unmatched_ours": len(unmatched_ours), "unmatched_arcgis": len(unmatched_theirs),
+            "unmatched_beyond_threshold_noise": len(stray), "min_iou": min(ious, default=None),
+            "max_score_diff": max_diff, "min_mask_agreement": min(mask_agree, default=None),
+            "score_thresh": SCORE_THRESH, "nms_overlap": NMS_OVERLAP,
+            "ok": not stray and max_diff <= SCORE_TOLERANCE and masks_ok}
