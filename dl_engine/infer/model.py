@@ -50,6 +50,9 @@ class LoadedModel:
     classes: List[ClassInfo]  # the emd's Classes, in index order
     normalization: Normalization
     chip_size: int
+    # Output indices a pixel model never predicts (arcgis.learn's emd ignore_mapped_class: Pro's
+    # segment_image sets their scores below every other before the argmax).
+    ignored_outputs: Tuple[int, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -111,7 +114,19 @@ def load_model(path: str, tool: str, parameter: str = PARAMETER) -> LoadedModel:
                                        "damaged or its emd was edited") from None
         module.eval()
         return LoadedModel(path=path, emd=pkg.emd, spec=spec, module=module, classes=classes,
-                           normalization=normalization, chip_size=int(chip))
+                           normalization=normalization, chip_size=int(chip),
+                           ignored_outputs=_ignored_outputs(pkg.emd, int(num_classes), path, parameter))
+
+
+def _ignored_outputs(emd: Dict[str, Any], outputs: int, path: str, parameter: str) -> Tuple[int, ...]:
+    raw = emd.get("ignore_mapped_class") or []
+    if not isinstance(raw, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in raw):
+        raise InputError(parameter, f"{path}: ignore_mapped_class {raw!r} is not a list of output indices")
+    bad = [k for k in raw if not 0 <= k < outputs]
+    if bad:
+        raise InputError(parameter, f"{path}: ignore_mapped_class {bad} lies outside the model's outputs "
+                                   f"0..{outputs - 1}")
+    return tuple(sorted(set(raw)))
 
 
 def _classes(raw: List[Dict[str, Any]], path: str, parameter: str) -> List[ClassInfo]:

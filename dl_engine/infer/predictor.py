@@ -94,6 +94,8 @@ class Predictor:
                 scores = p if scores is None else scores + p
         else:
             scores = self._logits(x)
+        if self.model.ignored_outputs:  # as Pro does: below every other score, so never the argmax
+            scores[:, list(self.model.ignored_outputs)] = scores.min() - 1
         if not predict_background and scores.shape[1] > 1:
             scores = scores[:, 1:]
             index = scores.argmax(1) + 1

@@ -164,6 +164,26 @@ def classified_path(model, scene, tmp_path, extent):
     return out
 
 
+@pytest.mark.usefixtures("fake_models")
+def test_ignore_mapped_class_is_never_predicted(tmp_path):
+    """arcgis.learn's emd key ignore_mapped_class (output indices): Pro never predicts those
+    outputs, and neither do we; indices outside the outputs are refused by name."""
+    raster = ih.squares_raster(tmp_path, [(5, 7, 9), (60, 30, 20)], size=96)
+    classes = [(1, "bright", (255, 255, 0)), (2, "dark", (0, 0, 90))]
+    plain, ignored = tmp_path / "plain.tif", tmp_path / "ignored.tif"
+    run_inference(ih.config("classify_pixels", raster, ih.fake_package(tmp_path / "a", "FAKEPIXELS", classes),
+                            plain, precision="fp32"))
+    model = ih.fake_package(tmp_path / "b", "FAKEPIXELS", classes, emd_extra={"ignore_mapped_class": [1]})
+    run_inference(ih.config("classify_pixels", raster, model, ignored, precision="fp32"))
+    before, after = ih.read(plain)[0], ih.read(ignored)[0]
+    assert (before == 1).sum() > 300 and not (after == 1).any()  # the squares were "bright"
+    assert np.array_equal(after[before != 1], before[before != 1])  # nothing else changes
+    bad = ih.fake_package(tmp_path / "c", "FAKEPIXELS", classes, emd_extra={"ignore_mapped_class": [5]})
+    with pytest.raises(InputError) as e:
+        run_inference(ih.config("classify_pixels", raster, bad, tmp_path / "bad.tif"))
+    assert e.value.parameter == "IN_MODEL_DEFINITION" and "ignore_mapped_class [5]" in e.value.message
+
+
 @pytest.mark.trains
 @pytest.mark.parametrize("arguments, words", [
     ("colour_balancing true", "valid arguments: batch_size, padding, predict_background, test_time_augmentation, "
