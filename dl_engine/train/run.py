@@ -106,7 +106,8 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                                     num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
                                     arguments=args, pretrained=not config.pretrained_model,
                                     weight_init_scheme=config.weight_init_scheme, log=events.log,
-                                    warn=events.warning, network=pretrained_network(config.pretrained_model)))
+                                    warn=events.warning, network=pretrained_network(config.pretrained_model),
+                                    normalization=td.normalization.mode))
     model = built.module
     pretrained_loaded = built.pretrained_loaded
     if config.pretrained_model:
