@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Sequence
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import DETECTION, formats_where
-from .spec import BuildContext, BuiltModel, ModelSpec
+from .spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -61,6 +61,8 @@ SSD_ARGUMENTS: Dict[str, Any] = {
     "focal_loss": False,
     "location_loss_factor": None,
 }
+# Backbones (emd names) on which RETINANET builds arcgis.learn's RetinaNet layout (arcgis_retinanet.py).
+ARCGIS_RETINANET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 RETINANET_ARGUMENTS: Dict[str, Any] = {
     "scales": [1.0, 2 ** (-1 / 3), 2 ** (-2 / 3)],
     "ratios": [0.5, 1.0, 2.0],
@@ -251,12 +253,31 @@ def build_ssd(ctx: BuildContext) -> BuiltModel:
     return _built(SSD(encoder, ctx.num_classes, ctx.chip_size, **opts), encoder)
 
 
+def arcgis_layout(model_name: str, backbones: Sequence[str], backbone_name: str, network=None) -> str:
+    """Which network a model is: arcgis.learn's layout on the backbones arcgis.learn builds it on,
+    else our own. ``network``: what a trained emd records (registry.network_of_emd); None for a new
+    model."""
+    if network is None:
+        return ARCGIS_LEARN if str(backbone_name).lower() in backbones else OWN_NETWORK
+    if network == ARCGIS_LEARN and str(backbone_name).lower() not in backbones:
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {model_name} with the backbone {backbone_name} "
+                                                f"cannot be rebuilt; this plugin rebuilds it on {', '.join(backbones)}")
+    return network
+
+
 def build_retinanet(ctx: BuildContext) -> BuiltModel:
-    from .retinanet import RetinaNetDetector
+    from .backbones import resolve_backbone
 
     _no_focal(ctx, "RETINANET")
     opts = retinanet_options(ctx.arguments)
+    network = arcgis_layout("RetinaNet", ARCGIS_RETINANET_BACKBONES, resolve_backbone(ctx.backbone)[0], ctx.network)
     encoder = _encoder(ctx)
+    if network == ARCGIS_LEARN:
+        from . import arcgis_retinanet
+
+        return _built(arcgis_retinanet.build(encoder, ctx.num_classes, **opts), encoder)
+    from .retinanet import RetinaNetDetector
+
     return _built(RetinaNetDetector(encoder, ctx.num_classes, **opts), encoder)
 
 
@@ -300,6 +321,17 @@ def predict(module, x) -> List[Dict[str, Any]]:
         return module(x)
 
 
+def predict_as_pro(module, x, threshold=None, nms_overlap=None) -> List[Dict[str, Any]]:
+    """``predict``; a network in arcgis.learn's layout whose detect takes the tool's threshold and
+    NMS overlap (RetinaNet) applies them as ArcGIS Pro does for its packages."""
+    import torch
+
+    with torch.no_grad():
+        if getattr(module, "takes_thresholds", False):
+            return module.detect(x, threshold=threshold, nms_overlap=nms_overlap)
+        return module(x)
+
+
 # ---- emd keys ---------------------------------------------------------------------------------
 
 def _params(backbone_name: str, **extra) -> Dict[str, Any]:
@@ -317,7 +349,8 @@ def ssd_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
 
 def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = retinanet_options(arguments)
-    return {"ModelConfiguration": "_RetinaNet_Inference", "ModelParameters": _params(backbone_name, **opts)}
+    return {"ModelConfiguration": "_RetinaNet_Inference", "ModelParameters": _params(backbone_name, **opts),
+            NETWORK_KEY: arcgis_layout("RetinaNet", ARCGIS_RETINANET_BACKBONES, backbone_name)}
 
 
 def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -348,17 +381,19 @@ def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
 
 
 def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], arguments: Dict[str, Any], build,
-          emd_params, default_backbone: str, description: str, order: int, autodl_order=None) -> ModelSpec:
+          emd_params, default_backbone: str, description: str, order: int, autodl_order=None, **extra) -> ModelSpec:
     model_type = "InstanceDetection" if kind == "instance" else "ObjectDetection"
+    extra.setdefault("predict", predict)
     return ModelSpec(keyword=keyword, model_name=model_name, model_type=model_type, kind=kind, formats=tuple(formats),
                      arguments=arguments, build=build, emd_params=emd_params, default_backbone=default_backbone,
-                     predict=predict, description=description, order=order, autodl_order=autodl_order)
+                     description=description, order=order, autodl_order=autodl_order, **extra)
 
 
 SSD = _spec("SSD", "SingleShotDetector", "detection", BOX_FORMATS, SSD_ARGUMENTS, build_ssd, ssd_emd, "RESNET34",
             "Single Shot Detector (object detection)", order=3, autodl_order=0)
 RETINANET = _spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_ARGUMENTS, build_retinanet,
-                  retinanet_emd, "RESNET50", "RetinaNet (object detection)", order=4, autodl_order=1)
+                  retinanet_emd, "RESNET50", "RetinaNet (object detection)", order=4, autodl_order=1,
+                  arcgis_backbones=ARCGIS_RETINANET_BACKBONES, predict=predict_as_pro)
 FASTERRCNN = _spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_ARGUMENTS, build_fasterrcnn,
                    fasterrcnn_emd, "RESNET50", "Faster R-CNN (object detection)", order=5, autodl_order=2)
 MASKRCNN = _spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn,
