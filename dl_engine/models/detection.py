@@ -21,7 +21,9 @@ ARGUMENTS per model, with arcgis.learn's names and defaults:
   (see RCNN_ARGUMENTS); MASKRCNN also pointrend (only false).
 - YOLOV3: anchors (None: YOLOv3's 9 COCO anchors, defined for 416 px, scaled to the chip
   size; else 9 [width, height] pairs in pixels), n_bands (None: the data's band count; when
-  given it must match the data).
+  given it must match the data). On DARKNET53 (arcgis.learn's only YOLOv3 backbone) the network
+  is arcgis.learn's YOLOv3 (arcgis_yolov3.py): anchors stay in the order given (anchor k on
+  output level k // 3, finest first) and detections are Pro's (its threshold and NMS overlap).
 
 Inference (``predict``): one dict per image with "boxes" (n, 4) xmin, ymin, xmax, ymax in
 chip pixels, "scores", "labels" 1..K (and "masks" (n, H, W) probabilities for MASKRCNN):
@@ -88,6 +90,8 @@ RCNN_ARGUMENTS: Dict[str, Any] = {
 }
 MASKRCNN_ARGUMENTS: Dict[str, Any] = {**RCNN_ARGUMENTS, "pointrend": False}
 YOLOV3_ARGUMENTS: Dict[str, Any] = {"anchors": None, "n_bands": None}
+# Backbones (emd names) on which YOLOV3 builds arcgis.learn's YOLOv3 layout (arcgis_yolov3.py): its only one.
+ARCGIS_YOLOV3_BACKBONES = ("darknet53",)
 
 _FRACTIONS = ("rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_positive_fraction",
               "box_score_thresh", "box_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh",
@@ -197,7 +201,10 @@ def maskrcnn_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
     return rcnn_options(args)
 
 
-def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = None) -> Dict[str, Any]:
+def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = None,
+                 keep_order: bool = False) -> Dict[str, Any]:
+    """``keep_order``: the anchors in the order given (arcgis.learn's layout: anchor k on output
+    level k // 3, finest first, whatever its size); else smallest first."""
     args = {**YOLOV3_ARGUMENTS, **(arguments or {})}
     if args.get("anchors") in (None, "", "None"):
         scale = float(chip_size) / 416.0
@@ -207,7 +214,8 @@ def yolo_options(arguments: Dict[str, Any], chip_size: int, in_channels: int = N
         if len(anchors) != 9:
             raise InputError(PARAMETER, f"anchors has {len(anchors)} [width, height] pairs; YOLOv3 takes 9 (3 per "
                                        "output level, smallest first)")
-    anchors = sorted(anchors, key=lambda p: p[0] * p[1])
+    if not keep_order:
+        anchors = sorted(anchors, key=lambda p: p[0] * p[1])
     n_bands = args.get("n_bands")
     if n_bands not in (None, "", "None"):
         try:
@@ -300,16 +308,26 @@ def build_maskrcnn(ctx: BuildContext) -> BuiltModel:
 
 
 def build_yolov3(ctx: BuildContext) -> BuiltModel:
-    from .yolov3 import YOLOv3
+    from .backbones import resolve_backbone
 
     _no_focal(ctx, "YOLOV3")
-    opts = yolo_options(ctx.arguments, ctx.chip_size, ctx.in_channels)
+    network = arcgis_layout("YOLOv3", ARCGIS_YOLOV3_BACKBONES, resolve_backbone(ctx.backbone)[0], ctx.network)
+    opts = yolo_options(ctx.arguments, ctx.chip_size, ctx.in_channels, keep_order=network == ARCGIS_LEARN)
     # The resolved anchors (pixels) and band count go back into the run's arguments, so the
     # emd's ModelParameters record exactly what was built (arcgis.learn writes both).
     if isinstance(ctx.arguments, dict):
         ctx.arguments["anchors"] = opts["anchors"]
         ctx.arguments["n_bands"] = opts["n_bands"]
     encoder = _encoder(ctx)
+    if network == ARCGIS_LEARN:
+        from . import arcgis_yolov3
+
+        rgb = ctx.normalization == "imagenet" or (ctx.normalization is None and ctx.in_channels == 3)
+        module = arcgis_yolov3.build(encoder, ctx.in_channels, ctx.num_classes, opts["anchors"], imagenet_input=rgb)
+        return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
+                          encoder_parameters=module.body_parameters(), pretrained_source=encoder.pretrained_source)
+    from .yolov3 import YOLOv3
+
     return _built(YOLOv3(encoder, ctx.num_classes, opts["anchors"]), encoder)
 
 
@@ -377,7 +395,8 @@ def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     n_bands = args.get("n_bands")
     return {"ModelConfiguration": "_yolov3_inference",
             "ModelParameters": _params(backbone_name, anchors=anchors,
-                                       n_bands=None if n_bands in (None, "", "None") else int(n_bands))}
+                                       n_bands=None if n_bands in (None, "", "None") else int(n_bands)),
+            NETWORK_KEY: arcgis_layout("YOLOv3", ARCGIS_YOLOV3_BACKBONES, backbone_name)}
 
 
 def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], arguments: Dict[str, Any], build,
@@ -399,6 +418,7 @@ FASTERRCNN = _spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_AR
 MASKRCNN = _spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn,
                  maskrcnn_emd, "RESNET50", "Mask R-CNN (instance segmentation)", order=6)
 YOLOV3 = _spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53",
-               "YOLOv3 (object detection)", order=7, autodl_order=3)
+               "YOLOv3 (object detection)", order=7, autodl_order=3, arcgis_backbones=ARCGIS_YOLOV3_BACKBONES,
+               predict=predict_as_pro)
 
 SPECS = (SSD, RETINANET, FASTERRCNN, MASKRCNN, YOLOV3)  # registered by registry.py

@@ -37,47 +37,29 @@ def _block(cin: int, mid: int) -> nn.Sequential:
                          ConvBN(mid * 2, mid, 1, leaky=True))
 
 
-class YOLOv3(Detector):
-    def __init__(self, encoder, num_classes: int, anchors: Sequence[Sequence[float]]):
+def init_output(conv: nn.Conv2d, num_fg: int) -> None:
+    """An output conv (3 anchors x (4 + 1 + C)) that starts near zero, objectness and classes ~1 %."""
+    nn.init.normal_(conv.weight, std=0.01)
+    bias = conv.bias.data.view(3, 5 + num_fg)
+    bias.zero_()
+    bias[:, 4] = OBJ_BIAS
+    bias[:, 5:] = OBJ_BIAS
+
+
+class YOLOBase(Detector):
+    """YOLOv3's loss, box decoding and detections over three output levels; subclasses give the
+    network (``_raw``). ``anchors``: 9 (width, height) pixel pairs, anchor k on level k // 3
+    (finest first): the order arcgis.learn's ANCH_MASK gives them too."""
+
+    def __init__(self, num_classes: int, anchors: Sequence[Sequence[float]]):
         super().__init__()
-        self.encoder = encoder.model
-        self.nhwc = bool(encoder.nhwc)
         self.num_fg = max(int(num_classes) - 1, 1)
         self.register_buffer("anchor_wh", torch.tensor([[float(w), float(h)] for w, h in anchors],
                                                        dtype=torch.float32), persistent=False)
-        c3, c4, c5 = [int(c) for c in list(encoder.channels)[-3:]] if len(encoder.channels) >= 3 else \
-            [int(encoder.channels[-1])] * 3
-        w3, w4, w5 = WIDTHS
-        out = 3 * (5 + self.num_fg)
-        self.block5 = _block(c5, w5)
-        self.head5 = nn.Sequential(ConvBN(w5, w5 * 2, 3, leaky=True), nn.Conv2d(w5 * 2, out, 1))
-        self.up5 = ConvBN(w5, w4, 1, leaky=True)
-        self.block4 = _block(w4 + c4, w4)
-        self.head4 = nn.Sequential(ConvBN(w4, w4 * 2, 3, leaky=True), nn.Conv2d(w4 * 2, out, 1))
-        self.up4 = ConvBN(w4, w3, 1, leaky=True)
-        self.block3 = _block(w3 + c3, w3)
-        self.head3 = nn.Sequential(ConvBN(w3, w3 * 2, 3, leaky=True), nn.Conv2d(w3 * 2, out, 1))
-        for head in (self.head3, self.head4, self.head5):
-            conv = head[-1]
-            nn.init.normal_(conv.weight, std=0.01)
-            bias = conv.bias.data.view(3, 5 + self.num_fg)
-            bias.zero_()
-            bias[:, 4] = OBJ_BIAS
-            bias[:, 5:] = OBJ_BIAS
 
     def _raw(self, images: torch.Tensor) -> List[torch.Tensor]:
         """Per level (finest first): (N, 3, H, W, 5 + C) float32 outputs."""
-        feats = encoder_features(self.encoder, self.nhwc, images)
-        f3, f4, f5 = (feats[-3:] if len(feats) >= 3 else [feats[-1]] * 3)
-        x5 = self.block5(f5)
-        x4 = self.block4(torch.cat([F.interpolate(self.up5(x5), size=f4.shape[-2:]), f4], 1))
-        x3 = self.block3(torch.cat([F.interpolate(self.up4(x4), size=f3.shape[-2:]), f3], 1))
-        outs = []
-        for x, head in ((x3, self.head3), (x4, self.head4), (x5, self.head5)):
-            y = head(x).float()
-            n, _, h, w = y.shape
-            outs.append(y.view(n, 3, 5 + self.num_fg, h, w).permute(0, 1, 3, 4, 2).contiguous())
-        return outs
+        raise NotImplementedError
 
     def _decode(self, out: torch.Tensor, level: int, height: int, width: int) -> torch.Tensor:
         """(N, 3, H, W, 4) xyxy boxes in pixels of one level's outputs."""
@@ -185,3 +167,40 @@ class YOLOv3(Detector):
                 results.append(postprocess(boxes[i], scores[i], (height, width), self.score_thresh,
                                            self.nms_thresh, self.max_detections))
         return results
+
+
+class YOLOv3(YOLOBase):
+    """Our own YOLOv3: any registry encoder, neck and heads as in the module doc."""
+
+    def __init__(self, encoder, num_classes: int, anchors: Sequence[Sequence[float]]):
+        super().__init__(num_classes, anchors)
+        self.encoder = encoder.model
+        self.nhwc = bool(encoder.nhwc)
+        c3, c4, c5 = [int(c) for c in list(encoder.channels)[-3:]] if len(encoder.channels) >= 3 else \
+            [int(encoder.channels[-1])] * 3
+        w3, w4, w5 = WIDTHS
+        out = 3 * (5 + self.num_fg)
+        self.block5 = _block(c5, w5)
+        self.head5 = nn.Sequential(ConvBN(w5, w5 * 2, 3, leaky=True), nn.Conv2d(w5 * 2, out, 1))
+        self.up5 = ConvBN(w5, w4, 1, leaky=True)
+        self.block4 = _block(w4 + c4, w4)
+        self.head4 = nn.Sequential(ConvBN(w4, w4 * 2, 3, leaky=True), nn.Conv2d(w4 * 2, out, 1))
+        self.up4 = ConvBN(w4, w3, 1, leaky=True)
+        self.block3 = _block(w3 + c3, w3)
+        self.head3 = nn.Sequential(ConvBN(w3, w3 * 2, 3, leaky=True), nn.Conv2d(w3 * 2, out, 1))
+        for head in (self.head3, self.head4, self.head5):
+            init_output(head[-1], self.num_fg)
+
+    def _raw(self, images: torch.Tensor) -> List[torch.Tensor]:
+        """Per level (finest first): (N, 3, H, W, 5 + C) float32 outputs."""
+        feats = encoder_features(self.encoder, self.nhwc, images)
+        f3, f4, f5 = (feats[-3:] if len(feats) >= 3 else [feats[-1]] * 3)
+        x5 = self.block5(f5)
+        x4 = self.block4(torch.cat([F.interpolate(self.up5(x5), size=f4.shape[-2:]), f4], 1))
+        x3 = self.block3(torch.cat([F.interpolate(self.up4(x4), size=f3.shape[-2:]), f3], 1))
+        outs = []
+        for x, head in ((x3, self.head3), (x4, self.head4), (x5, self.head5)):
+            y = head(x).float()
+            n, _, h, w = y.shape
+            outs.append(y.view(n, 3, 5 + self.num_fg, h, w).permute(0, 1, 3, 4, 2).contiguous())
+        return outs

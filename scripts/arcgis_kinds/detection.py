@@ -77,11 +77,42 @@ def _maskrcnn_detector(model, tiles, emd) -> list:
     return out
 
 
+def _yolov3_detector(model, tiles, emd) -> list:
+    """YOLOv3: Pro's ArcGISObjectDetector -> _yolov3_inference: chips / 255 (NormalizationStats:
+    normalize_batch), the network, arcgis.learn's postprocess (``_analyze_pred``) at the threshold
+    and NMS overlap, fastai's ImageBBox (drops boxes without area) and back from -1..1 to chip
+    pixels as Pro does ((v + 1) / 2 * chip). Pro's own score list is not filtered with the boxes
+    (an Esri slip when a box is dropped): the scores here are filtered with them."""
+    import numpy as np
+    import torch
+    from arcgis.learn.models._inferencing.util import normalize_batch
+
+    net = model.learn.model.eval()
+    chip = int(emd["ImageHeight"])
+    out = []
+    for tile in tiles:
+        batch = tile[None].astype(np.float32)
+        normed = normalize_batch(batch, emd) if "NormalizationStats" in emd else batch / 255.0
+        with torch.no_grad():
+            pred = net(torch.tensor(normed).float())[0]
+        pp = model._analyze_pred(pred=pred, thresh=SCORE_THRESH, nms_overlap=NMS_OVERLAP)
+        if pp is None or len(pp[0]) == 0:
+            out.append({"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, np.int64)})
+            continue
+        bbox, labels, scores = (t.detach().cpu() for t in pp)  # y1, x1, y2, x2 in -1..1
+        bbox = bbox.clamp(-1, 1)
+        ok = ((bbox[:, 2] - bbox[:, 0] > 0) & (bbox[:, 3] - bbox[:, 1] > 0)).numpy()
+        boxes = ((bbox.numpy() + 1) / 2 * chip)[:, [1, 0, 3, 2]]
+        out.append({"boxes": boxes[ok], "scores": scores.numpy()[ok], "labels": labels.numpy().astype(np.int64)[ok]})
+    return out
+
+
 # ModelName -> function(arcgis.learn model, tiles (N, bands, h, w) raw chips, emd) -> one dict per
 # chip (boxes xyxy in chip pixels, scores 0..1, labels 1..K[, masks (n, h, w)]) as Pro computes them.
 ORACLE_DETECTORS = {
     "FasterRCNN": _model_extension_detector,
     "MaskRCNN": _maskrcnn_detector,
+    "YOLOv3": _yolov3_detector,
 }
 
 

@@ -14,6 +14,7 @@ import detection_helpers as dh  # noqa: E402
 from dl_engine.errors import InputError  # noqa: E402
 from dl_engine.data import DataConfig, prepare_data  # noqa: E402
 from dl_engine.models.registry import BuildContext, build_from_emd, get_spec, model_types  # noqa: E402
+from dl_engine.models.spec import NETWORK_KEY, OWN_NETWORK  # noqa: E402
 from dl_engine.train import schedule  # noqa: E402
 from dl_engine.arguments import parse_arguments
 from dl_engine.train.arguments import TRAINER_ARGUMENTS  # noqa: E402
@@ -142,7 +143,8 @@ def test_predict_contract_and_rebuild_from_emd(keyword):
     emd_keys = spec.emd_params(args, built.backbone_name)
     emd = {"ModelName": spec.model_name, "ImageHeight": 64, "ExtractBands": [0, 1, 2, 3],
            "Classes": [{"Value": 3, "Name": "Roof"}, {"Value": 7, "Name": "Pool"}],
-           "ModelParameters": {**emd_keys["ModelParameters"], "backbone": "resnet18"}}
+           "ModelParameters": {**emd_keys["ModelParameters"], "backbone": "resnet18"},
+           "Engine": {"network": emd_keys.get(NETWORK_KEY, OWN_NETWORK)}}  # our package: its layout recorded
     rebuilt = build_from_emd(emd).eval()
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     again = spec.predict(rebuilt, x)
