@@ -89,6 +89,11 @@ RCNN_ARGUMENTS: Dict[str, Any] = {
     "box_positive_fraction": 0.25,
 }
 MASKRCNN_ARGUMENTS: Dict[str, Any] = {**RCNN_ARGUMENTS, "pointrend": False}
+# Backbones (emd names) on which FASTERRCNN / MASKRCNN rebuild arcgis.learn's layout (arcgis_rcnn.py),
+# and those on which a new model gets it: arcgis.learn's resnet18/34 networks have no FPN (one
+# stride-32 map, 32 px anchors), weaker on small objects than ours, which new models keep there.
+ARCGIS_RCNN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCGIS_RCNN_NEW = ("resnet50", "resnet101", "resnet152")
 YOLOV3_ARGUMENTS: Dict[str, Any] = {"anchors": None, "n_bands": None}
 # Backbones (emd names) on which YOLOV3 builds arcgis.learn's YOLOv3 layout (arcgis_yolov3.py): its only one.
 ARCGIS_YOLOV3_BACKBONES = ("darknet53",)
@@ -289,22 +294,43 @@ def build_retinanet(ctx: BuildContext) -> BuiltModel:
     return _built(RetinaNetDetector(encoder, ctx.num_classes, **opts), encoder)
 
 
-def build_fasterrcnn(ctx: BuildContext) -> BuiltModel:
+def rcnn_network(model_name: str, backbone_name: str, network=None) -> str:
+    """Which Faster/Mask R-CNN a model is: arcgis.learn's layout (arcgis_rcnn.py) or ours (rcnn.py).
+    ``network``: what a trained emd records (registry.network_of_emd); None for a new model."""
+    name = str(backbone_name).lower()
+    if network is None:
+        return ARCGIS_LEARN if name in ARCGIS_RCNN_NEW else OWN_NETWORK
+    if network == ARCGIS_LEARN and name not in ARCGIS_RCNN_BACKBONES:
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {model_name} with the backbone {backbone_name} "
+                                                f"cannot be rebuilt; this plugin rebuilds it on "
+                                                f"{', '.join(ARCGIS_RCNN_BACKBONES)}")
+    return network
+
+
+def _build_rcnn(ctx: BuildContext, model_name: str, masks: bool, opts: Dict[str, Any]) -> BuiltModel:
+    from .backbones import resolve_backbone
+
+    backbone_name = resolve_backbone(ctx.backbone)[0]
+    network = rcnn_network(model_name, backbone_name, ctx.network)
+    encoder = _encoder(ctx)
+    if network == ARCGIS_LEARN:
+        from . import arcgis_rcnn
+
+        return _built(arcgis_rcnn.build(encoder, backbone_name, ctx.num_classes, ctx.chip_size, masks=masks, **opts),
+                      encoder)
     from .rcnn import RCNNDetector
 
+    return _built(RCNNDetector(encoder, ctx.num_classes, masks=masks, **opts), encoder)
+
+
+def build_fasterrcnn(ctx: BuildContext) -> BuiltModel:
     _no_focal(ctx, "FASTERRCNN")
-    opts = rcnn_options(ctx.arguments)
-    encoder = _encoder(ctx)
-    return _built(RCNNDetector(encoder, ctx.num_classes, masks=False, **opts), encoder)
+    return _build_rcnn(ctx, "FasterRCNN", False, rcnn_options(ctx.arguments))
 
 
 def build_maskrcnn(ctx: BuildContext) -> BuiltModel:
-    from .rcnn import RCNNDetector
-
     _no_focal(ctx, "MASKRCNN")
-    opts = maskrcnn_options(ctx.arguments)
-    encoder = _encoder(ctx)
-    return _built(RCNNDetector(encoder, ctx.num_classes, masks=True, **opts), encoder)
+    return _build_rcnn(ctx, "MaskRCNN", True, maskrcnn_options(ctx.arguments))
 
 
 def build_yolov3(ctx: BuildContext) -> BuiltModel:
@@ -373,18 +399,24 @@ def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, An
 
 def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = rcnn_options(arguments)
+    network = rcnn_network("FasterRCNN", backbone_name)
     # arcgis.learn's FasterRCNN is a ModelExtension: Kwargs holds the torchvision keyword
     # arguments (DatasetType is written by the package writer). Its ModelConfigurationFile /
     # ModelFileConfigurationClass name a ModelConfiguration.py that only arcgis.learn writes:
-    # left out, as our package has no such file.
-    return {"ModelConfiguration": "_model_extension_inferencing", "Kwargs": dict(opts),
-            "ModelParameters": _params(backbone_name, **opts)}
+    # left out, as our package has no such file. from_model passes ModelParameters and Kwargs
+    # both as keyword arguments, so in arcgis.learn's layout the options are in Kwargs alone.
+    params = _params(backbone_name) if network == ARCGIS_LEARN else _params(backbone_name, **opts)
+    return {"ModelConfiguration": "_model_extension_inferencing", "Kwargs": dict(opts), "ModelParameters": params,
+            NETWORK_KEY: network}
 
 
 def maskrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = maskrcnn_options(arguments)
+    network = rcnn_network("MaskRCNN", backbone_name)
+    # as FasterRCNN: from_model passes ModelParameters and MaskRCNNkwargs both as keyword arguments
+    params = _params(backbone_name, pointrend=False, **({} if network == ARCGIS_LEARN else opts))
     return {"ModelConfiguration": "_maskrcnn_inferencing", "MaskRCNNkwargs": dict(opts),
-            "SupportsVariableTileSize": True, "ModelParameters": _params(backbone_name, pointrend=False, **opts)}
+            "SupportsVariableTileSize": True, "ModelParameters": params, NETWORK_KEY: network}
 
 
 def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -414,9 +446,11 @@ RETINANET = _spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_
                   retinanet_emd, "RESNET50", "RetinaNet (object detection)", order=4, autodl_order=1,
                   arcgis_backbones=ARCGIS_RETINANET_BACKBONES, predict=predict_as_pro)
 FASTERRCNN = _spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_ARGUMENTS, build_fasterrcnn,
-                   fasterrcnn_emd, "RESNET50", "Faster R-CNN (object detection)", order=5, autodl_order=2)
+                   fasterrcnn_emd, "RESNET50", "Faster R-CNN (object detection)", order=5, autodl_order=2,
+                   arcgis_backbones=ARCGIS_RCNN_BACKBONES)
 MASKRCNN = _spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn,
-                 maskrcnn_emd, "RESNET50", "Mask R-CNN (instance segmentation)", order=6)
+                 maskrcnn_emd, "RESNET50", "Mask R-CNN (instance segmentation)", order=6,
+                 arcgis_backbones=ARCGIS_RCNN_BACKBONES)
 YOLOV3 = _spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53",
                "YOLOv3 (object detection)", order=7, autodl_order=3, arcgis_backbones=ARCGIS_YOLOV3_BACKBONES,
                predict=predict_as_pro)

@@ -100,9 +100,13 @@ spec_for_model_name = REGISTRY.spec_for_model_name
 
 
 def arguments_from_emd(spec: ModelSpec, emd: Dict[str, Any]) -> Dict[str, Any]:
-    """The spec's arguments with the architecture values a trained emd records
-    (ModelParameters) filled in."""
-    params = emd.get("ModelParameters") or {}
+    """The spec's arguments with the architecture values a trained emd records filled in:
+    ModelParameters, and arcgis.learn's keyword-argument blocks (FasterRCNN's Kwargs, MaskRCNN's
+    MaskRCNNkwargs: its from_model passes them beside ModelParameters)."""
+    params = {}
+    for key in ("Kwargs", "MaskRCNNkwargs", "ModelParameters"):
+        if isinstance(emd.get(key), dict):
+            params.update(emd[key])
     return {**spec.arguments, **{k: v for k, v in params.items() if k in spec.arguments}}
 
 
