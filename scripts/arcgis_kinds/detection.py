@@ -107,11 +107,46 @@ def _yolov3_detector(model, tiles, emd) -> list:
     return out
 
 
+def _retinanet_detector(model, tiles, emd) -> list:
+    """RetinaNet: Pro's ArcGISObjectDetector -> _RetinaNet_Inference: ImageNet statistics on 0..255
+    (NormalizationStats: normalize_batch), the network, ``_analyze_pred`` at the threshold and NMS
+    overlap (one label per anchor, NMS over all classes), fastai's ImageBBox (``_reconstruct``),
+    then from -1..1 (y1, x1, y2, x2) to chip pixels as Pro does ((v + 1) / 2 * chip)."""
+    import numpy as np
+    import torch
+    from arcgis.learn._utils.pascal_voc_rectangles import _reconstruct
+    from arcgis.learn.models._inferencing.util import normalize_batch
+
+    net = model.learn.model.eval()
+    chip = int(emd["ImageHeight"])
+    size = type("Chip", (), {"size": [chip, chip]})()
+    classes = ["background"] + [c["Name"] for c in emd["Classes"]]
+    mean, std = 255 * np.array([0.485, 0.456, 0.406], np.float32), 255 * np.array([0.229, 0.224, 0.225], np.float32)
+    out = []
+    for tile in tiles:
+        batch = tile[None].astype(np.float32)
+        normed = normalize_batch(batch, emd) if "NormalizationStats" in emd else \
+            ((batch.transpose(0, 2, 3, 1) - mean) / std).transpose(0, 3, 1, 2)
+        with torch.no_grad():
+            clas, bbox = net(torch.tensor(normed).float())
+        pp = model._analyze_pred(pred=(clas[0], bbox[0]), thresh=SCORE_THRESH, nms_overlap=NMS_OVERLAP)
+        image_bbox = _reconstruct(pp, size, pad_idx=0, classes=classes)
+        if image_bbox is None:
+            out.append({"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, np.int64)})
+            continue
+        boxes, labels = image_bbox.data
+        boxes = ((np.asarray(boxes, np.float64) + 1) / 2 * chip)[:, [1, 0, 3, 2]]
+        out.append({"boxes": boxes, "scores": np.asarray(image_bbox.scores)[:len(boxes)],
+                    "labels": np.asarray(labels).astype(np.int64)})
+    return out
+
+
 # ModelName -> function(arcgis.learn model, tiles (N, bands, h, w) raw chips, emd) -> one dict per
 # chip (boxes xyxy in chip pixels, scores 0..1, labels 1..K[, masks (n, h, w)]) as Pro computes them.
 ORACLE_DETECTORS = {
     "FasterRCNN": _model_extension_detector,
     "MaskRCNN": _maskrcnn_detector,
+    "RetinaNet": _retinanet_detector,
     "YOLOv3": _yolov3_detector,
 }
 
@@ -199,6 +234,8 @@ def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
 def our_predict(package: str, tiles) -> dict:
     """Detect Objects' model loading and normalisation, the spec's predict (score >= its threshold,
     per-class NMS), flattened as the oracle's side."""
+    import inspect
+
     import numpy as np
     import torch
 
@@ -206,7 +243,10 @@ def our_predict(package: str, tiles) -> dict:
 
     model = load_model(package, "detect_objects")
     x = np.stack([model.normalization.normalize(t) for t in tiles])
-    dets = model.spec.predict(model.module, torch.from_numpy(x))
+    # Detect Objects passes its threshold and NMS overlap to a predict that takes them (infer/predictor.py)
+    options = {k: v for k, v in (("threshold", SCORE_THRESH), ("nms_overlap", NMS_OVERLAP))
+               if k in inspect.signature(model.spec.predict).parameters}
+    dets = model.spec.predict(model.module, torch.from_numpy(x), **options)
     keep = [d["scores"] >= SCORE_THRESH for d in dets]
     return _flatten([{k: v[m].numpy() for k, v in d.items()} for d, m in zip(dets, keep)])
 
