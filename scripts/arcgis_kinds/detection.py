@@ -141,6 +141,13 @@ def _retinanet_detector(model, tiles, emd) -> list:
     return out
 
 
+# Extra emd keys for arcgis_compare's generic layout (from_model of an emd without weights):
+# YOLOv3 takes its anchors from the emd (without them it would compute them from training data).
+LAYOUT_EMD = {"YOLOv3": {"ModelParameters": {"anchors": [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119],
+                                                         [116, 90], [156, 198], [373, 326]], "n_bands": 3,
+                                             "backbone": "DarkNet53"}}}
+
+
 # ModelName -> function(arcgis.learn model, tiles (N, bands, h, w) raw chips, emd) -> one dict per
 # chip (boxes xyxy in chip pixels, scores 0..1, labels 1..K[, masks (n, h, w)]) as Pro computes them.
 ORACLE_DETECTORS = {
