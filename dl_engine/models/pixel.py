@@ -12,6 +12,8 @@ with focal_loss) + dice_loss_fraction * dice (DICE_LOSS_FRACTION by default). Ar
   None = not given), keep_dilation (False: normal strides; True: a dilated backbone at
   output stride 8, as the original PSPNet), pointrend (only False).
 - DEEPLAB: keep_dilation (False: output stride 16; True: output stride 8), pointrend (only False).
+  On ResNets DEEPLAB is arcgis.learn's own network (arcgis_deeplab.py: output stride 8; there,
+  as in arcgis.learn without pointrend, keep_dilation changes nothing).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
 FORMATS = formats_where(family=PIXEL)  # samples with a class mask
 
-# The backbones UNET builds arcgis.learn's UnetClassifier layout on (arcgis_unet.py).
-ARCGIS_UNET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# The backbones on which UNET and DEEPLAB build arcgis.learn's own layout (arcgis_unet.py,
+# arcgis_deeplab.py): torchvision's ResNets, as arcgis.learn builds them.
+ARCGIS_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCGIS_UNET_BACKBONES = ARCGIS_RESNETS
+ARCGIS_DEEPLAB_BACKBONES = ARCGIS_RESNETS
 
 # The loss mixes cross-entropy (or focal) with dice by default: (1 - f) * CE + f * dice, with
 # arcgis.learn's dice_loss_fraction f (whose own default, 0, is CE alone). Measured on held-out
@@ -96,23 +101,27 @@ def _built(module, encoder) -> BuiltModel:
                       encoder_parameters=list(module.encoder.parameters()), pretrained_source=encoder.pretrained_source)
 
 
-def unet_network(backbone_name: str, network: Optional[str] = None) -> str:
-    """Which U-Net a UNET model is: arcgis.learn's UnetClassifier layout (arcgis_unet.py) for the
-    torchvision ResNets arcgis.learn builds it on, else our own (unet.py). ``network``: what a
-    trained emd records (registry.network_of_emd); None for a new model."""
+def network_for(spec: ModelSpec, backbone_name: str, network: Optional[str] = None) -> str:
+    """Which layout a pixel model is: arcgis.learn's own (its ModelName's network) on the backbones
+    the spec rebuilds it for (``spec.arcgis_backbones``), else ours. ``network``: what a trained
+    emd records (registry.network_of_emd); None for a new model."""
+    backbones = spec.arcgis_backbones
     if network is None:
-        return ARCGIS_LAYOUT if str(backbone_name).lower() in ARCGIS_UNET_BACKBONES else OWN_NETWORK
-    if network == ARCGIS_LAYOUT and str(backbone_name).lower() not in ARCGIS_UNET_BACKBONES:
-        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn UnetClassifier with the backbone {backbone_name} "
-                                                f"cannot be rebuilt; this plugin rebuilds it on "
-                                                f"{', '.join(ARCGIS_UNET_BACKBONES)}")
+        return ARCGIS_LAYOUT if str(backbone_name).lower() in backbones else OWN_NETWORK
+    if network == ARCGIS_LAYOUT and str(backbone_name).lower() not in backbones:
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {spec.model_name} with the backbone {backbone_name} "
+                                                f"cannot be rebuilt; this plugin rebuilds it on {', '.join(backbones)}")
     return network
 
 
-def build_unet(ctx: BuildContext) -> BuiltModel:
+def _network(spec: ModelSpec, ctx: BuildContext) -> str:
     from .backbones import resolve_backbone
 
-    network = unet_network(resolve_backbone(ctx.backbone)[0], ctx.network)
+    return network_for(spec, resolve_backbone(ctx.backbone)[0], ctx.network)
+
+
+def build_unet(ctx: BuildContext) -> BuiltModel:
+    network = _network(UNET, ctx)
     encoder = _encoder(ctx)
     if network == ARCGIS_LAYOUT:
         from . import arcgis_unet
@@ -135,9 +144,14 @@ def build_pspnet(ctx: BuildContext) -> BuiltModel:
 
 
 def build_deeplab(ctx: BuildContext) -> BuiltModel:
+    opts = deeplab_options(ctx.arguments)
+    if _network(DEEPLAB, ctx) == ARCGIS_LAYOUT:  # its own dilation (output stride 8)
+        from . import arcgis_deeplab
+
+        encoder = _encoder(ctx)
+        return _built(arcgis_deeplab.build(encoder, ctx.num_classes), encoder)
     from .deeplab import DeepLabV3Plus
 
-    opts = deeplab_options(ctx.arguments)
     encoder = _encoder(ctx, output_stride=8 if opts["keep_dilation"] else 16)
     return _built(DeepLabV3Plus(encoder, ctx.in_channels, ctx.num_classes), encoder)
 
@@ -151,7 +165,7 @@ def unet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     # by the trainer and do not change the network, so it stays empty here. NETWORK_KEY: the layout
     # (package/emd.py gives arcgis.learn's layout arcgis.learn's inferencing keys).
     return {"ModelConfiguration": "_unet", "ignore_mapped_class": [], "SupportsVariableTileSize": True,
-            "ModelParameters": _params(backbone_name), NETWORK_KEY: unet_network(backbone_name)}
+            "ModelParameters": _params(backbone_name), NETWORK_KEY: network_for(UNET, backbone_name)}
 
 
 def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -163,9 +177,13 @@ def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
 
 
 def deeplab_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    # Keys and order as arcgis.learn's DeepLab._get_emd_params (ModelParameters: pointrend,
+    # keep_dilation, then backbone); keep_dilation only changes our own network.
     opts = deeplab_options(arguments)
     return {"ModelConfiguration": "_deeplab_infrencing",  # sic, as arcgis.learn spells it
-            "ModelParameters": _params(backbone_name, pointrend=False, keep_dilation=opts["keep_dilation"])}
+            "ModelParameters": {"pointrend": False, "keep_dilation": opts["keep_dilation"], **_params(backbone_name)},
+            "ignore_mapped_class": [], "SupportsVariableTileSize": True,
+            NETWORK_KEY: network_for(DEEPLAB, backbone_name)}
 
 
 UNET_ARGUMENTS: Dict[str, Any] = dict(LOSS_ARGUMENTS)
@@ -182,6 +200,7 @@ PSPNET = ModelSpec(keyword="PSPNET", model_name="PSPNetClassifier", model_type="
                    description="Pyramid Scene Parsing Network (pixel classification)", order=1, autodl_order=6)
 DEEPLAB = ModelSpec(keyword="DEEPLAB", model_name="DeepLab", model_type="ImageClassification", kind="pixel",
                     formats=FORMATS, arguments=DEEPLAB_ARGUMENTS, build=build_deeplab, emd_params=deeplab_emd,
-                    description="DeepLabV3 (pixel classification)", order=2, autodl_order=4)
+                    description="DeepLabV3 (pixel classification)", order=2, autodl_order=4,
+                    arcgis_backbones=ARCGIS_DEEPLAB_BACKBONES)
 
 SPECS = (UNET, PSPNET, DEEPLAB)  # registered by registry.py

@@ -226,7 +226,7 @@ def test_other_backbones(backbone, model_type):
 
 
 def test_dilation():
-    deeplab = build("DEEPLAB")
+    deeplab = build("DEEPLAB", backbone="MOBILENET_V2")  # our network (ResNets: arcgis.learn's, test_arcgis_deeplab.py)
     assert max(deeplab.module.encoder.feature_info.reduction()) == 16
     psp = build("PSPNET", keep_dilation=True)
     assert max(psp.module.encoder.feature_info.reduction()) == 8
@@ -247,7 +247,8 @@ def test_build_from_emd_round_trip(model_type, backbone, arguments):
     params = spec.emd_params({**spec.arguments, **arguments}, built.backbone_name)
     emd = {"ModelName": spec.model_name, "ExtractBands": [0, 1, 2, 3],
            "Classes": [{"Value": 1, "Name": "a"}, {"Value": 2, "Name": "b"}],
-           "ModelParameters": {**params["ModelParameters"], "backbone": built.backbone_name, "backend": "pytorch"}}
+           "ModelParameters": {**params["ModelParameters"], "backbone": built.backbone_name, "backend": "pytorch"},
+           "Engine": {"network": params.get("Network", "deeplearningtools")}}  # the layout, as our packages say
     rebuilt = build_from_emd(emd)
     rebuilt.load_state_dict(built.module.state_dict(), strict=True)
     x = torch.randn(1, 4, 64, 64)
