@@ -1,0 +1,242 @@
+"""FASTERRCNN and MASKRCNN have arcgis.learn's FasterRCNN / MaskRCNN layout (issue 15): the state
+dict arcgis.learn 2.4.4 trains and saves (recorded in tests/data/arcgis_layouts/), the chip resized
+inside the network as arcgis.learn does, packages that cross both ways; new models on resnet50..152,
+packages written before keep our own network, packages arcgis.learn trained load in Detect Objects.
+
+Where the arcgis.learn oracle is installed (../shared/tools/arcgis-oracle/install.sh), the round
+trips run against arcgis.learn itself (scripts/arcgis_compare.py, scripts/make_arcgis_fixtures.py);
+elsewhere only those tests are skipped, saying why.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import data_helpers as dh
+from dl_engine.errors import InputError
+from dl_engine.infer.model import load_model
+from dl_engine.models import arcgis_rcnn, detection, registry
+from dl_engine.models.rcnn import RCNNDetector
+from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
+from dl_engine.package import write_model_package
+from test_package_helpers import make_record
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYOUTS = sorted(p for p in (ROOT / "tests" / "data" / "arcgis_layouts").glob("*.json")
+                 if p.name.startswith(("fasterrcnn_", "maskrcnn_")))
+KEYWORDS = {"FasterRCNN": "FASTERRCNN", "MaskRCNN": "MASKRCNN"}
+sys.path.insert(0, str(ROOT / "scripts"))
+import arcgis_compare  # noqa: E402
+
+ORACLE = arcgis_compare.oracle_python()
+needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
+                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
+
+
+def build(keyword="FASTERRCNN", backbone="RESNET18", classes=2, chip=32, bands=3, network=ARCGIS_LEARN, **args):
+    spec = registry.get_spec(keyword)
+    ctx = BuildContext(backbone=backbone, in_channels=bands, num_classes=classes + 1, chip_size=chip,
+                       arguments={**spec.arguments, **args}, pretrained=False, log=lambda m: None, network=network)
+    return spec.build(ctx).module
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda p: p.stem)
+def test_state_dict_is_arcgis_learns(layout):
+    recorded = json.loads(layout.read_text())
+    module = build(KEYWORDS[recorded["model"]], recorded["backbone"].upper(), recorded["classes"],
+                   recorded["chip_size"])
+    assert isinstance(module, arcgis_rcnn.ArcgisRCNN)
+    assert [[k, list(v.shape)] for k, v in module.state_dict().items()] == recorded["state_dict"]
+
+
+def test_layouts_were_recorded_with_and_without_fpn():
+    recorded = {(json.loads(p.read_text())["model"], json.loads(p.read_text())["backbone"]) for p in LAYOUTS}
+    assert {("FasterRCNN", "resnet18"), ("FasterRCNN", "resnet50")} <= recorded
+
+
+def test_maskrcnn_is_fasterrcnn_plus_the_mask_head():
+    boxes, masks = build("FASTERRCNN", "RESNET18").state_dict(), build("MASKRCNN", "RESNET18").state_dict()
+    extra = [k for k in masks if k not in boxes]
+    assert extra and all(k.startswith(("roi_heads.mask_head.", "roi_heads.mask_predictor.")) for k in extra)
+    assert masks["roi_heads.mask_predictor.mask_fcn_logits.weight"].shape[0] == 3  # background + 2
+
+
+def test_new_models_take_the_layout_on_resnet50_and_deeper():
+    assert detection.rcnn_network("FasterRCNN", "resnet50") == ARCGIS_LEARN
+    assert detection.rcnn_network("FasterRCNN", "resnet18") == OWN_NETWORK  # no FPN in arcgis.learn's
+    assert isinstance(build(backbone="RESNET18", network=None), RCNNDetector)
+    emd = detection.fasterrcnn_emd({}, "resnet50")
+    # from_model passes ModelParameters and Kwargs both as keyword arguments: no option twice
+    assert emd["ModelParameters"] == {"backbone": "resnet50", "backend": "pytorch"} and emd["Network"] == ARCGIS_LEARN
+    assert emd["Kwargs"]["rpn_nms_thresh"] == 0.7
+    mask = detection.maskrcnn_emd({"box_nms_thresh": 0.3}, "resnet101")
+    assert mask["ModelParameters"] == {"backbone": "resnet101", "backend": "pytorch", "pointrend": False}
+    assert registry.arguments_from_emd(registry.get_spec("MASKRCNN"), mask)["box_nms_thresh"] == 0.3
+    with pytest.raises(InputError, match="densenet121"):
+        detection.rcnn_network("MaskRCNN", "densenet121", ARCGIS_LEARN)
+
+
+def test_the_chip_is_resized_inside_and_boxes_come_back_in_chip_pixels():
+    module = build(chip=32).eval()
+    assert module.transform.min_size == (48.0,) and module.transform.max_size == 64  # 1.5 x, 2 x the chip
+    torch.manual_seed(0)
+    with torch.no_grad():
+        dets = module(torch.randn(2, 3, 32, 32))
+    assert len(dets) == 2
+    for d in dets:
+        assert len(d["boxes"]) and float(d["boxes"].max()) <= 32 and float(d["boxes"].min()) >= 0
+        assert float(d["scores"].min()) >= 0.05 and set(d["labels"].tolist()) <= {1, 2}
+
+
+@pytest.mark.trains
+@pytest.mark.parametrize("keyword", ["FASTERRCNN", "MASKRCNN"])
+def test_a_training_step_lowers_the_loss(keyword):
+    torch.manual_seed(0)
+    module = build(keyword, chip=32, rpn_batch_size_per_image=32, box_batch_size_per_image=16).train()
+    images = torch.randn(2, 3, 32, 32)
+    target = {"boxes": torch.tensor([[4.0, 5.0, 20.0, 18.0]]), "labels": torch.tensor([1])}
+    if keyword == "MASKRCNN":
+        mask = torch.zeros(1, 32, 32, dtype=torch.uint8)
+        mask[0, 5:18, 4:20] = 1
+        target["masks"] = mask
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(5):
+        loss = sum(module(images, [target, target]).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert min(losses[-2:]) < losses[0], losses
+
+
+def _arcgis_emd(keyword, backbone, path: Path, module):
+    """A package as arcgis.learn writes it (no Engine block), with ``module``'s weights."""
+    torch.save(module.state_dict(), path / "m.pth")
+    emd = {"Framework": "arcgis.learn.models._inferencing", "ModelName": {"FASTERRCNN": "FasterRCNN",
+                                                                          "MASKRCNN": "MaskRCNN"}[keyword],
+           "ModelType": "InstanceDetection" if keyword == "MASKRCNN" else "ObjectDetection",
+           "ModelParameters": {"backbone": backbone, "backend": "pytorch"}, "ExtractBands": [0, 1, 2],
+           "Classes": [{"Value": 3, "Name": "Oak"}, {"Value": 7, "Name": "Pine"}], "ImageHeight": 32,
+           "ImageWidth": 32, "ModelFile": "m.pth", "Kwargs": {"pretrained_backbone": True}}
+    (path / "m.emd").write_text(json.dumps(emd))
+    return str(path / "m.emd")
+
+
+@pytest.mark.parametrize("keyword", ["FASTERRCNN", "MASKRCNN"])
+def test_a_package_of_arcgis_learns_layout_loads_in_detect_objects(tmp_path, keyword):
+    module = build(keyword, "RESNET18").eval()
+    loaded = load_model(_arcgis_emd(keyword, "resnet18", tmp_path, module), "detect_objects")
+    assert isinstance(loaded.module, arcgis_rcnn.ArcgisRCNN) and loaded.spec.keyword == keyword
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ours, theirs = loaded.module(x)[0], module(x)[0]
+    assert torch.equal(ours["boxes"], theirs["boxes"]) and torch.equal(ours["scores"], theirs["scores"])
+
+
+def test_other_arcgis_backbones_are_refused_by_name(tmp_path):
+    emd = _arcgis_emd("FASTERRCNN", "resnet18", tmp_path, build())
+    data = json.loads(Path(emd).read_text())
+    data["ModelParameters"]["backbone"] = "timm:convnext_tiny"
+    Path(emd).write_text(json.dumps(data))
+    with pytest.raises(InputError, match="arcgis.learn's own") as e:
+        load_model(emd, "detect_objects")
+    assert "FasterRCNN" in e.value.message
+
+
+def _voc(tmp_path, fmt="PASCAL_VOC_rectangles", tile=32):
+    raster, _ = dh.raster(tmp_path)
+    return dh.export(raster, tmp_path / fmt, fmt, tile=tile)  # classes Oak=3, Pine=7
+
+
+def _package(tmp_path, folder, module, keyword="FASTERRCNN", backbone="resnet50"):
+    spec = registry.get_spec(keyword)
+    record = make_record(folder, name="rcnn", model_type=keyword, backbone=backbone,
+                         backbone_keyword=backbone.upper(), arguments=dict(spec.arguments), chip_size=32)
+    return write_model_package(record, module.state_dict(), tmp_path / "rcnn", log=lambda m: None)
+
+
+@pytest.mark.heavy
+def test_our_package_takes_arcgis_learns_keys_and_loads_back(tmp_path):
+    module = build(backbone="RESNET50").eval()
+    paths = _package(tmp_path, _voc(tmp_path), module)
+    emd = json.loads(Path(paths.emd).read_text())
+    assert emd["Framework"] == "arcgis.learn.models._inferencing"
+    assert emd["InferenceFunction"] == "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISObjectDetector.py"
+    assert emd["ModelName"] == "FasterRCNN" and emd["ModelParameters"] == {"backbone": "resnet50",
+                                                                          "backend": "pytorch"}
+    assert emd["Engine"]["network"] == ARCGIS_LEARN
+    with zipfile.ZipFile(paths.dlpk) as z:
+        assert not [n for n in z.namelist() if n.endswith(".py")]
+        assert list(torch.load(z.open("rcnn.pth"), weights_only=True)) == list(module.state_dict())
+    assert isinstance(load_model(paths.dlpk, "detect_objects").module, arcgis_rcnn.ArcgisRCNN)
+
+
+@pytest.mark.heavy
+def test_packages_from_before_the_layout_still_load(tmp_path):
+    old = build(backbone="RESNET50", network=OWN_NETWORK)
+    assert isinstance(old, RCNNDetector)
+    paths = _package(tmp_path, _voc(tmp_path), old)
+    emd = json.loads(Path(paths.emd).read_text())
+    del emd["Engine"]["network"]  # as written before the layout was recorded
+    Path(paths.emd).write_text(json.dumps(emd))
+    assert isinstance(load_model(paths.emd, "detect_objects").module, RCNNDetector)
+
+
+# ---- against arcgis.learn itself (the oracle) --------------------------------------------------------
+
+@pytest.mark.heavy
+@needs_oracle
+def test_arcgis_learn_builds_the_recorded_layout():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "arcgis_compare.py"), "layout", "--model",
+                           "FasterRCNN", "--backbone", "resnet18", "--classes", "2", "--chip", "64"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["same_as_ours"] is True
+
+
+@pytest.mark.heavy
+@needs_oracle
+def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path):
+    torch.manual_seed(0)
+    module = build(backbone="RESNET50")
+    with torch.no_grad():  # a confident class head, so that detections pass the threshold
+        module.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-2.0, 2.0, 0.0]))
+    folder = _voc(tmp_path)
+    paths = _package(tmp_path, folder, module)
+    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
+    if check.is_file():
+        done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=900,
+                              env=dict(os.environ, PYTHONPATH=""))
+        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    result = arcgis_compare.compare(paths.dlpk, folder, 4)
+    assert result["ok"] and result["matched"] > 0, result
+
+
+@pytest.mark.trains
+@pytest.mark.heavy
+@needs_oracle
+@pytest.mark.parametrize("model, fmt", [("FasterRCNN", "PASCAL_VOC_rectangles"), ("MaskRCNN", "RCNN_Masks")])
+def test_a_package_arcgis_learn_trained_runs_in_detect_objects(tmp_path, model, fmt):
+    raster, _ = dh.raster(tmp_path, size=192)
+    rects = [((4.3 + 40 * i % 180, 5.2 + 37 * i % 170, 18.3 + 40 * i % 180, 17.2 + 37 * i % 170), 3 if i % 2 else 7)
+             for i in range(12)]
+    export = dh.export(raster, tmp_path / "export", fmt, tile=64, labels=dh.labels(rects))
+    out = tmp_path / "arcgis_rcnn"
+    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), export, str(out),
+                           "--model", model, "--backbone", "resnet18", "--epochs", "1", "--batch-size", "4"],
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
+    assert done.returncode == 0, done.stderr[-3000:]
+    dlpk = out / "arcgis_rcnn.dlpk"
+    loaded = load_model(str(dlpk), "detect_objects")  # weights_only; the package's .py never run
+    assert isinstance(loaded.module, arcgis_rcnn.ArcgisRCNN)
+    assert [c.value for c in loaded.classes] == [3, 7] and loaded.chip_size == 64
+    result = arcgis_compare.compare(str(dlpk), export, 4)
+    assert result["ok"], result
