@@ -37,7 +37,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import nms
 
 from .arcgis_unet import body_channels, resnet_body
 from .det_base import Detector, PRE_NMS_TOP, empty_detections, no_autocast
@@ -139,6 +138,20 @@ def iou_cthw(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inter = (hi - lo).clamp(min=0).prod(-1)
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
     return inter / (union + 1e-8)
+
+
+def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, overlap: float) -> torch.Tensor:
+    """Indices kept by arcgis.learn's own NMS on cthw boxes, over all classes: its sort of the
+    scores and its IoU, so that boxes of equal scores (a saturated sigmoid gives many 1.0) are
+    kept as Pro keeps them."""
+    order = scores.argsort(descending=True)
+    boxes = boxes[order]
+    rest = torch.arange(len(order), device=boxes.device)
+    keep = []
+    while len(rest):
+        keep.append(rest[0])
+        rest = rest[iou_cthw(boxes[rest], boxes[rest[:1]])[:, 0] <= overlap]
+    return order[torch.stack(keep)] if keep else order[:0]
 
 
 def encode(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -277,17 +290,16 @@ class ArcgisRetinaNet(Detector):
                     keep = keep & (scores >= scores[keep].topk(PRE_NMS_TOP).values[-1])
                 boxes = decode(box[i][keep], anchors[keep])
                 scores, labels = scores[keep], labels[keep]
-                tlbr = cthw_to_tlbr(boxes).clamp(-1, 1)
-                cthw = tlbr_to_cthw(tlbr)
+                cthw = tlbr_to_cthw(cthw_to_tlbr(boxes).clamp(-1, 1))
                 nonzero = cthw[:, 2] * cthw[:, 3] != 0
-                tlbr, scores, labels = tlbr[nonzero], scores[nonzero], labels[nonzero]
+                cthw, scores, labels = cthw[nonzero], scores[nonzero], labels[nonzero]
                 if not len(scores):
                     out.append(empty_detections(images.device))
                     continue
-                kept = nms(tlbr, scores, overlap)
+                kept = greedy_nms(cthw, scores, overlap)
                 if not given:
                     kept = kept[:self.max_detections]
-                out.append({"boxes": to_pixels(tlbr[kept], h, w), "scores": scores[kept],
+                out.append({"boxes": to_pixels(cthw_to_tlbr(cthw[kept]), h, w), "scores": scores[kept],
                             "labels": labels[kept].to(torch.int64) + 1})
         return out
 
