@@ -425,9 +425,10 @@ def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     if anchors not in (None, "", "None"):
         anchors = _pairs(anchors, "anchors", "9 [width, height] pairs")
     n_bands = args.get("n_bands")
+    # in arcgis.learn's order: anchors and n_bands, then backbone and backend
     return {"ModelConfiguration": "_yolov3_inference",
-            "ModelParameters": _params(backbone_name, anchors=anchors,
-                                       n_bands=None if n_bands in (None, "", "None") else int(n_bands)),
+            "ModelParameters": {"anchors": anchors, "n_bands": None if n_bands in (None, "", "None") else int(n_bands),
+                                **_params(backbone_name)},
             NETWORK_KEY: arcgis_layout("YOLOv3", ARCGIS_YOLOV3_BACKBONES, backbone_name)}
 
 
