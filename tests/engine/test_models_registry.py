@@ -214,9 +214,11 @@ def test_emd_round_trip(keyword):
     keys = spec.emd_params(dict(arguments), built.backbone_name)
     # package/emd.py build_emd: the model's ModelParameters, then backbone and backend
     parameters = {**keys.get("ModelParameters", {}), "backbone": built.backbone_name, "backend": "pytorch"}
+    # and its Engine block, which records the module layout the spec built (spec.NETWORK_KEY)
+    engine = {"name": "deeplearningtools", "model_type": keyword, "network": keys.get("Network", "deeplearningtools")}
     emd = json.loads(json.dumps({"ModelName": spec.model_name, "ModelType": spec.model_type, "ImageHeight": CHIP,
                                  "ImageWidth": CHIP, "ExtractBands": [0, 1, 2, 3], "Classes": CLASSES,
-                                 "ModelParameters": parameters}))
+                                 "ModelParameters": parameters, "Engine": engine}))
     rebuilt = build_from_emd(emd)
     trained = built.module.state_dict()
     assert {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == \
