@@ -393,7 +393,9 @@ def ssd_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
 
 def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = retinanet_options(arguments)
-    return {"ModelConfiguration": "_RetinaNet_Inference", "ModelParameters": _params(backbone_name, **opts),
+    # as arcgis.learn's save() writes them: scales and ratios (whole numbers as integers) first
+    params = {k: [int(v) if v == int(v) else v for v in opts[k]] for k in ("scales", "ratios")}
+    return {"ModelConfiguration": "_RetinaNet_Inference", "ModelParameters": {**params, **_params(backbone_name)},
             NETWORK_KEY: arcgis_layout("RetinaNet", ARCGIS_RETINANET_BACKBONES, backbone_name)}
 
 
