@@ -94,6 +94,7 @@ MASKRCNN_ARGUMENTS: Dict[str, Any] = {**RCNN_ARGUMENTS, "pointrend": False}
 # stride-32 map, 32 px anchors), weaker on small objects than ours, which new models keep there.
 ARCGIS_RCNN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ARCGIS_RCNN_NEW = ("resnet50", "resnet101", "resnet152")
+BUILT_NETWORK = "network"  # the run's arguments: which layout the builder made (not an ARGUMENTS name)
 YOLOV3_ARGUMENTS: Dict[str, Any] = {"anchors": None, "n_bands": None}
 # Backbones (emd names) on which YOLOV3 builds arcgis.learn's YOLOv3 layout (arcgis_yolov3.py): its only one.
 ARCGIS_YOLOV3_BACKBONES = ("darknet53",)
@@ -312,6 +313,8 @@ def _build_rcnn(ctx: BuildContext, model_name: str, masks: bool, opts: Dict[str,
 
     backbone_name = resolve_backbone(ctx.backbone)[0]
     network = rcnn_network(model_name, backbone_name, ctx.network)
+    if isinstance(ctx.arguments, dict):  # the emd records the layout built (PRETRAINED_MODEL's may differ
+        ctx.arguments[BUILT_NETWORK] = network  # from a new model's), as yolov3 records its anchors
     encoder = _encoder(ctx)
     if network == ARCGIS_LEARN:
         from . import arcgis_rcnn
@@ -401,7 +404,7 @@ def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, An
 
 def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = rcnn_options(arguments)
-    network = rcnn_network("FasterRCNN", backbone_name)
+    network = arguments.get(BUILT_NETWORK) or rcnn_network("FasterRCNN", backbone_name)
     # arcgis.learn's FasterRCNN is a ModelExtension: Kwargs holds the torchvision keyword
     # arguments (DatasetType is written by the package writer). Its ModelConfigurationFile /
     # ModelFileConfigurationClass name a ModelConfiguration.py that only arcgis.learn writes:
@@ -414,7 +417,7 @@ def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, A
 
 def maskrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = maskrcnn_options(arguments)
-    network = rcnn_network("MaskRCNN", backbone_name)
+    network = arguments.get(BUILT_NETWORK) or rcnn_network("MaskRCNN", backbone_name)
     # as FasterRCNN: from_model passes ModelParameters and MaskRCNNkwargs both as keyword arguments
     params = _params(backbone_name, pointrend=False, **({} if network == ARCGIS_LEARN else opts))
     return {"ModelConfiguration": "_maskrcnn_inferencing", "MaskRCNNkwargs": dict(opts),

@@ -82,6 +82,16 @@ def test_new_models_take_the_layout_on_resnet50_and_deeper():
         detection.rcnn_network("MaskRCNN", "densenet121", ARCGIS_LEARN)
 
 
+def test_the_emd_records_the_layout_built_not_a_new_models():
+    # PRETRAINED_MODEL builds the package's layout: one of our resnet50 packages from before keeps ours
+    spec = registry.get_spec("FASTERRCNN")
+    args = dict(spec.arguments)
+    spec.build(BuildContext(backbone="RESNET50", in_channels=3, num_classes=3, chip_size=32, arguments=args,
+                            pretrained=False, log=lambda m: None, network=OWN_NETWORK))
+    emd = spec.emd_params(args, "resnet50")
+    assert emd["Network"] == OWN_NETWORK and emd["ModelParameters"]["rpn_nms_thresh"] == 0.7
+
+
 def test_the_chip_is_resized_inside_and_boxes_come_back_in_chip_pixels():
     module = build(chip=32).eval()
     assert module.transform.min_size == (48.0,) and module.transform.max_size == 64  # 1.5 x, 2 x the chip
