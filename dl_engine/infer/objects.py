@@ -106,12 +106,15 @@ def classify_objects(job: Job) -> Dict[str, object]:
 
 
 def _multi_label(model) -> Optional[float]:
-    """The probability threshold of a multi-label classifier (MultiLabeled_Tiles), else None."""
+    """The probability threshold of a multi-label classifier (MultiLabeled_Tiles), else None:
+    ModelParameters' (ours in our layout), Engine.arguments' (ours in arcgis.learn's layout,
+    whose ModelParameters are arcgis.learn's), else Pro's default 0.5."""
     if not getattr(model.module, "is_multi_label", False):
         return None
     params = model.emd.get("ModelParameters") or {}
+    engine = model.emd.get("Engine") if isinstance(model.emd.get("Engine"), dict) else {}
     try:
-        return float(params.get("threshold", 0.5))
+        return float(params.get("threshold", (engine.get("arguments") or {}).get("threshold", 0.5)))
     except (TypeError, ValueError):
         return 0.5
 

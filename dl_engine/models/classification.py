@@ -6,32 +6,40 @@ classes, cross-entropy) and on MultiLabeled_Tiles (any number of classes per chi
 sigmoid per class, binary cross-entropy, a class is predicted above ``threshold``). The
 classes are every class of the export, with no background.
 
-The network (``classifier_net.FeatureClassifierNet``) is a timm backbone (arcpy keyword or
-``timm:<name>``, any band count, cached pretrained weights when there are any) followed by
-average+max pooling, dropout and a linear layer. Importing this module is cheap (no torch).
+The network: on the torchvision ResNets arcgis.learn offers (RESNET18 … RESNET152) it is
+arcgis.learn's own FeatureClassifier layout (``arcgis_classifier.py``: fastai's ResNet body and
+head), so packages cross to and from ArcGIS; on other backbones it is ours
+(``classifier_net.FeatureClassifierNet``: a timm backbone, arcpy keyword or ``timm:<name>``,
+followed by average+max pooling, dropout and a linear layer). Both take any band count and cached
+pretrained weights. The emd records which (``NETWORK_KEY``); packages from before it was recorded
+have ours. Importing this module is cheap (no torch).
 
 ARGUMENTS, with arcgis.learn's names where it has them. The trainer's loss arguments
 (class_balancing, focal_loss, ignore_classes, mixup) are applied by the classification task:
 - oversample (False): repeat the chips of rarer classes so every class is seen about as
   often as the most common one (single-label data);
 - backend ("pytorch"): the only backend;
-- dropout (0.2): dropout before the last layer;
+- dropout (0.2): dropout before the last layer (arcgis.learn's layout: half of it also before
+  the hidden layer, as fastai's ``ps``);
 - threshold (0.5): multi-label: the probability above which a class is predicted.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import TILE, formats_where
-from .spec import BuildContext, BuiltModel, ModelSpec
+from .spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
 FORMATS = formats_where(family=TILE)  # one chip per feature / per tile with labels
 MULTI_LABEL_FORMATS = formats_where(multi_label=True)
+# The backbones FEATURE_CLASSIFIER builds arcgis.learn's FeatureClassifier layout on (arcgis_classifier.py):
+# torchvision's ResNets, which arcgis.learn 2.4.4 builds with fastai's cnn_learner.
+ARCGIS_CLASSIFIER_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 FEATURE_CLASSIFIER_ARGUMENTS: Dict[str, Any] = {
     "class_balancing": False,
@@ -69,26 +77,62 @@ def feature_classifier_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
             "threshold": _fraction(args["threshold"], "threshold", 0.0, 1.0, closed_high=True)}
 
 
+def classifier_network(backbone_name: str, network: Optional[str] = None) -> str:
+    """Which network a FEATURE_CLASSIFIER is: arcgis.learn's FeatureClassifier layout for the
+    backbones arcgis.learn builds it on, else ours. ``network``: what a trained emd records
+    (registry.network_of_emd); None for a new model."""
+    name = str(backbone_name).lower()
+    if network is None:
+        return ARCGIS_LEARN if name in ARCGIS_CLASSIFIER_BACKBONES else OWN_NETWORK
+    if network == ARCGIS_LEARN and name not in ARCGIS_CLASSIFIER_BACKBONES:
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn FeatureClassifier with the backbone {backbone_name} "
+                                                f"cannot be rebuilt; this plugin rebuilds it on "
+                                                f"{', '.join(ARCGIS_CLASSIFIER_BACKBONES)}")
+    return network
+
+
 def build_feature_classifier(ctx: BuildContext) -> BuiltModel:
-    from .backbones import create_encoder
-    from .classifier_net import FeatureClassifierNet
+    from .backbones import create_encoder, resolve_backbone
 
     opts = feature_classifier_options(ctx.arguments)
+    network = classifier_network(resolve_backbone(ctx.backbone)[0], ctx.network)
     encoder = create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
                              weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
                              rgb_bands=getattr(ctx, "rgb_bands", None), warn=getattr(ctx, "warn", None))
-    module = FeatureClassifierNet(encoder, ctx.num_classes, opts["dropout"])
+    if network == ARCGIS_LEARN:
+        from . import arcgis_classifier
+
+        module = arcgis_classifier.build(encoder, ctx.num_classes, ps=opts["dropout"])
+        # its weights hold no multi-label flag (ours in our layout do): a trained emd says it
+        module.set_multi_label(ctx.emd is not None and multi_label_of_emd(ctx.emd))
+    else:
+        from .classifier_net import FeatureClassifierNet
+
+        module = FeatureClassifierNet(encoder, ctx.num_classes, opts["dropout"])
     return BuiltModel(module=module, backbone_name=encoder.name, pretrained_loaded=encoder.pretrained_loaded,
                       encoder_parameters=list(module.encoder.parameters()), pretrained_source=encoder.pretrained_source)
 
 
 def feature_classifier_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     # FeatureClassifier's data keys (MetaDataMode, CropSizeFixed, BlackenAroundFeature) come
-    # from the training data and are added by package/emd.py.
+    # from the training data and are added by package/emd.py. arcgis.learn's layout gets the
+    # ModelParameters arcgis.learn writes (its from_model passes them to FeatureClassifier());
+    # our threshold then stays in Engine.arguments (infer/objects.py reads it there).
     opts = feature_classifier_options(arguments)
+    network = classifier_network(backbone_name)
+    if network == ARCGIS_LEARN:
+        return {"ModelConfiguration": "_FeatureClassifier", "ExpMap": False,
+                "ModelParameters": {"backbone": backbone_name, "backend": BACKEND}, NETWORK_KEY: network}
     return {"ModelConfiguration": "_FeatureClassifier",
             "ModelParameters": {"backbone": backbone_name, "backend": BACKEND, "dropout": opts["dropout"],
-                                "threshold": opts["threshold"]}}
+                                "threshold": opts["threshold"]}, NETWORK_KEY: network}
+
+
+def multi_label_of_emd(emd: Dict[str, Any]) -> bool:
+    """Whether a trained classifier's emd describes a multi-label model (MultiLabeled_Tiles): what
+    arcgis.learn's inference reads (MetaDataMode), or ours (ModelParameters.multi_label)."""
+    params = emd.get("ModelParameters") if isinstance(emd.get("ModelParameters"), dict) else {}
+    return emd.get("MetaDataMode") in MULTI_LABEL_FORMATS or bool(params.get("multi_label"))
 
 
 def predict_feature_classifier(module, x):
@@ -108,6 +152,7 @@ FEATURE_CLASSIFIER = ModelSpec(
     keyword="FEATURE_CLASSIFIER", model_name="FeatureClassifier", model_type="ObjectClassification",
     kind="classification", formats=FORMATS, arguments=FEATURE_CLASSIFIER_ARGUMENTS,
     build=build_feature_classifier, emd_params=feature_classifier_emd, predict=predict_feature_classifier,
-    description="Feature classifier (object classification)", order=8)
+    description="Feature classifier (object classification)", order=8,
+    arcgis_backbones=ARCGIS_CLASSIFIER_BACKBONES)
 
 SPECS = (FEATURE_CLASSIFIER,)  # registered by registry.py

@@ -128,7 +128,7 @@ def build_from_emd(emd: Dict[str, Any], in_channels: Optional[int] = None,
     ctx = BuildContext(backbone=str(params.get("backbone") or spec.default_backbone), in_channels=int(in_channels),
                        num_classes=int(num_classes), chip_size=int(emd.get("ImageHeight") or 256),
                        arguments=arguments_from_emd(spec, emd), pretrained=False, log=lambda message: None,
-                       network=network_of_emd(emd),
+                       network=network_of_emd(emd), emd=emd,
                        normalization="band_stats" if isinstance(emd.get("NormalizationStats"), dict) else "imagenet")
     return spec.build(ctx).module
 

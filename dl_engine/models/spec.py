@@ -37,6 +37,9 @@ class BuildContext:
     # Which module layout to build: None for a new model (the spec's default); from a trained emd,
     # registry.network_of_emd: OWN_NETWORK or ARCGIS_LEARN.
     network: Optional[str] = None
+    # The trained emd a network is rebuilt from (registry.build_from_emd), for what it says beyond the
+    # weights (a classifier's MetaDataMode: multi-label); None for a new model.
+    emd: Optional[Dict[str, Any]] = None
     # How the input is normalised (data/normalization.py Normalization.mode): "imagenet" (8-bit RGB)
     # or "band_stats"; None: not said (3 bands count as 8-bit RGB). Networks that take other input
     # than ours (arcgis.learn's YOLOv3: RGB / 255) convert from it.

@@ -49,6 +49,9 @@ ARCGIS_INFERENCE_FUNCTIONS = {
     "classification": "ArcGISObjectClassifier.py",
 }
 
+# A spec's emd_params keys that arcgis.learn's save() writes after the normalisation keys
+# (FeatureClassifier's ExpMap: whether the package has Grad-CAM explainability maps).
+_LAST = ("ExpMap",)
 # Keys we set ourselves: a spec's emd_params may not override them.
 _OURS = ("Framework", "ModelType", "InferenceFunction", "ExtractBands", "Classes", "ModelName", "ModelFile",
          "ImageHeight", "ImageWidth", "PretrainedWeights", "Engine")
@@ -86,14 +89,18 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     emd.update({
         "ModelType": spec.model_type,
         "InferenceFunction": inference_function_name(spec.kind, network),
-        "ExtractBands": list(norm.extract_bands),
     })
+    if spec.kind == "classification":  # FeatureClassifier's data keys, where arcgis.learn writes them
+        data_keys = _feature_classifier_keys(record)
+        emd["MetaDataMode"] = data_keys.pop("MetaDataMode")
+    emd["ExtractBands"] = list(norm.extract_bands)
+    if spec.kind == "classification":
+        emd.update(data_keys)
+        if network != ARCGIS_LEARN:  # arcgis.learn's from_model passes ModelParameters on: its keys only
+            model_parameters["multi_label"] = record.data.metadata_format == "MultiLabeled_Tiles"
     for key, value in params.items():  # the model's own keys (e.g. SupportsVariableTileSize)
-        if key not in _OURS:
+        if key not in _OURS and key not in _LAST:
             emd[key] = value
-    if spec.kind == "classification":  # FeatureClassifier's data keys, before Classes as arcgis.learn
-        emd.update(_feature_classifier_keys(record))
-        model_parameters["multi_label"] = record.data.metadata_format == "MultiLabeled_Tiles"
     emd["Classes"] = record.class_map.emd_classes()
 
     first = record.data.folders[0].emd if record.data.folders else {}
@@ -121,6 +128,7 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
         emd["Bands"] = list(record.data.band_names) or [""] * record.data.num_bands
         emd["ImageryType"] = _imagery_type(record)
         emd.update(norm.emd_keys())  # ExtractBands keeps its place; NormalizationStats, DoNormalize
+    emd.update({key: params[key] for key in _LAST if key in params})
     if spec.kind == "pixel":
         emd["per_class_metrics"] = per_class_metrics_json(record)
     emd["DatasetType"] = record.data.metadata_format

@@ -89,8 +89,10 @@ def test_feature_classifier_emd(labeled):
     emd = ch.read_emd(out)
     assert emd["ModelType"] == "ObjectClassification" and emd["ModelName"] == "FeatureClassifier"
     assert emd["ModelConfiguration"] == "_FeatureClassifier"
-    assert emd["InferenceFunction"] == "DeepLearningToolsObjectClassifier.py"
-    assert (out / emd["InferenceFunction"]).is_file()
+    # RESNET18: arcgis.learn's FeatureClassifier layout, so Pro's own inference function (none shipped)
+    assert emd["Framework"] == "arcgis.learn.models._inferencing" and emd["Engine"]["network"] == "arcgis.learn"
+    assert emd["InferenceFunction"] == "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISObjectClassifier.py"
+    assert not list(out.glob("*.py"))
     assert emd["MetaDataMode"] == emd["DatasetType"] == "Labeled_Tiles"
     assert emd["CropSizeFixed"] == 1 and emd["BlackenAroundFeature"] == 0 and emd["ImageSpaceUsed"] == "MAP_SPACE"
     # every class, no background
@@ -101,7 +103,7 @@ def test_feature_classifier_emd(labeled):
     assert "accuracy" not in emd and "per_class_metrics" not in emd  # a confusion_matrix.png instead
     assert emd["monitored_accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert emd["ImageHeight"] == emd["ImageWidth"] == ch.TILE
-    assert emd["ModelParameters"]["backbone"] == "resnet18" and emd["ModelParameters"]["multi_label"] is False
+    assert emd["ModelParameters"] == {"backbone": "resnet18", "backend": "pytorch"}  # as arcgis.learn's save()
     assert emd["Engine"]["model_type"] == "FEATURE_CLASSIFIER" and emd["Engine"]["num_classes"] == 2
 
 
@@ -156,11 +158,11 @@ def test_multilabeled_tiles_train_with_bce(tmp_path):
     assert m["accuracy"] > 0.7 and m["f1"] > 0.9 and m["label_accuracy"] > 0.85, result.history
     assert np.array(m["confusion_matrix"]).shape == (2, 2, 2)
     emd = ch.read_emd(out)
-    assert emd["MetaDataMode"] == "MultiLabeled_Tiles" and emd["ModelParameters"]["multi_label"] is True
+    assert emd["MetaDataMode"] == "MultiLabeled_Tiles"  # what makes the rebuilt network multi-label
     assert (out / "ModelCharacteristics/confusion_matrix.png").is_file()
     probs, labels, model, _ = valid_predictions(out, export)
     assert model.is_multi_label and probs.shape == (len(labels), 2)
-    predicted = probs >= emd["ModelParameters"]["threshold"]
+    predicted = probs >= emd["Engine"]["arguments"]["threshold"]
     assert float(np.mean((predicted == (np.array(labels) >= 0.5)).all(1))) == pytest.approx(m["accuracy"])
 
 
