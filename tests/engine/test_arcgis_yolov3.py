@@ -217,8 +217,8 @@ def _voc(tmp_path, bands=3, tile=32):
     return dh.export(raster, tmp_path / f"voc{bands}", "PASCAL_VOC_rectangles", tile=tile)  # Oak=3, Pine=7
 
 
-def _package(tmp_path, folder, module, backbone="darknet53", chip=32):
-    args = {"anchors": module.anchor_wh.tolist(), "n_bands": int(module.in_scale.shape[1])}
+def _package(tmp_path, folder, module, backbone="darknet53", chip=32, bands=3):
+    args = {"anchors": module.anchor_wh.tolist(), "n_bands": bands}
     record = make_record(folder, name="yolo", model_type="YOLOV3", backbone=backbone,
                          backbone_keyword=backbone.upper(), arguments=args, chip_size=chip)
     return write_model_package(record, module.state_dict(), tmp_path / "yolo", log=lambda m: None)
@@ -275,7 +275,7 @@ def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, bands)
     folder = _voc(tmp_path, bands)
     module = trained_looking(build(bands=bands, anchors=ANCHORS, normalization="imagenet" if bands == 3 else
                                    "band_stats").module)
-    paths = _package(tmp_path, folder, module)
+    paths = _package(tmp_path, folder, module, bands=bands)
     check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
     if check.is_file():
         done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=900,
