@@ -85,9 +85,14 @@ def test_detector_trains_and_writes_its_package(keyword, fmt, arguments, exports
     assert "Average precision" in (out / "model_metrics.html").read_text()
     emd = json.loads((out / "cars.emd").read_text())
     spec = get_spec(keyword)
-    assert emd["ModelName"] == spec.model_name and emd["Framework"] == "PyTorch"
+    assert emd["ModelName"] == spec.model_name
     assert emd["ModelType"] == ("InstanceDetection" if keyword == "MASKRCNN" else "ObjectDetection")
-    assert emd["InferenceFunction"] == INFERENCE.get(keyword, "DeepLearningToolsDetector.py")
+    if emd["Engine"]["network"] == "arcgis.learn":  # RETINANET on a ResNet: arcgis.learn's layout (issue 15)
+        assert keyword == "RETINANET" and emd["Framework"] == "arcgis.learn.models._inferencing"
+        assert emd["InferenceFunction"].endswith("\\ArcGISObjectDetector.py")
+    else:
+        assert emd["Framework"] == "PyTorch"
+        assert emd["InferenceFunction"] == INFERENCE.get(keyword, "DeepLearningToolsDetector.py")
     assert emd["DatasetType"] == fmt
     assert [(c["Value"], c["Name"]) for c in emd["Classes"]] == [(3, "Roof"), (7, "Pool")]
     assert emd["ModelParameters"]["backbone"] == "resnet18"
