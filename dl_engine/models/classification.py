@@ -40,6 +40,7 @@ MULTI_LABEL_FORMATS = formats_where(multi_label=True)
 # The backbones FEATURE_CLASSIFIER builds arcgis.learn's FeatureClassifier layout on (arcgis_classifier.py):
 # torchvision's ResNets, which arcgis.learn 2.4.4 builds with fastai's cnn_learner.
 ARCGIS_CLASSIFIER_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+BUILT_NETWORK = "network"  # the run's arguments: which layout the builder made (not an ARGUMENTS name)
 
 FEATURE_CLASSIFIER_ARGUMENTS: Dict[str, Any] = {
     "class_balancing": False,
@@ -77,15 +78,17 @@ def feature_classifier_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
             "threshold": _fraction(args["threshold"], "threshold", 0.0, 1.0, closed_high=True)}
 
 
-def classifier_network(backbone_name: str, network: Optional[str] = None) -> str:
+def classifier_network(backbone_name: str, network: Optional[str] = None, given: Optional[str] = None) -> str:
     """Which network a FEATURE_CLASSIFIER is: arcgis.learn's FeatureClassifier layout for the
-    backbones arcgis.learn builds it on, else ours. ``network``: what a trained emd records
-    (registry.network_of_emd); None for a new model."""
+    backbones arcgis.learn builds it on (``backbone_name``: the resolved emd name), else ours.
+    ``network``: what a trained emd records (registry.network_of_emd); None for a new model.
+    ``given``: the backbone as the emd spells it, for the refusal."""
     name = str(backbone_name).lower()
     if network is None:
         return ARCGIS_LEARN if name in ARCGIS_CLASSIFIER_BACKBONES else OWN_NETWORK
     if network == ARCGIS_LEARN and name not in ARCGIS_CLASSIFIER_BACKBONES:
-        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn FeatureClassifier with the backbone {backbone_name} "
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn FeatureClassifier with the backbone "
+                                                f"{given or backbone_name} "
                                                 f"cannot be rebuilt; this plugin rebuilds it on "
                                                 f"{', '.join(ARCGIS_CLASSIFIER_BACKBONES)}")
     return network
@@ -95,7 +98,9 @@ def build_feature_classifier(ctx: BuildContext) -> BuiltModel:
     from .backbones import create_encoder, resolve_backbone
 
     opts = feature_classifier_options(ctx.arguments)
-    network = classifier_network(resolve_backbone(ctx.backbone)[0], ctx.network)
+    network = classifier_network(resolve_backbone(ctx.backbone)[0], ctx.network, ctx.backbone)
+    if isinstance(ctx.arguments, dict):  # the emd records the layout built: PRETRAINED_MODEL's may
+        ctx.arguments[BUILT_NETWORK] = network  # differ from a new model's (an old RESNET package: ours)
     encoder = create_encoder(ctx.backbone, ctx.in_channels, pretrained=ctx.pretrained,
                              weight_init_scheme=ctx.weight_init_scheme, log=ctx.log,
                              rgb_bands=getattr(ctx, "rgb_bands", None), warn=getattr(ctx, "warn", None))
@@ -119,7 +124,7 @@ def feature_classifier_emd(arguments: Dict[str, Any], backbone_name: str) -> Dic
     # ModelParameters arcgis.learn writes (its from_model passes them to FeatureClassifier());
     # our threshold then stays in Engine.arguments (infer/objects.py reads it there).
     opts = feature_classifier_options(arguments)
-    network = classifier_network(backbone_name)
+    network = (arguments or {}).get(BUILT_NETWORK) or classifier_network(backbone_name)
     if network == ARCGIS_LEARN:
         return {"ModelConfiguration": "_FeatureClassifier", "ExpMap": False,
                 "ModelParameters": {"backbone": backbone_name, "backend": BACKEND}, NETWORK_KEY: network}

@@ -151,7 +151,8 @@ def test_imagenet_export_trains(tmp_path):
 def test_multilabeled_tiles_train_with_bce(tmp_path):
     export = ch.multilabel_export(tmp_path)
     out = tmp_path / "multi_model"
-    result, seen = train(export, out, max_epochs=15, monitor="F1")
+    # 20 epochs: arcgis.learn's head (RESNET18; BatchNorm, a hidden layer) starts slower than a linear one
+    result, seen = train(export, out, max_epochs=20, monitor="F1")
     m = result.metrics
     assert m["multi_label"] is True and set(m["per_class"]) == {"Roof", "Pool"}
     # always answering "both" scores a sample accuracy of about 1/3 and a macro F1 of about 0.8
