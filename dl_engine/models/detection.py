@@ -65,6 +65,8 @@ SSD_ARGUMENTS: Dict[str, Any] = {
 }
 # Backbones (emd names) on which RETINANET builds arcgis.learn's RetinaNet layout (arcgis_retinanet.py).
 ARCGIS_RETINANET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# Backbones (emd names) on which SSD rebuilds arcgis.learn's SingleShotDetector (arcgis_ssd.py).
+ARCGIS_SSD_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 RETINANET_ARGUMENTS: Dict[str, Any] = {
     "scales": [1.0, 2 ** (-1 / 3), 2 ** (-2 / 3)],
     "ratios": [0.5, 1.0, 2.0],
@@ -260,10 +262,26 @@ def _built(module, encoder) -> BuiltModel:
 
 
 def build_ssd(ctx: BuildContext) -> BuiltModel:
+    """Our SSD (ssd.py); arcgis.learn's (arcgis_ssd.py) for the packages arcgis.learn trained (or
+    ours fine-tuned from them): new models keep ours, whose grids follow the backbone's maps."""
+    from .backbones import resolve_backbone
     from .ssd import SSD
 
-    opts = ssd_options(ctx.arguments)
+    network = ctx.network if ctx.network == ARCGIS_LEARN else OWN_NETWORK
+    arcgis_layout("SingleShotDetector", ARCGIS_SSD_BACKBONES, resolve_backbone(ctx.backbone)[0], network)
+    emd = ctx.emd or {}
+    arguments = dict(ctx.arguments)
+    for key in ("Grids", "Zooms", "Ratios"):  # arcgis.learn's SSD emd keeps them beside ModelParameters
+        if key in emd and key.lower() not in (emd.get("ModelParameters") or {}):
+            arguments[key.lower()] = emd[key]
+    opts = ssd_options(arguments)
+    if isinstance(ctx.arguments, dict):
+        ctx.arguments[BUILT_NETWORK] = network  # the emd records the layout built
     encoder = _encoder(ctx)
+    if network == ARCGIS_LEARN:
+        from . import arcgis_ssd
+
+        return _built(arcgis_ssd.build(encoder, ctx.num_classes, ctx.chip_size, **opts), encoder)
     return _built(SSD(encoder, ctx.num_classes, ctx.chip_size, **opts), encoder)
 
 
@@ -285,6 +303,8 @@ def build_retinanet(ctx: BuildContext) -> BuiltModel:
     _no_focal(ctx, "RETINANET")
     opts = retinanet_options(ctx.arguments)
     network = arcgis_layout("RetinaNet", ARCGIS_RETINANET_BACKBONES, resolve_backbone(ctx.backbone)[0], ctx.network)
+    if isinstance(ctx.arguments, dict):
+        ctx.arguments[BUILT_NETWORK] = network  # the emd records the layout built (PRETRAINED_MODEL's)
     encoder = _encoder(ctx)
     if network == ARCGIS_LEARN:
         from . import arcgis_retinanet
@@ -391,7 +411,7 @@ def ssd_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     # same values in ModelParameters too, which is what build_from_emd reads.
     return {"ModelConfiguration": "_DynamicSSD", "backbone": backbone_name, "Grids": opts["grids"],
             "Zooms": opts["zooms"], "Ratios": opts["ratios"], "SSDVersion": 2,
-            "ModelParameters": _params(backbone_name, **opts)}
+            "ModelParameters": _params(backbone_name, **opts), NETWORK_KEY: arguments.get(BUILT_NETWORK) or OWN_NETWORK}
 
 
 def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -399,7 +419,8 @@ def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, An
     # as arcgis.learn's save() writes them: scales and ratios (whole numbers as integers) first
     params = {k: [int(v) if v == int(v) else v for v in opts[k]] for k in ("scales", "ratios")}
     return {"ModelConfiguration": "_RetinaNet_Inference", "ModelParameters": {**params, **_params(backbone_name)},
-            NETWORK_KEY: arcgis_layout("RetinaNet", ARCGIS_RETINANET_BACKBONES, backbone_name)}
+            NETWORK_KEY: arguments.get(BUILT_NETWORK) or arcgis_layout("RetinaNet", ARCGIS_RETINANET_BACKBONES,
+                                                                        backbone_name)}
 
 
 def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -447,7 +468,8 @@ def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], argu
 
 
 SSD = _spec("SSD", "SingleShotDetector", "detection", BOX_FORMATS, SSD_ARGUMENTS, build_ssd, ssd_emd, "RESNET34",
-            "Single Shot Detector (object detection)", order=3, autodl_order=0)
+            "Single Shot Detector (object detection)", order=3, autodl_order=0,
+            arcgis_backbones=ARCGIS_SSD_BACKBONES, predict=predict_as_pro)
 RETINANET = _spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_ARGUMENTS, build_retinanet,
                   retinanet_emd, "RESNET50", "RetinaNet (object detection)", order=4, autodl_order=1,
                   arcgis_backbones=ARCGIS_RETINANET_BACKBONES, predict=predict_as_pro)

@@ -148,12 +148,32 @@ LAYOUT_EMD = {"YOLOv3": {"ModelParameters": {"anchors": [[10, 13], [16, 30], [33
                                              "backbone": "DarkNet53"}}}
 
 
+def _ssd_detector(model, tiles, emd) -> list:
+    """SingleShotDetector: Pro's ArcGISObjectDetector -> _DynamicSSD: util.detect_objects_image_space
+    (ImageNet statistics on 0..255 or NormalizationStats, the network, get_nms_preds: per class, the
+    50 best above the threshold, NMS); boxes come as y1, x1, y2, x2 in chip pixels, scores 0..100."""
+    import numpy as np
+    import torch
+    from arcgis.learn.models._inferencing import util
+
+    net = model.learn.model.eval()
+    names = [c["Name"] for c in emd["Classes"]]
+    out = []
+    for tile in tiles:
+        boxes, scores, labels = util.detect_objects_image_space(
+            net, tile[None].astype(np.float32), model._anchors, model._grid_sizes, torch.device("cpu"), names,
+            NMS_OVERLAP, SCORE_THRESH, emd)
+        out.append({"boxes": boxes[:, [1, 0, 3, 2]], "scores": scores / 100.0, "labels": labels.astype(np.int64)})
+    return out
+
+
 # ModelName -> function(arcgis.learn model, tiles (N, bands, h, w) raw chips, emd) -> one dict per
 # chip (boxes xyxy in chip pixels, scores 0..1, labels 1..K[, masks (n, h, w)]) as Pro computes them.
 ORACLE_DETECTORS = {
     "FasterRCNN": _model_extension_detector,
     "MaskRCNN": _maskrcnn_detector,
     "RetinaNet": _retinanet_detector,
+    "SingleShotDetector": _ssd_detector,
     "YOLOv3": _yolov3_detector,
 }
 
