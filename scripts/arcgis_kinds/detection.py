@@ -208,11 +208,45 @@ def oracle_predict(package: str, chips: str, out: str) -> dict:
             "path": ORACLE_DETECTORS[name].__name__}
 
 
+def _ssd_layout(backbone: str, classes: int, chip: int) -> dict:
+    """SingleShotDetector.from_model on an emd with our SSD defaults (Grids [4], Zooms, Ratios,
+    SSDVersion 2): its from_emd reads the backbone and these from the emd's top level."""
+    import contextlib
+    import io
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import arcgis
+    from arcgis.learn.models import _arcgis_model
+    from . import quiet_arcgis
+
+    learn = quiet_arcgis()
+    _arcgis_model.ArcGISModel.load = lambda self, *a, **k: None  # build only: there are no weights
+    tmp = Path(tempfile.mkdtemp(prefix="arcgis-layout-"))
+    emd = {"ModelName": "SingleShotDetector", "ModelFile": "none.pth", "ImageHeight": chip, "ImageWidth": chip,
+           "ExtractBands": [0, 1, 2], "backbone": backbone, "ModelParameters": {"backbone": backbone},
+           "Grids": [4], "Zooms": [0.7, 1.0, 1.3], "Ratios": [[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]], "SSDVersion": 2,
+           "Classes": [{"Value": i + 1, "Name": f"c{i + 1}", "Color": [0, 0, 0]} for i in range(classes)]}
+    (tmp / "layout.emd").write_text(json.dumps(emd))
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = learn.SingleShotDetector.from_model(str(tmp / "layout.emd"))
+    state = model.learn.model.state_dict()
+    return {"source": f"arcgis.learn {arcgis.__version__}: SingleShotDetector.from_model(emd of backbone {backbone!r}, "
+                      f"Grids [4], Zooms [0.7, 1.0, 1.3], Ratios [[1, 1], [1, 0.5], [0.5, 1]], SSDVersion 2, "
+                      f"{classes} classes, chip {chip}, 3 bands; weights not loaded).learn.model.state_dict(); "
+                      "recorded by scripts/arcgis_compare.py layout",
+            "model": "SingleShotDetector", "backbone": backbone, "classes": classes, "chip_size": chip,
+            "in_channels": 3, "state_dict": [[k, list(v.shape)] for k, v in state.items()]}
+
+
 def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
     """What arcgis.learn trains and save() writes for FasterRCNN / MaskRCNN (from_model builds
     the ResNet-50 body with BatchNorm, whose num_batches_tracked save() never writes: the
     trained network has torchvision's FrozenBatchNorm2d there); None for the others (the generic
     from_model layout)."""
+    if model_name == "SingleShotDetector":
+        return _ssd_layout(backbone, classes, chip)
     if model_name not in ("FasterRCNN", "MaskRCNN"):
         return None
     import contextlib

@@ -175,6 +175,16 @@ def test_other_backbones_keep_our_network():
     assert emd["ModelParameters"]["ratios"] == [0.5, 1, 2] and isinstance(emd["ModelParameters"]["ratios"][1], int)
 
 
+def test_a_package_fine_tuned_from_an_older_one_records_its_layout():
+    """PRETRAINED_MODEL of our old layout (resnet18, no Engine.network): the new emd says so too, so
+    the package it writes loads back."""
+    arguments = dict(SPEC.arguments)
+    built = SPEC.build(BuildContext(backbone="RESNET18", in_channels=3, num_classes=3, chip_size=64,
+                                    arguments=arguments, pretrained=False, log=lambda m: None, network=OWN_NETWORK))
+    assert isinstance(built.module, RetinaNetDetector)
+    assert SPEC.emd_params(arguments, "resnet18")["Network"] == OWN_NETWORK
+
+
 def _package(tmp_path, folder, module, name="retina"):
     record = make_record(folder, name=name, model_type="RETINANET", backbone="resnet18", backbone_keyword="RESNET18",
                          arguments=dict(SPEC.arguments), chip_size=64,
