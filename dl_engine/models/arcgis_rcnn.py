@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from .det_tv import TorchvisionDetector
+from .rcnn import RATIOS, calm_mask_logits
 
 FPN_RESNETS = ("resnet50", "resnet101", "resnet152")
 BODY_RESNETS = ("resnet18", "resnet34")
 BODY = ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
 FPN_SIZES = ((32,), (64,), (128,), (256,), (512,))  # torchvision's default anchor sizes
-RATIOS = (0.5, 1.0, 2.0)
 MIN_SIZE_FACTOR, MAX_SIZE_FACTOR = 1.5, 2  # arcgis.learn: min_size=1.5 * chip, max_size=2 * chip
 
 
@@ -146,14 +146,7 @@ def build(encoder, backbone_name: str, num_classes: int, chip_size: int, masks: 
     net = cls(backbone, num_classes=int(num_classes), rpn_anchor_generator=anchors, min_size=32, max_size=64,
               image_mean=[0.0], image_std=[1.0], **kwargs)
     net.transform = ResizingTransform(int(chip_size))
-    if masks:  # mask logits start near 0 (as rcnn.py: the first steps from random weights stay small)
-        logits = net.roi_heads.mask_predictor.mask_fcn_logits
-        nn.init.normal_(logits.weight, std=0.001)
-        nn.init.zeros_(logits.bias)
+    if masks:
+        calm_mask_logits(net)
     return ArcgisRCNN(net)
 
-
-def parameters_of_body(module: ArcgisRCNN):
-    """The ResNet's parameters (what FREEZE freezes)."""
-    body: Optional[nn.Module] = getattr(module.backbone, "body", None)
-    return list((body if body is not None else module.backbone).parameters())

@@ -39,9 +39,14 @@ class RCNNDetector(TorchvisionDetector):
         net = cls(backbone, num_classes=int(num_classes), min_size=32, max_size=4096, image_mean=[0.0],
                   image_std=[1.0], rpn_anchor_generator=anchor_generator, **extra, **kwargs)
         net.transform = PassThroughTransform()
-        if masks:  # mask logits start near 0 (loss ln 2): from random backbone weights the
-            # default init's large first logits make the first optimiser steps jump
-            logits = net.roi_heads.mask_predictor.mask_fcn_logits
-            nn.init.normal_(logits.weight, std=0.001)
-            nn.init.zeros_(logits.bias)
+        if masks:
+            calm_mask_logits(net)
         super().__init__(net, backbone)
+
+
+def calm_mask_logits(net) -> None:
+    """Mask logits start near 0 (loss ln 2): from random backbone weights the default init's
+    large first logits make the first optimiser steps jump."""
+    logits = net.roi_heads.mask_predictor.mask_fcn_logits
+    nn.init.normal_(logits.weight, std=0.001)
+    nn.init.zeros_(logits.bias)
