@@ -10,7 +10,10 @@ model type declares all it accepts. The loss is (1 - dice_loss_fraction) * cross
 with focal_loss) + dice_loss_fraction * dice (DICE_LOSS_FRACTION by default). Architecture arguments:
 - PSPNET: pyramid_sizes ([1, 2, 3, 6]), use_unet (True; ``use_net`` is accepted as an alias,
   None = not given), keep_dilation (False: normal strides; True: a dilated backbone at
-  output stride 8, as the original PSPNet), pointrend (only False).
+  output stride 8, as the original PSPNet), pointrend (only False), vggv2 and unet_aux_loss (only
+  False): arcgis.learn's. On ResNets PSPNET is arcgis.learn's own network (arcgis_pspnet.py: output
+  stride 8; vggv2, None = not given: True for a new model, False for an emd without it, as
+  arcgis.learn; False: its U-Net without the wrapper).
 - DEEPLAB: keep_dilation (False: output stride 16; True: output stride 8), pointrend (only False).
   On ResNets DEEPLAB is arcgis.learn's own network (arcgis_deeplab.py: output stride 8; there,
   as in arcgis.learn without pointrend, keep_dilation changes nothing).
@@ -30,11 +33,12 @@ PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
 FORMATS = formats_where(family=PIXEL)  # samples with a class mask
 
-# The backbones on which UNET and DEEPLAB build arcgis.learn's own layout (arcgis_unet.py,
-# arcgis_deeplab.py): torchvision's ResNets, as arcgis.learn builds them.
+# The backbones on which UNET, DEEPLAB and PSPNET build arcgis.learn's own layout (arcgis_unet.py,
+# arcgis_deeplab.py, arcgis_pspnet.py): torchvision's ResNets, as arcgis.learn builds them.
 ARCGIS_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ARCGIS_UNET_BACKBONES = ARCGIS_RESNETS
 ARCGIS_DEEPLAB_BACKBONES = ARCGIS_RESNETS
+ARCGIS_PSPNET_BACKBONES = ARCGIS_RESNETS
 
 # The loss mixes cross-entropy (or focal) with dice by default: (1 - f) * CE + f * dice, with
 # arcgis.learn's dice_loss_fraction f (whose own default, 0, is CE alone). Measured on held-out
@@ -78,7 +82,8 @@ def psp_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
     _no_pointrend(args)
     use_unet = args["use_unet"] if args.get("use_net") is None else args["use_net"]
     return {"pyramid_sizes": _sizes(args["pyramid_sizes"]), "use_unet": _bool(use_unet, "use_unet"),
-            "keep_dilation": _bool(args["keep_dilation"], "keep_dilation")}
+            "keep_dilation": _bool(args["keep_dilation"], "keep_dilation"), "vggv2": None if args["vggv2"] is None else _bool(args["vggv2"], "vggv2"),
+            "unet_aux_loss": _bool(args["unet_aux_loss"], "unet_aux_loss")}
 
 
 def deeplab_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
@@ -135,9 +140,22 @@ def build_unet(ctx: BuildContext) -> BuiltModel:
 
 
 def build_pspnet(ctx: BuildContext) -> BuiltModel:
+    opts = psp_options(ctx.arguments)
+    if _network(PSPNET, ctx) == ARCGIS_LAYOUT:  # its own dilation (output stride 8)
+        from . import arcgis_pspnet
+
+        if opts["use_unet"] and opts["unet_aux_loss"]:
+            raise InputError(PARAMETER, "unet_aux_loss (arcgis.learn's auxiliary head on the U-Net) is not "
+                                        "supported; leave it false")
+        # vggv2 not given: True for a new model (PSPNetClassifier's default), False for one rebuilt
+        # from an emd that does not say (its from_model's default: packages from before vggv2)
+        vggv2 = (ctx.network is None) if opts["vggv2"] is None else opts["vggv2"]
+        encoder = _encoder(ctx)
+        module = arcgis_pspnet.build(encoder, ctx.num_classes, ctx.chip_size, opts["pyramid_sizes"],
+                                     opts["use_unet"], vggv2)
+        return _built(module, encoder)
     from .psp import PSPNet
 
-    opts = psp_options(ctx.arguments)
     encoder = _encoder(ctx, output_stride=8 if opts["keep_dilation"] else None)
     module = PSPNet(encoder, ctx.in_channels, ctx.num_classes, opts["pyramid_sizes"], opts["use_unet"])
     return _built(module, encoder)
@@ -169,11 +187,15 @@ def unet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
 
 
 def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
+    # ModelParameters in the order of arcgis.learn's PSPNetClassifier._get_emd_params; vggv2 and
+    # unet_aux_loss say which wrapper its U-Net has (arcgis_pspnet.py; our own network ignores them).
     opts = psp_options(arguments)
     return {"ModelConfiguration": "_psp",
-            "ModelParameters": _params(backbone_name, pyramid_sizes=opts["pyramid_sizes"],
-                                       use_unet=opts["use_unet"], pointrend=False,
-                                       keep_dilation=opts["keep_dilation"], vggv2=False, unet_aux_loss=False)}
+            "ModelParameters": {"pyramid_sizes": opts["pyramid_sizes"], "use_unet": opts["use_unet"],
+                                "pointrend": False, "keep_dilation": opts["keep_dilation"], "vggv2": opts["vggv2"] is not False,
+                                "unet_aux_loss": opts["unet_aux_loss"], **_params(backbone_name)},
+            "ignore_mapped_class": [], "SupportsVariableTileSize": True,
+            NETWORK_KEY: network_for(PSPNET, backbone_name)}
 
 
 def deeplab_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -188,7 +210,8 @@ def deeplab_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]
 
 UNET_ARGUMENTS: Dict[str, Any] = dict(LOSS_ARGUMENTS)
 PSPNET_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "pyramid_sizes": [1, 2, 3, 6], "use_unet": True,
-                                    "use_net": None, "keep_dilation": False, "pointrend": False}
+                                    "use_net": None, "keep_dilation": False, "pointrend": False,
+                                    "vggv2": None, "unet_aux_loss": False}
 DEEPLAB_ARGUMENTS: Dict[str, Any] = {**LOSS_ARGUMENTS, "keep_dilation": False, "pointrend": False}
 
 UNET = ModelSpec(keyword="UNET", model_name="UnetClassifier", model_type="ImageClassification", kind="pixel",
@@ -197,7 +220,8 @@ UNET = ModelSpec(keyword="UNET", model_name="UnetClassifier", model_type="ImageC
                  arcgis_backbones=ARCGIS_UNET_BACKBONES)
 PSPNET = ModelSpec(keyword="PSPNET", model_name="PSPNetClassifier", model_type="ImageClassification", kind="pixel",
                    formats=FORMATS, arguments=PSPNET_ARGUMENTS, build=build_pspnet, emd_params=pspnet_emd,
-                   description="Pyramid Scene Parsing Network (pixel classification)", order=1, autodl_order=6)
+                   description="Pyramid Scene Parsing Network (pixel classification)", order=1, autodl_order=6,
+                   arcgis_backbones=ARCGIS_PSPNET_BACKBONES)
 DEEPLAB = ModelSpec(keyword="DEEPLAB", model_name="DeepLab", model_type="ImageClassification", kind="pixel",
                     formats=FORMATS, arguments=DEEPLAB_ARGUMENTS, build=build_deeplab, emd_params=deeplab_emd,
                     description="DeepLabV3 (pixel classification)", order=2, autodl_order=4,

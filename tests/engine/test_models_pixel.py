@@ -228,9 +228,9 @@ def test_other_backbones(backbone, model_type):
 def test_dilation():
     deeplab = build("DEEPLAB", backbone="MOBILENET_V2")  # our network (ResNets: arcgis.learn's, test_arcgis_deeplab.py)
     assert max(deeplab.module.encoder.feature_info.reduction()) == 16
-    psp = build("PSPNET", keep_dilation=True)
+    psp = build("PSPNET", keep_dilation=True, backbone="MOBILENET_V2")
     assert max(psp.module.encoder.feature_info.reduction()) == 8
-    assert max(build("PSPNET").module.encoder.feature_info.reduction()) == 32
+    assert max(build("PSPNET", backbone="MOBILENET_V2").module.encoder.feature_info.reduction()) == 32
 
 
 # --- rebuilding from the emd ----------------------------------------------------------------
