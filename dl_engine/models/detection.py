@@ -363,10 +363,12 @@ def build_yolov3(ctx: BuildContext) -> BuiltModel:
     network = arcgis_layout("YOLOv3", ARCGIS_YOLOV3_BACKBONES, resolve_backbone(ctx.backbone)[0], ctx.network)
     opts = yolo_options(ctx.arguments, ctx.chip_size, ctx.in_channels, keep_order=network == ARCGIS_LEARN)
     # The resolved anchors (pixels) and band count go back into the run's arguments, so the
-    # emd's ModelParameters record exactly what was built (arcgis.learn writes both).
+    # emd's ModelParameters record exactly what was built (arcgis.learn writes both), and the
+    # layout built (PRETRAINED_MODEL's, which may differ from a new model's).
     if isinstance(ctx.arguments, dict):
         ctx.arguments["anchors"] = opts["anchors"]
         ctx.arguments["n_bands"] = opts["n_bands"]
+        ctx.arguments[BUILT_NETWORK] = network
     encoder = _encoder(ctx)
     if network == ARCGIS_LEARN:
         from . import arcgis_yolov3
@@ -455,7 +457,8 @@ def yolov3_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     return {"ModelConfiguration": "_yolov3_inference",
             "ModelParameters": {"anchors": anchors, "n_bands": None if n_bands in (None, "", "None") else int(n_bands),
                                 **_params(backbone_name)},
-            NETWORK_KEY: arcgis_layout("YOLOv3", ARCGIS_YOLOV3_BACKBONES, backbone_name)}
+            NETWORK_KEY: arguments.get(BUILT_NETWORK) or arcgis_layout("YOLOv3", ARCGIS_YOLOV3_BACKBONES,
+                                                                        backbone_name)}
 
 
 def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], arguments: Dict[str, Any], build,

@@ -101,6 +101,11 @@ def test_other_backbones_and_old_packages_keep_our_yolov3():
     assert list(emd["ModelParameters"]) == ["anchors", "n_bands", "backbone", "backend"]  # arcgis.learn's order
     with pytest.raises(InputError, match="darknet53"):
         build("RESNET18", network=ARCGIS_LEARN)
+    args = dict(registry.get_spec("YOLOV3").arguments)  # fine-tuning a DARKNET53 package of our old layout
+    spec = registry.get_spec("YOLOV3")
+    spec.build(BuildContext(backbone="DARKNET53", in_channels=3, num_classes=3, chip_size=32, arguments=args,
+                            pretrained=False, log=lambda m: None, network=OWN_NETWORK))
+    assert detection.yolov3_emd(args, "darknet53")["Network"] == OWN_NETWORK  # the layout built is recorded
 
 
 def test_anchors_keep_their_order_in_arcgis_learns_layout():
