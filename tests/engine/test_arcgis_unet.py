@@ -27,7 +27,7 @@ from dl_engine.package import write_model_package
 from test_package_helpers import exports, make_record  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("*.json"))
+LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("unetclassifier_*.json"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import arcgis_compare  # noqa: E402
 
