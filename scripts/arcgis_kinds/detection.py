@@ -243,11 +243,12 @@ def _ssd_layout(backbone: str, classes: int, chip: int) -> dict:
 def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
     """What arcgis.learn trains and save() writes for FasterRCNN / MaskRCNN (from_model builds
     the ResNet-50 body with BatchNorm, whose num_batches_tracked save() never writes: the
-    trained network has torchvision's FrozenBatchNorm2d there); None for the others (the generic
-    from_model layout)."""
+    trained network has torchvision's FrozenBatchNorm2d there); None for the others and for
+    resnet101/152 (the generic from_model layout: FrozenBatchNorm2d there either way, and the
+    training path would download their weights)."""
     if model_name == "SingleShotDetector":
         return _ssd_layout(backbone, classes, chip)
-    if model_name not in ("FasterRCNN", "MaskRCNN"):
+    if model_name not in ("FasterRCNN", "MaskRCNN") or backbone in ("resnet101", "resnet152"):
         return None
     import contextlib
     import io
