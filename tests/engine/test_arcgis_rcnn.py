@@ -46,7 +46,8 @@ def build(keyword="FASTERRCNN", backbone="RESNET18", classes=2, chip=32, bands=3
     return spec.build(ctx).module
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("layout", [pytest.param(p, marks=pytest.mark.heavy) if "resnet101" in p.name else p
+                                    for p in LAYOUTS], ids=lambda p: p.stem)
 def test_state_dict_is_arcgis_learns(layout):
     recorded = json.loads(layout.read_text())
     module = build(KEYWORDS[recorded["model"]], recorded["backbone"].upper(), recorded["classes"],
@@ -144,10 +145,9 @@ def test_a_package_of_arcgis_learns_layout_loads_in_detect_objects(tmp_path, key
     module = build(keyword, "RESNET18").eval()
     loaded = load_model(_arcgis_emd(keyword, "resnet18", tmp_path, module), "detect_objects")
     assert isinstance(loaded.module, arcgis_rcnn.ArcgisRCNN) and loaded.spec.keyword == keyword
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        ours, theirs = loaded.module(x)[0], module(x)[0]
-    assert torch.equal(ours["boxes"], theirs["boxes"]) and torch.equal(ours["scores"], theirs["scores"])
+    assert loaded.module.transform.min_size == (48.0,)  # the emd's chip, resized as arcgis.learn does
+    theirs = module.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in loaded.module.state_dict().items())
 
 
 def test_other_arcgis_backbones_are_refused_by_name(tmp_path):
