@@ -75,12 +75,14 @@ class LateralMerge(nn.Module):
 
 
 def head(outputs: int, final_bias: float, channels: int = CHANNELS, n_conv: int = 4) -> nn.Sequential:
-    """arcgis.learn's _head_subnet: fastai conv_layers (conv, ReLU, BatchNorm), then a zeroed conv."""
+    """arcgis.learn's _head_subnet: fastai conv_layers (conv, ReLU, BatchNorm), then the output conv.
+    arcgis.learn zeroes that conv's weights (no gradient reaches the rest on the first step); here
+    they start small, as in the RetinaNet paper (std 0.01), with its bias (-4 for the classes)."""
     layers: List[nn.Module] = [nn.Sequential(_conv(channels, channels), nn.ReLU(inplace=True),
                                              nn.BatchNorm2d(channels)) for _ in range(n_conv)]
     last = _conv(channels, outputs)
     with torch.no_grad():
-        last.weight.zero_()
+        last.weight.normal_(0, 0.01)
         last.bias.fill_(final_bias)
     return nn.Sequential(*layers, last)
 
