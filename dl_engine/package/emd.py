@@ -119,7 +119,7 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     emd["ModelName"] = spec.model_name
     emd["backend"] = BACKEND
     emd["ModelParameters"] = {**model_parameters, "backbone": record.backbone, "backend": BACKEND}
-    emd.update(_metrics(record, spec.kind))
+    emd.update(_metrics(record, spec.kind, network))
     emd["resize_to"] = record.resize_to
     emd["IsMultispectral"] = norm.is_multispectral
     if network == ARCGIS_LEARN:  # arcgis.learn >= 2.3 reads it when it rebuilds the data (from_emd)
@@ -156,7 +156,7 @@ def write_emd(emd: Dict[str, Any], path: str) -> None:
         json.dump(emd, f, indent=4)
 
 
-def _metrics(record: TrainedModel, kind: str) -> Dict[str, Any]:
+def _metrics(record: TrainedModel, kind: str, network: str = OWN_NETWORK) -> Dict[str, Any]:
     """The model's metrics keys (arcgis.learn's ``_model_metrics``): strings for pixel models."""
     m = record.metrics or {}
     out = {}
@@ -165,12 +165,14 @@ def _metrics(record: TrainedModel, kind: str) -> Dict[str, Any]:
             if m.get(key) is not None:
                 out[key] = sci(m[key])
     elif kind in ("detection", "instance"):
-        # {class name: AP at IoU 0.5} for the classes with validation objects; arcgis.learn's
-        # RetinaNet keeps this dict under "accuracy" (esri-formats.md §2.3).
+        # {class name: AP at IoU 0.5} for the classes with validation objects; our own RetinaNet
+        # keeps it under "accuracy" (esri-formats.md §2.3); arcgis.learn 2.4.4's save() writes
+        # average_precision_score for its RetinaNet, which the layout's packages follow.
         per_class = m.get("per_class") or {}
         ap = {name: float(v["average_precision"]) for name, v in per_class.items()
               if isinstance(v, dict) and v.get("average_precision") is not None}
-        out["accuracy" if record.model_type == "RETINANET" else "average_precision_score"] = ap
+        older = record.model_type == "RETINANET" and network != ARCGIS_LEARN
+        out["accuracy" if older else "average_precision_score"] = ap
     return out
 
 

@@ -213,6 +213,7 @@ def test_package_takes_arcgis_learns_keys_and_loads_back(tmp_path, voc):
     assert emd["ModelConfiguration"] == "_RetinaNet_Inference" and emd["ModelName"] == "RetinaNet"
     assert emd["InferenceFunction"] == "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISObjectDetector.py"
     assert list(emd["ModelParameters"]) == ["scales", "ratios", "backbone", "backend"]
+    assert "average_precision_score" in emd and "accuracy" not in emd  # as arcgis.learn 2.4.4's save()
     assert emd["Engine"]["network"] == ARCGIS_LEARN
     with zipfile.ZipFile(paths.dlpk) as z:
         assert not [n for n in z.namelist() if n.endswith(".py")]  # no inference code shipped
