@@ -86,9 +86,9 @@ def test_logits_have_the_input_size_and_keep_dilation_changes_nothing():
     torch.manual_seed(0)
     module = build(chip=64).eval()
     with torch.no_grad():
-        for size in ((64, 64), (65, 65), (48, 80)):
-            out = module(torch.randn(2, 3, *size))
-            assert out.shape == (2, 4, *size) and torch.isfinite(out).all()
+        for size in ((65, 65), (48, 80)):  # odd, not square
+            out = module(torch.randn(1, 3, *size))
+            assert out.shape == (1, 4, *size) and torch.isfinite(out).all()
     kept = build(chip=64, keep_dilation=True)
     assert [[k, v.shape] for k, v in kept.state_dict().items()] == [[k, v.shape] for k, v in module.state_dict().items()]
     assert _dilations(kept, 7) == _dilations(module, 7)

@@ -69,9 +69,9 @@ def test_a_new_model_is_arcgis_learns_default_and_keeps_the_input_size():
     assert isinstance(module, arcgis_pspnet.PSPUnet)  # use_unet and vggv2, as PSPNetClassifier(data)
     assert isinstance(build(use_unet=False), arcgis_pspnet.ArcgisPSPNet)
     with torch.no_grad():
-        for size in ((64, 64), (65, 65), (48, 80)):
-            out = module(torch.randn(2, 3, *size))
-            assert out.shape == (2, 4, *size) and torch.isfinite(out).all()
+        for size in ((65, 65), (48, 80)):  # odd, not square
+            out = module(torch.randn(1, 3, *size))
+            assert out.shape == (1, 4, *size) and torch.isfinite(out).all()
         assert module.encoder(torch.randn(1, 3, 64, 64)).shape[-2:] == (8, 8)  # dilated: output stride 8
 
 
