@@ -33,6 +33,12 @@ def parse_arguments(text: Union[str, Mapping[str, Any], None], accepted: Mapping
     return values
 
 
+def given_names(text: Union[str, Mapping[str, Any], None]) -> set:
+    """The argument names ARGUMENTS gives (lower case), as ``parse_arguments`` reads them."""
+    given = dict(text) if isinstance(text, Mapping) else _split(text or "")
+    return {str(name).strip().lower() for name in given}
+
+
 def _split(text: str) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for entry in re.split(r"[;\n]", text):

@@ -8,12 +8,13 @@ re-initialises the last layer)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import torch
 
 from ..errors import InputError
-from ..models.registry import arcgis_networks_text, network_of_emd, rebuilds_arcgis_network
+from ..models.registry import (arcgis_networks_text, arguments_from_emd, network_of_emd, rebuilds_arcgis_network,
+                               spec_for_model_name)
 from ..package.reader import open_package
 
 PARAMETER = "PRETRAINED_MODEL"
@@ -26,6 +27,25 @@ def pretrained_network(path: Optional[str]) -> Optional[str]:
         return None
     with open_package(path, PARAMETER) as pkg:
         return network_of_emd(pkg.emd)
+
+
+def pretrained_emd(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """PRETRAINED_MODEL's emd (None without a package): the network is built from it."""
+    if not path:
+        return None
+    with open_package(path, PARAMETER) as pkg:
+        return dict(pkg.emd)
+
+
+def package_arguments(spec, emd: Dict[str, Any], given: Iterable[str]) -> Dict[str, Any]:
+    """The architecture arguments PRETRAINED_MODEL's package records (ModelParameters, arcgis.learn's
+    Kwargs: registry.arguments_from_emd) that ARGUMENTS does not give: fine-tuning keeps the
+    package's anchors, grids and the like, as arcgis.learn's from_model does, so its weights fit."""
+    if spec_for_model_name(str(emd.get("ModelName", ""))) is not spec:
+        return {}  # another model type: load_pretrained refuses it by name
+    given = set(given)
+    recorded = arguments_from_emd(spec, emd)
+    return {k: v for k, v in recorded.items() if k not in given and v != spec.arguments.get(k)}
 
 
 def load_pretrained(path: str, model: torch.nn.Module, spec, backbone_name: str, td,

@@ -21,11 +21,11 @@ from ..data import DataConfig, TrainingData, prepare_data
 from ..destinations import named_os_errors
 from ..errors import Canceled, InputError
 from ..models import rs_weights
-from ..models.registry import BuildContext, ModelSpec, get_spec, model_types
+from ..models.registry import BuildContext, ModelSpec, get_spec, model_types, network_of_emd
 from . import checkpoint as ckpt
 from . import resume
 from . import verdict
-from ..arguments import parse_arguments
+from ..arguments import given_names, parse_arguments
 from .arguments import TRAINER_ARGUMENTS
 from .batch_size import choose_batch_size
 from .config import TrainConfig, monitor_keyword
@@ -37,7 +37,7 @@ from .loader import default_workers, make_loader
 from .lr_finder import DEFAULT_LR, MIN_STEPS, SHARE, find_learning_rate, finder_steps
 from .loop import FitState, LoopSettings, Trainer
 from .metrics import MONITOR_KEYS
-from .pretrained import load_pretrained, pretrained_network
+from .pretrained import load_pretrained, package_arguments, pretrained_emd
 from .families import task_for
 
 LR_FINDER_SHARE = 5.0  # percent of the progress bar the learning-rate finder takes
@@ -106,7 +106,8 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                                     num_classes=td.class_map.num_classes, chip_size=plan.chip_size,
                                     arguments=args, pretrained=not config.pretrained_model,
                                     weight_init_scheme=config.weight_init_scheme, log=events.log,
-                                    warn=events.warning, network=pretrained_network(config.pretrained_model),
+                                    warn=events.warning, emd=plan.pretrained_emd,
+                                    network=network_of_emd(plan.pretrained_emd) if plan.pretrained_emd else None,
                                     normalization=td.normalization.mode))
     model = built.module
     pretrained_loaded = built.pretrained_loaded
@@ -225,6 +226,7 @@ class _Plan:
     monitor: str
     chip_size: int
     task: Any  # the family's task (train/families.py)
+    pretrained_emd: Optional[Dict[str, Any]] = None  # PRETRAINED_MODEL's: the network is built in its layout
 
 
 def _plan(config: TrainConfig, events: Events) -> _Plan:
@@ -232,6 +234,9 @@ def _plan(config: TrainConfig, events: Events) -> _Plan:
     by ``config.check()``)."""
     spec = get_spec(config.model_type)
     args = parse_arguments(config.arguments, {**TRAINER_ARGUMENTS, **spec.arguments}, spec.keyword)
+    base_emd = pretrained_emd(config.pretrained_model)
+    if base_emd is not None:
+        args.update(package_arguments(spec, base_emd, given_names(config.arguments)))
     monitor = monitor_keyword(args.get("monitor") or config.monitor)
     task_class = task_for(spec.kind)
     allowed = ["VALID_LOSS"] + [m for m, (k, _) in MONITOR_KEYS.items() if k in task_class.metric_keys]
@@ -262,7 +267,7 @@ def _plan(config: TrainConfig, events: Events) -> _Plan:
         raise InputError("IN_FOLDER", f"the export has one class ({td.class_map.classes[0].name}); "
                                      f"{spec.keyword} needs at least two to tell apart")
     size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
-    return _Plan(spec, td, args, monitor, int(size), task_class(td.class_map, args))
+    return _Plan(spec, td, args, monitor, int(size), task_class(td.class_map, args), base_emd)
 
 
 def _freeze_epochs(config: TrainConfig, built, pretrained_loaded: bool, events: Events) -> int:

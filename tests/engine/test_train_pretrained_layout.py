@@ -43,3 +43,22 @@ def test_a_unet_package_fine_tunes_in_its_own_layout(tmp_path, engine, layout):
     loaded = torch.load(path.replace("m.emd", "m.pth"), weights_only=True)
     assert all(torch.equal(built.module.state_dict()[k], v) for k, v in loaded.items())
     assert "re-initialised" not in lines[-1]
+
+
+def test_fine_tuning_keeps_the_packages_architecture_arguments():
+    """PRETRAINED_MODEL: the anchors (and other architecture arguments) the package records are
+    used unless ARGUMENTS gives them, as arcgis.learn's from_model builds the network from them."""
+    from dl_engine.arguments import given_names
+    from dl_engine.train.pretrained import package_arguments
+
+    spec = get_spec("YOLOV3")
+    anchors = [[13, 13], [16, 16], [18, 18], [20, 20], [22, 22], [24, 24], [25, 25], [27, 27], [28, 28]]
+    emd = {"ModelName": "YOLOv3", "ModelParameters": {"anchors": anchors, "n_bands": 3, "backbone": "DarkNet53"}}
+    assert package_arguments(spec, emd, given_names("")) == {"anchors": anchors, "n_bands": 3}
+    assert "anchors" not in package_arguments(spec, emd, given_names("ANCHORS [[1, 1]];batch_size 4"))
+    # FasterRCNN keeps torchvision's options in Kwargs beside ModelParameters
+    rcnn = get_spec("FASTERRCNN")
+    emd = {"ModelName": "FasterRCNN", "ModelParameters": {"backbone": "resnet50"}, "Kwargs": {"rpn_nms_thresh": 0.6}}
+    assert package_arguments(rcnn, emd, set()) == {"rpn_nms_thresh": 0.6}
+    # a package of another type gives nothing (load_pretrained refuses it by name)
+    assert package_arguments(rcnn, {"ModelName": "YOLOv3", "ModelParameters": {"anchors": anchors}}, set()) == {}
