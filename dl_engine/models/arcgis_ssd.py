@@ -59,7 +59,9 @@ def conv_params(in_size: int, out_size: int) -> Tuple[Optional[int], Optional[in
 
 
 class StdConv(nn.Module):
-    """conv, ReLU, BatchNorm, dropout; ``upsample``: a nearest resize to ``size`` first."""
+    """conv, ReLU, BatchNorm, dropout; ``upsample``: a nearest resize to ``size`` first. A training
+    step with one value per channel (1 x 1 grid, one chip) uses the running statistics, where
+    arcgis.learn's BatchNorm fails."""
 
     def __init__(self, nin: int, nout: int, size: int = 0, upsample: bool = False, kernel: int = 3, stride: int = 1,
                  padding: int = 1, drop: float = 0.1):
@@ -73,7 +75,15 @@ class StdConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample:
             x = self.up(x)
-        return self.drop(self.bn(F.relu(self.conv(x))))
+        x = F.relu(self.conv(x))
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            # one value per channel (a 1 x 1 grid, a batch of one chip: BATCH_SIZE 1, a one-chip
+            # training set) has no batch statistics: normalise with the running ones for that step
+            bn = self.bn
+            x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            x = self.bn(x)
+        return self.drop(x)
 
 
 class OutConv(nn.Module):

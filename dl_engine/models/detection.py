@@ -262,14 +262,15 @@ def _built(module, encoder) -> BuiltModel:
 
 
 def build_ssd(ctx: BuildContext) -> BuiltModel:
-    """Our SSD (ssd.py); arcgis.learn's (arcgis_ssd.py) for the packages arcgis.learn trained (or
-    ours fine-tuned from them): new models keep ours, whose grids follow the backbone's maps."""
+    """arcgis.learn's SSD (arcgis_ssd.py, SSDVersion 2) on its ResNets, new models included; ours
+    (ssd.py) on other backbones and for the packages written before (Engine.network absent)."""
     from .backbones import resolve_backbone
     from .ssd import SSD
 
-    network = ctx.network if ctx.network == ARCGIS_LEARN else OWN_NETWORK
-    arcgis_layout("SingleShotDetector", ARCGIS_SSD_BACKBONES, resolve_backbone(ctx.backbone)[0], network)
+    network = arcgis_layout("SingleShotDetector", ARCGIS_SSD_BACKBONES, resolve_backbone(ctx.backbone)[0], ctx.network)
     emd = ctx.emd or {}
+    if network == ARCGIS_LEARN and emd and "Engine" not in emd:
+        _ssd_version_2(emd)
     arguments = dict(ctx.arguments)
     for key in ("Grids", "Zooms", "Ratios"):  # arcgis.learn's SSD emd keeps them beside ModelParameters
         if key in emd and key.lower() not in (emd.get("ModelParameters") or {}):
@@ -283,6 +284,16 @@ def build_ssd(ctx: BuildContext) -> BuiltModel:
 
         return _built(arcgis_ssd.build(encoder, ctx.num_classes, ctx.chip_size, **opts), encoder)
     return _built(SSD(encoder, ctx.num_classes, ctx.chip_size, **opts), encoder)
+
+
+def _ssd_version_2(emd: Dict[str, Any]) -> None:
+    """arcgis.learn <= 1.6.2 wrote SSDVersion 1 (another head; no SSDVersion key reads as 1, as in
+    its from_model): refused before its weights fail to load."""
+    version = emd.get("SSDVersion", 1)
+    if str(version) != "2":
+        raise InputError("IN_MODEL_DEFINITION", f"this SingleShotDetector has SSDVersion {version} (arcgis.learn "
+                                                "1.6.2 or earlier), whose network is not rebuilt here; packages "
+                                                "with SSDVersion 2 (arcgis.learn 1.7 and later) load")
 
 
 def arcgis_layout(model_name: str, backbones: Sequence[str], backbone_name: str, network=None) -> str:
@@ -409,11 +420,14 @@ def _params(backbone_name: str, **extra) -> Dict[str, Any]:
 
 def ssd_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = ssd_options(arguments)
-    # Grids/Zooms/Ratios/SSDVersion and a top-level backbone as arcgis.learn writes them; the
-    # same values in ModelParameters too, which is what build_from_emd reads.
+    network = arguments.get(BUILT_NETWORK) or arcgis_layout("SingleShotDetector", ARCGIS_SSD_BACKBONES, backbone_name)
+    # Grids/Zooms/Ratios/SSDVersion and a top-level backbone as arcgis.learn's save() writes them
+    # (its from_model reads them there); ours also keeps every option in ModelParameters, which
+    # arcgis.learn's ModelParameters lack (Engine.arguments records them for its layout).
+    params = _params(backbone_name) if network == ARCGIS_LEARN else _params(backbone_name, **opts)
     return {"ModelConfiguration": "_DynamicSSD", "backbone": backbone_name, "Grids": opts["grids"],
-            "Zooms": opts["zooms"], "Ratios": opts["ratios"], "SSDVersion": 2,
-            "ModelParameters": _params(backbone_name, **opts), NETWORK_KEY: arguments.get(BUILT_NETWORK) or OWN_NETWORK}
+            "Zooms": opts["zooms"], "Ratios": opts["ratios"], "SSDVersion": 2, "ModelParameters": params,
+            NETWORK_KEY: network}
 
 
 def retinanet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:

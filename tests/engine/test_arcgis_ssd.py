@@ -1,7 +1,8 @@
 """SSD packages arcgis.learn trained (SingleShotDetector, SSDVersion 2, on a ResNet) rebuild in its own
 layout (issue 15): the state dict arcgis.learn 2.4.4 builds (tests/data/arcgis_layouts/singleshotdetector_*),
 its anchors and Pro's per-class post-processing; they run in Detect Objects and fine-tune as
-PRETRAINED_MODEL. New SSD models keep our own SSD (ssd.py), and so do the packages written before.
+PRETRAINED_MODEL. New SSD models on those ResNets build that layout too, with the emd arcgis.learn's
+save() writes; other backbones and the packages written before keep our own SSD (ssd.py).
 
 Where the arcgis.learn oracle is installed the round trip runs against arcgis.learn itself
 (scripts/make_arcgis_fixtures.py, scripts/arcgis_compare.py); elsewhere only that test is skipped.
@@ -93,15 +94,42 @@ def test_emd_of_arcgis_learn_rebuilds_its_network():
         registry.build_from_emd({**emd, "ModelParameters": {"backbone": "densenet121"}})
 
 
-def test_new_models_and_older_packages_keep_our_ssd():
-    assert isinstance(build(network=None), SSD)
-    assert isinstance(build(network=OWN_NETWORK), SSD)
-    assert SPEC.emd_params(dict(SPEC.arguments), "resnet34")["Network"] == OWN_NETWORK
-    # fine-tuned from an arcgis.learn package (PRETRAINED_MODEL): the emd records the layout built
-    arguments = dict(SPEC.arguments)
-    SPEC.build(BuildContext(backbone="RESNET34", in_channels=3, num_classes=3, chip_size=64, arguments=arguments,
-                            pretrained=False, log=lambda m: None, network=ARCGIS_LEARN))
-    assert SPEC.emd_params(arguments, "resnet34")["Network"] == ARCGIS_LEARN
+def test_new_models_on_resnets_build_arcgis_learns_ssd_and_older_packages_keep_ours():
+    assert isinstance(build(network=None), arcgis_ssd.ArcgisSSD)
+    assert isinstance(build(network=OWN_NETWORK), SSD)  # a package written before (Engine.network absent)
+    assert isinstance(build("MOBILENET_V3_SMALL", network=None), SSD)  # not a backbone arcgis.learn's SSD has
+    emd = SPEC.emd_params(dict(SPEC.arguments), "resnet34")
+    # as arcgis.learn's save(): Grids/Zooms/Ratios/SSDVersion beside ModelParameters, which holds no options
+    assert emd["Network"] == ARCGIS_LEARN and emd["ModelConfiguration"] == "_DynamicSSD"
+    assert emd["SSDVersion"] == 2 and emd["Grids"] == [4] and emd["backbone"] == "resnet34"
+    assert emd["ModelParameters"] == {"backbone": "resnet34", "backend": "pytorch"}
+    ours = SPEC.emd_params({**SPEC.arguments, "network": OWN_NETWORK}, "mobilenetv3_small_100")
+    assert ours["Network"] == OWN_NETWORK and ours["ModelParameters"]["zooms"] == [0.7, 1.0, 1.3]
+
+
+def test_ssd_version_1_packages_are_refused_by_name():
+    emd = {"ModelName": "SingleShotDetector", "backbone": "resnet34", "Grids": [4, 2, 1], "Zooms": [1.0],
+           "Ratios": [[1.0, 1.0]], "ModelParameters": {"backbone": "resnet34"}, "ExtractBands": [0, 1, 2],
+           "Classes": [{"Value": 1, "Name": "Car"}], "ImageHeight": 64}
+    for version in (1, None):  # arcgis.learn <= 1.6.2 wrote SSDVersion 1 or none (its from_model reads 1)
+        bad = {**emd, "SSDVersion": version} if version else emd
+        with pytest.raises(InputError) as info:
+            registry.build_from_emd(bad)
+        assert info.value.parameter == "IN_MODEL_DEFINITION"
+        assert "SSDVersion 1" in str(info.value) and "SSDVersion 2" in str(info.value)
+    assert isinstance(registry.build_from_emd({**emd, "SSDVersion": 2}), arcgis_ssd.ArcgisSSD)
+
+
+def test_a_one_by_one_grid_trains_on_a_batch_of_one():
+    """arcgis.learn's BatchNorm on a 1 x 1 grid fails on one chip (BATCH_SIZE 1, a one-chip training
+    set: the trainer keeps that last batch); ours normalises that step with the running statistics."""
+    torch.manual_seed(0)
+    module = build(classes=1, grids=[4, 2, 1]).train()
+    target = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1])}]
+    losses = module(torch.randn(1, 3, 64, 64), target)
+    loss = sum(losses.values())
+    loss.backward()
+    assert math.isfinite(float(loss.detach())) and module._modules["1"].sconvs[3].conv.weight.grad is not None
 
 
 def test_detect_is_pros():

@@ -145,6 +145,7 @@ def test_predict_contract_and_rebuild_from_emd(keyword):
            "Classes": [{"Value": 3, "Name": "Roof"}, {"Value": 7, "Name": "Pool"}],
            "ModelParameters": {**emd_keys["ModelParameters"], "backbone": "resnet18"},
            "Engine": {"network": emd_keys.get(NETWORK_KEY, OWN_NETWORK)}}  # our package: its layout recorded
+    emd.update({k: v for k, v in emd_keys.items() if k not in ("ModelParameters", NETWORK_KEY)})  # SSD's Grids…
     rebuilt = build_from_emd(emd).eval()
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     again = spec.predict(rebuilt, x)
@@ -177,7 +178,11 @@ def test_emd_keys_per_model():
 
 
 def test_ssd_anchors_follow_grids_zooms_ratios():
-    _, built, _ = build("SSD", {"grids": [4, 1], "zooms": [1.0], "ratios": [[1.0, 1.0], [1.0, 0.5]]})
+    spec = get_spec("SSD")  # our SSD (other backbones, packages written before); ResNets: test_arcgis_ssd.py
+    built = spec.build(BuildContext(backbone="RESNET18", in_channels=3, num_classes=3, chip_size=64,
+                                    arguments={**spec.arguments, "grids": [4, 1], "zooms": [1.0],
+                                               "ratios": [[1.0, 1.0], [1.0, 0.5]]},
+                                    log=lambda m: None, network=OWN_NETWORK))
     anchors = built.module.anchors(64, 64, torch.device("cpu"))
     assert anchors.shape == ((16 + 1) * 2, 4)
     assert anchors[0].tolist() == [0.0, 0.0, 16.0, 16.0]  # first cell, square: one cell

@@ -87,8 +87,8 @@ def test_detector_trains_and_writes_its_package(keyword, fmt, arguments, exports
     spec = get_spec(keyword)
     assert emd["ModelName"] == spec.model_name
     assert emd["ModelType"] == ("InstanceDetection" if keyword == "MASKRCNN" else "ObjectDetection")
-    if emd["Engine"]["network"] == "arcgis.learn":  # RETINANET on a ResNet: arcgis.learn's layout (issue 15)
-        assert keyword == "RETINANET" and emd["Framework"] == "arcgis.learn.models._inferencing"
+    if emd["Engine"]["network"] == "arcgis.learn":  # RETINANET, SSD on a ResNet: arcgis.learn's layout (issue 15)
+        assert keyword in ("RETINANET", "SSD") and emd["Framework"] == "arcgis.learn.models._inferencing"
         assert emd["InferenceFunction"].endswith("\\ArcGISObjectDetector.py")
     else:
         assert emd["Framework"] == "PyTorch"
