@@ -14,11 +14,14 @@ ARGUMENTS per model, with arcgis.learn's names and defaults:
   [0.5, 1.0]]: [width, height] multipliers), drop (0.3: dropout in the head), bias (-4.0:
   initial bias of the class scores), focal_loss (false: sigmoid cross-entropy; true: focal
   loss), location_loss_factor (None: box and class losses weigh the same; a number 0..1 =
-  the box loss's share).
+  the box loss's share). On resnet18..152 the network is arcgis.learn's SingleShotDetector
+  (arcgis_ssd.py, SSDVersion 2: grids in the order given, Pro's detections); elsewhere ours (ssd.py).
 - RETINANET: scales ([1, 2^-1/3, 2^-2/3] ≈ [1, 0.8, 0.63]: anchor sizes per FPN level, as a
   share of 4 x the level's stride), ratios ([0.5, 1, 2]: anchor height / width).
 - FASTERRCNN and MASKRCNN: torchvision's (arcgis.learn passes them through): rpn_* and box_*
-  (see RCNN_ARGUMENTS); MASKRCNN also pointrend (only false).
+  (see RCNN_ARGUMENTS); MASKRCNN also pointrend (only false). On resnet50/101/152 a new model is
+  arcgis.learn's own network (arcgis_rcnn.py; its packages cross to arcgis.learn both ways), and
+  packages arcgis.learn trained on resnet18..152 rebuild in it; other backbones are ours (rcnn.py).
 - YOLOV3: anchors (None: YOLOv3's 9 COCO anchors, defined for 416 px, scaled to the chip
   size; else 9 [width, height] pairs in pixels), n_bands (None: the data's band count; when
   given it must match the data). On DARKNET53 (arcgis.learn's only YOLOv3 backbone) the network
