@@ -63,6 +63,7 @@ def test_layouts_were_recorded_for_every_resnet_and_variant():
                                                                                '{"use_unet": false}'}
 
 
+@pytest.mark.heavy
 def test_a_new_model_is_arcgis_learns_default_and_keeps_the_input_size():
     torch.manual_seed(0)
     module = build(chip=64).eval()

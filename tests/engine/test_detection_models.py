@@ -221,6 +221,7 @@ def test_loss_falls_on_an_export(keyword, voc, masks_export):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
 
 
+@pytest.mark.heavy
 def test_negative_chips_train_as_background(voc):
     """A chip without objects is a valid target (every anchor background) and its loss is finite."""
     batch, td = first_chips(voc, n=2)

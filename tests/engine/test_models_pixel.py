@@ -91,7 +91,7 @@ def test_pointrend_is_refused(model_type):
 # --- networks -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model_type", MODELS)
-@pytest.mark.parametrize("bands", [1, 3, 4])
+@pytest.mark.parametrize("bands", [pytest.param(1, marks=pytest.mark.heavy), 3, pytest.param(4, marks=pytest.mark.heavy)])
 def test_output_shape(model_type, bands):
     net = cached(model_type, bands)
     with torch.no_grad():
