@@ -99,6 +99,8 @@ MASKRCNN_ARGUMENTS: Dict[str, Any] = {**RCNN_ARGUMENTS, "pointrend": False}
 # stride-32 map, 32 px anchors), weaker on small objects than ours, which new models keep there.
 ARCGIS_RCNN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ARCGIS_RCNN_NEW = ("resnet50", "resnet101", "resnet152")
+# The configuration class a FasterRCNN package of arcgis.learn's layout names for Pro's ModelExtension path.
+FASTERRCNN_CONFIGURATION = "DLToolsFasterRCNN"
 BUILT_NETWORK = "network"  # the run's arguments: which layout the builder made (not an ARGUMENTS name)
 YOLOV3_ARGUMENTS: Dict[str, Any] = {"anchors": None, "n_bands": None}
 # Backbones (emd names) on which YOLOV3 builds arcgis.learn's YOLOv3 layout (arcgis_yolov3.py): its only one.
@@ -446,13 +448,16 @@ def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, A
     opts = rcnn_options(arguments)
     network = arguments.get(BUILT_NETWORK) or rcnn_network("FasterRCNN", backbone_name)
     # arcgis.learn's FasterRCNN is a ModelExtension: Kwargs holds the torchvision keyword
-    # arguments (DatasetType is written by the package writer). Its ModelConfigurationFile /
-    # ModelFileConfigurationClass name a ModelConfiguration.py that only arcgis.learn writes:
-    # left out, as our package has no such file. from_model passes ModelParameters and Kwargs
+    # arguments (DatasetType is written by the package writer). In its layout the package ships
+    # our configuration class (package/arcgis_configurations/) as ModelConfiguration.py, which
+    # Pro's _model_extension_inferencing imports. from_model passes ModelParameters and Kwargs
     # both as keyword arguments, so in arcgis.learn's layout the options are in Kwargs alone.
     params = _params(backbone_name) if network == ARCGIS_LEARN else _params(backbone_name, **opts)
-    return {"ModelConfiguration": "_model_extension_inferencing", "Kwargs": dict(opts), "ModelParameters": params,
-            NETWORK_KEY: network}
+    emd = {"ModelConfiguration": "_model_extension_inferencing", "Kwargs": dict(opts), "ModelParameters": params,
+           NETWORK_KEY: network}
+    if network == ARCGIS_LEARN and str(backbone_name).lower() in ARCGIS_RCNN_NEW:  # what the class builds
+        emd.update(ModelConfigurationFile="ModelConfiguration.py", ModelFileConfigurationClass=FASTERRCNN_CONFIGURATION)
+    return emd
 
 
 def maskrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:

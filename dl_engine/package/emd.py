@@ -52,6 +52,10 @@ ARCGIS_INFERENCE_FUNCTIONS = {
 # A spec's emd_params keys that arcgis.learn's save() writes after the normalisation keys
 # (FeatureClassifier's ExpMap: whether the package has Grad-CAM explainability maps).
 _LAST = ("ExpMap",)
+# arcgis.learn's ModelExtension (FasterRCNN): a spec's emd_params naming a ModelConfigurationFile
+# (the configuration class the package ships) get ModelConfiguration after InferenceFunction and
+# these keys after Classes (DatasetType, from the data, included), as its _get_emd_params writes them.
+_EXTENSION_KEYS = ("ModelConfigurationFile", "ModelFileConfigurationClass", "DatasetType", "Kwargs")
 # Keys we set ourselves: a spec's emd_params may not override them.
 _OURS = ("Framework", "ModelType", "InferenceFunction", "ExtractBands", "Classes", "ModelName", "ModelFile",
          "ImageHeight", "ImageWidth", "PretrainedWeights", "Engine")
@@ -83,13 +87,17 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
     model_parameters = params.pop("ModelParameters", None) or {}
     network = str(params.pop(NETWORK_KEY, None) or OWN_NETWORK)
 
+    extension = {key: params.pop(key) for key in _EXTENSION_KEYS if key in params} \
+        if "ModelConfigurationFile" in params else {}
     emd: Dict[str, Any] = {"Framework": ARCGIS_FRAMEWORK if network == ARCGIS_LEARN else "PyTorch"}
-    if "ModelConfiguration" in params:  # arcgis.learn's place for it; our inference function ignores it
+    if "ModelConfiguration" in params and not extension:  # arcgis.learn's place for it; our function ignores it
         emd["ModelConfiguration"] = params.pop("ModelConfiguration")
     emd.update({
         "ModelType": spec.model_type,
         "InferenceFunction": inference_function_name(spec.kind, network),
     })
+    if extension:
+        emd["ModelConfiguration"] = params.pop("ModelConfiguration")
     if spec.kind == "classification":  # FeatureClassifier's data keys, where arcgis.learn writes them
         data_keys = _feature_classifier_keys(record)
         emd["MetaDataMode"] = data_keys.pop("MetaDataMode")
@@ -102,6 +110,8 @@ def build_emd(record: TrainedModel) -> Dict[str, Any]:
         if key not in _OURS and key not in _LAST:
             emd[key] = value
     emd["Classes"] = record.class_map.emd_classes()
+    for key in _EXTENSION_KEYS if extension else ():
+        emd[key] = record.data.metadata_format if key == "DatasetType" else extension[key]
 
     first = record.data.folders[0].emd if record.data.folders else {}
     emd["ModelFormat"] = "NCHW"

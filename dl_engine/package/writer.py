@@ -18,7 +18,7 @@ from typing import Callable, List, Mapping
 
 from ..errors import InputError
 from ..models.registry import get_spec
-from . import inference_function, report
+from . import arcgis_configurations, inference_function, report
 from .emd import build_emd, is_builtin_function, write_emd
 from .record import TrainedModel
 
@@ -86,6 +86,10 @@ def _write_files(record: TrainedModel, state_dict: Mapping, folder: str, name: s
     if not is_builtin_function(py):  # Pro's own copy (arcgis.learn's layout) is not shipped
         _write_text(folder, py, inference_function.source(py, get_spec(record.model_type).kind))
         files.append(py)
+    configuration = emd.get("ModelConfigurationFile")
+    if configuration:  # arcgis.learn's ModelExtension layout: Pro imports our configuration class from it
+        _write_text(folder, configuration, arcgis_configurations.source(emd["ModelFileConfigurationClass"]))
+        files.append(configuration)
 
     os.makedirs(os.path.join(folder, CHARACTERISTICS))
     best = report.best_index(record.history, record.best_epoch)

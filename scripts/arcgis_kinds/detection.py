@@ -5,7 +5,9 @@ spec's ``predict``.
 
 arcgis.learn's side: ``<ModelName>.from_model(package)``, then what Pro's built-in inference
 function runs for that ModelName (``ORACLE_DETECTORS``: its normalisation, its pre-processing
-inside the model, its post-processing), one chip at a time. Both sides run at the same score
+inside the model, its post-processing), one chip at a time; a ModelExtension (FasterRCNN) as Pro
+runs it, from the package alone (``PRO_DETECTORS``: its inference class imports the package's
+ModelConfiguration.py; no from_model of ours or arcgis.learn's class). Both sides run at the same score
 threshold and NMS overlap (``SCORE_THRESH``, ``NMS_OVERLAP``: our predict's contract; Pro's
 ``threshold`` / ``nms_overlap`` parameters where its function takes them), so that every detection
 the network makes is compared, not only the few above Pro's default threshold.
@@ -31,28 +33,57 @@ MASK_AGREEMENT = 0.99
 
 # ---- arcgis.learn's side (the oracle's Python) ---------------------------------------------------
 
-def _model_extension_detector(model, tiles, emd) -> list:
-    """FasterRCNN (a ModelExtension): Pro's ArcGISObjectDetector -> _model_extension_inferencing:
-    ImageNet (or NormalizationStats) normalisation, the model configuration's transform_input,
-    the network (which resizes the chip inside), post_process; boxes come as y1, x1, y2, x2."""
-    import numpy as np
-    import torch
-    from arcgis.learn.models._inferencing import _model_extension_inferencing as mx
-    from arcgis.learn.models._inferencing.util import normalize_batch
+def _pro_model_extension_detector(package: str, tiles) -> tuple:
+    """A ModelExtension package (FasterRCNN) as ArcGIS Pro runs it, from the package alone:
+    the .dlpk unpacked, ``_model_extension_inferencing.ChildObjectDetector`` initialised on its
+    emd (``ModelExtension.from_model``: the package's ModelConfiguration.py imported, its class's
+    get_model, the weights loaded), configured (no padding, one chip a batch, the threshold and
+    NMS overlap) and its ``vectorize`` run on each chip. arcpy, absent here, is given the one
+    setting initialize reads (processorType "CPU"). Returns (emd, one dict per chip)."""
+    import contextlib
+    import io
+    import json
+    import sys
+    import tempfile
+    import types
+    import zipfile
+    from pathlib import Path
 
-    net = model.learn.model.eval()
+    import numpy as np
+
+    from . import quiet_arcgis
+
+    quiet_arcgis()  # first: arcgis's own lazy arcpy import refuses a stand-in
+    stand_in = "arcpy" not in sys.modules
+    if stand_in:
+        sys.modules["arcpy"] = types.SimpleNamespace(env=types.SimpleNamespace(processorType="CPU"))
+    try:
+        from arcgis.learn.models._inferencing import _model_extension_inferencing as mx
+
+        mx.arcpy = sys.modules["arcpy"]
+    finally:
+        if stand_in:
+            del sys.modules["arcpy"]
+    emd_path = Path(package)
+    with tempfile.TemporaryDirectory(prefix="pro-dlpk-") as unpacked:
+        if emd_path.suffix.lower() == ".dlpk":  # Pro unpacks a .dlpk and opens its emd
+            with zipfile.ZipFile(package) as z:
+                z.extractall(unpacked)
+            emd_path = next(Path(unpacked).glob("*.emd"))
+        emd = json.loads(emd_path.read_text())
+        detector = mx.ChildObjectDetector()
+        with contextlib.redirect_stdout(io.StringIO()):
+            detector.initialize(str(emd_path), True)  # the weights are in memory once it returns
+    detector.getConfiguration(padding=0, threshold=SCORE_THRESH, nms_overlap=NMS_OVERLAP, batch_size=1,
+                              exclude_pad_detections="False")
     out = []
     for tile in tiles:
-        batch = tile[None].astype(np.float32)
-        if "NormalizationStats" in emd:
-            normed = normalize_batch(batch, emd)
-        else:
-            normed = mx.normalize_batch_imagenetstats(batch.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        boxes, scores, labels = mx.detect_object(model._model_conf, net, normed, torch.device("cpu"), batch_size=1,
-                                                 model_info=emd, emd_path=None, nms_overlap=NMS_OVERLAP,
-                                                 thresh=SCORE_THRESH)
-        out.append({"boxes": boxes[:, [1, 0, 3, 2]], "scores": scores / 100.0, "labels": labels.astype(np.int64)})
-    return out
+        polygons, scores, labels = detector.vectorize(raster_pixels=np.asarray(tile, np.float32))
+        # each polygon: (y1, x1), (y1, x2), (y2, x2), (y2, x1) in chip pixels
+        boxes = np.array([[p[0][1], p[0][0], p[2][1], p[2][0]] for p in polygons], np.float64).reshape(-1, 4)
+        out.append({"boxes": boxes, "scores": np.asarray(scores, np.float64) / 100.0,
+                    "labels": np.asarray(labels).astype(np.int64)})
+    return emd, out
 
 
 def _maskrcnn_detector(model, tiles, emd) -> list:
@@ -167,10 +198,15 @@ def _ssd_detector(model, tiles, emd) -> list:
     return out
 
 
+# ModelName -> function(package, tiles (N, bands, h, w) raw chips) -> (emd, one dict per chip as
+# below): Pro's own inference class run on the package itself (no <ModelName>.from_model).
+PRO_DETECTORS = {
+    "FasterRCNN": _pro_model_extension_detector,
+}
+
 # ModelName -> function(arcgis.learn model, tiles (N, bands, h, w) raw chips, emd) -> one dict per
 # chip (boxes xyxy in chip pixels, scores 0..1, labels 1..K[, masks (n, h, w)]) as Pro computes them.
 ORACLE_DETECTORS = {
-    "FasterRCNN": _model_extension_detector,
     "MaskRCNN": _maskrcnn_detector,
     "RetinaNet": _retinanet_detector,
     "SingleShotDetector": _ssd_detector,
@@ -197,12 +233,17 @@ def oracle_predict(package: str, chips: str, out: str) -> dict:
     from . import model_name_of, oracle_model
 
     name = model_name_of(package)
+    tiles = np.load(chips).astype(np.float32)
+    if name in PRO_DETECTORS:
+        emd, dets = PRO_DETECTORS[name](package, tiles)
+        np.savez(out, **_flatten(dets))
+        return {"loaded": "ChildObjectDetector (_model_extension_inferencing)",
+                "backbone": emd["ModelParameters"]["backbone"], "path": PRO_DETECTORS[name].__name__}
     if name not in ORACLE_DETECTORS:
         raise SystemExit(f"no arcgis.learn inference path for {name} in scripts/arcgis_kinds/detection.py; "
-                         f"known: {', '.join(ORACLE_DETECTORS)}")
+                         f"known: {', '.join([*PRO_DETECTORS, *ORACLE_DETECTORS])}")
     model = oracle_model(package)
     emd = model._model_emd
-    tiles = np.load(chips).astype(np.float32)
     np.savez(out, **_flatten(ORACLE_DETECTORS[name](model, tiles, emd)))
     return {"loaded": type(model).__name__, "backbone": emd["ModelParameters"]["backbone"],
             "path": ORACLE_DETECTORS[name].__name__}

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted(p for p in (ROOT / "tests" / "data" / "arcgis_layouts").glob("*.json")
                  if p.name.startswith(("fasterrcnn_", "maskrcnn_")))
 KEYWORDS = {"FasterRCNN": "FASTERRCNN", "MaskRCNN": "MASKRCNN"}
+CONFIGURATION = ROOT / "dl_engine" / "package" / "arcgis_configurations" / "faster_rcnn.py"
 sys.path.insert(0, str(ROOT / "scripts"))
 import arcgis_compare  # noqa: E402
 
@@ -182,10 +183,119 @@ def test_our_package_takes_arcgis_learns_keys_and_loads_back(tmp_path):
     assert emd["ModelName"] == "FasterRCNN" and emd["ModelParameters"] == {"backbone": "resnet50",
                                                                           "backend": "pytorch"}
     assert emd["Engine"]["network"] == ARCGIS_LEARN
+    # Pro's ModelExtension path: the configuration file and class, keyed and ordered as arcgis.learn's save()
+    assert emd["ModelConfiguration"] == "_model_extension_inferencing"
+    assert emd["ModelConfigurationFile"] == "ModelConfiguration.py"
+    assert emd["ModelFileConfigurationClass"] == "DLToolsFasterRCNN" and emd["DatasetType"] == "PASCAL_VOC_rectangles"
+    keys = list(emd)
+    assert keys[:10] == ["Framework", "ModelType", "InferenceFunction", "ModelConfiguration", "ExtractBands",
+                         "Classes", "ModelConfigurationFile", "ModelFileConfigurationClass", "DatasetType", "Kwargs"]
     with zipfile.ZipFile(paths.dlpk) as z:
-        assert not [n for n in z.namelist() if n.endswith(".py")]
+        assert [n for n in z.namelist() if n.endswith(".py")] == ["ModelConfiguration.py"]
+        assert z.read("ModelConfiguration.py").decode() == CONFIGURATION.read_text()
         assert list(torch.load(z.open("rcnn.pth"), weights_only=True)) == list(module.state_dict())
     assert isinstance(load_model(paths.dlpk, "detect_objects").module, arcgis_rcnn.ArcgisRCNN)
+    # our loader never runs the package's configuration file
+    marker = tmp_path / "ran"
+    (Path(paths.folder) / "ModelConfiguration.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    assert isinstance(load_model(paths.emd, "detect_objects").module, arcgis_rcnn.ArcgisRCNN)
+    assert not marker.exists()
+
+
+# ---- the configuration class Pro's ModelExtension path imports (ModelConfiguration.py) -------------
+
+def _configuration_module():
+    """The package's ModelConfiguration.py, imported from its file as Pro's from_model does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("DLToolsFasterRCNN", CONFIGURATION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _data(classes=2, chip=32, bands=3):
+    """What ModelExtension.from_model hands get_model (the attributes it reads)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(chip_size=chip, classes=["background"] + [f"c{i}" for i in range(classes)],
+                           _is_multispectral=bands != 3, _is_non8bit_rgb=False, _extract_bands=list(range(bands)))
+
+
+def test_the_configuration_file_imports_torch_and_torchvision_alone():
+    import ast
+
+    tree = ast.parse(CONFIGURATION.read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"inspect", "numpy", "torch", "torchvision"}, imported
+    conf = _configuration_module().DLToolsFasterRCNN()
+    assert all(callable(getattr(conf, name)) for name in ("get_model", "on_batch_begin", "transform_input",
+                                                          "transform_input_multispectral", "loss", "post_process"))
+
+
+def test_the_emd_names_the_configuration_class_the_package_ships():
+    from dl_engine.package import arcgis_configurations
+
+    emd = detection.fasterrcnn_emd({}, "resnet101")
+    assert emd["ModelConfigurationFile"] == "ModelConfiguration.py"
+    assert arcgis_configurations.SOURCES[emd["ModelFileConfigurationClass"]] == CONFIGURATION.name
+    assert hasattr(_configuration_module(), emd["ModelFileConfigurationClass"])
+    # the class builds the ResNet-FPNs only; our own network has no ModelExtension keys
+    for args, backbone in (({detection.BUILT_NETWORK: ARCGIS_LEARN}, "resnet18"), ({}, "resnet34")):
+        assert "ModelConfigurationFile" not in detection.fasterrcnn_emd(args, backbone)
+
+
+@pytest.mark.parametrize("backbone", ["RESNET50", pytest.param("RESNET101", marks=pytest.mark.heavy),
+                                      pytest.param("RESNET152", marks=pytest.mark.heavy)])
+def test_the_configuration_builds_our_network_and_detects_the_same(backbone):
+    torch.manual_seed(0)
+    ours = build(backbone=backbone).eval()
+    with torch.no_grad():  # a confident class head, so that there are detections to compare
+        ours.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-2.0, 2.0, 0.0]))
+    conf = _configuration_module().DLToolsFasterRCNN()
+    kwargs = detection.fasterrcnn_emd({}, backbone.lower())["Kwargs"]  # as from_model passes the emd's Kwargs
+    net = conf.get_model(_data(), backbone.lower(), pretrained_backbone=False, ArcGISLearnVersion="2.0.1", **kwargs)
+    assert [[k, v.shape] for k, v in net.state_dict().items()] == [[k, v.shape] for k, v in ours.state_dict().items()]
+    net.load_state_dict(ours.state_dict())
+    net.eval()
+    # Pro: ImageNet statistics on 0..255, which transform_input undoes; ours: the same on 0..1
+    chips = torch.rand(2, 3, 32, 32) * 255
+    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    pro_normed = (chips - 255 * mean) / (255 * std)
+    with torch.no_grad():
+        theirs = conf.post_process(net(conf.transform_input(pro_normed, thresh=0.05, nms_overlap=0.5)), 0.5, 0.05, 32,
+                                   "cpu")
+        mine = ours(pro_normed)
+    assert net.roi_heads.score_thresh == 0.05 and net.roi_heads.nms_thresh == 0.5  # restored after post_process
+    for (boxes, labels, scores), d in zip(theirs, mine):
+        assert len(scores) == len(d["scores"]) > 0
+        assert torch.allclose((boxes[:, [1, 0, 3, 2]] + 1) * 16, d["boxes"], atol=1e-3)
+        assert torch.equal(labels, d["labels"]) and torch.allclose(scores, d["scores"], atol=1e-5)
+
+
+def test_the_configuration_takes_normalisation_stats_for_multispectral_data():
+    conf = _configuration_module().DLToolsFasterRCNN()
+    net = conf.get_model(_data(bands=4), "resnet50", rpn_nms_thresh=0.6, wavelengths=[0.5, 0.6, 0.7, 0.8])
+    assert net.rpn.nms_thresh == 0.6  # torchvision's arguments reach it; others are left out
+    assert net.transform.image_mean == [0.0] * 4 and net.transform.image_std == [1.0] * 4
+    x = torch.randn(1, 4, 32, 32)
+    assert torch.equal(conf.transform_input_multispectral(x, thresh=0.3)[0], x[0])  # as normalised by Pro
+    # the first convolution stays RGB: ModelExtension adapts it to the bands (_change_tail) before loading
+    assert net.backbone.body.conv1.weight.shape[1] == 3
+
+
+@pytest.mark.trains
+def test_the_configuration_trains_as_a_model_extension():
+    torch.manual_seed(0)
+    conf = _configuration_module().DLToolsFasterRCNN()
+    conf.get_model(_data(), "resnet50", rpn_batch_size_per_image=32, box_batch_size_per_image=16)
+    boxes = torch.tensor([[[-0.7, -0.75, 0.1, 0.25]], [[-1.0, -1.0, -1.0, -1.0]]])  # fastai's y1, x1, y2, x2
+    inputs, _ = conf.on_batch_begin(None, torch.randn(2, 3, 32, 32), [boxes, torch.tensor([[1], [0]])])
+    assert inputs[1][0]["boxes"].tolist() == [[4.0, pytest.approx(4.8), 20.0, pytest.approx(17.6)]]
+    assert len(inputs[1][1]["boxes"]) == 0  # a padding box is dropped
+    loss = conf.loss(conf.model(*inputs))
+    assert loss.ndim == 0 and loss > 0
 
 
 @pytest.mark.heavy
@@ -213,12 +323,19 @@ def test_arcgis_learn_builds_the_recorded_layout():
 
 @pytest.mark.heavy
 @needs_oracle
-def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path):
+@pytest.mark.parametrize("bands", [3, 4])
+def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, bands):
+    """check_model.py (FasterRCNN.from_model) and Pro's own path: _model_extension_inferencing's
+    ChildObjectDetector on the package, which imports its ModelConfiguration.py (our class)."""
     torch.manual_seed(0)
-    module = build(backbone="RESNET50")
+    module = build(backbone="RESNET50", bands=bands)
     with torch.no_grad():  # a confident class head, so that detections pass the threshold
         module.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-2.0, 2.0, 0.0]))
-    folder = _voc(tmp_path)
+    if bands == 3:
+        folder = _voc(tmp_path)
+    else:  # multispectral: NormalizationStats in the emd, Pro's transform_input_multispectral
+        raster, _ = dh.raster(tmp_path, bands=bands, dtype="uint16", low=200, high=3000)
+        folder = dh.export(raster, tmp_path / "ms", "PASCAL_VOC_rectangles", tile=32)
     paths = _package(tmp_path, folder, module)
     check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
     if check.is_file():
@@ -226,6 +343,7 @@ def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path):
                               env=dict(os.environ, PYTHONPATH=""))
         assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
     result = arcgis_compare.compare(paths.dlpk, folder, 4)
+    assert result["arcgis_learn"]["loaded"].startswith("ChildObjectDetector"), result
     assert result["ok"] and result["matched"] > 0, result
 
 
