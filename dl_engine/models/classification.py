@@ -31,7 +31,7 @@ from typing import Any, Dict, Optional
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import TILE, formats_where
-from .spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
+from .spec import ARCGIS_LEARN, BUILT_NETWORK, NETWORK_KEY, BuildContext, BuiltModel, ModelSpec, choose_network
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -40,7 +40,6 @@ MULTI_LABEL_FORMATS = formats_where(multi_label=True)
 # The backbones FEATURE_CLASSIFIER builds arcgis.learn's FeatureClassifier layout on (arcgis_classifier.py):
 # torchvision's ResNets, which arcgis.learn 2.4.4 builds with fastai's cnn_learner.
 ARCGIS_CLASSIFIER_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-BUILT_NETWORK = "network"  # the run's arguments: which layout the builder made (not an ARGUMENTS name)
 
 FEATURE_CLASSIFIER_ARGUMENTS: Dict[str, Any] = {
     "class_balancing": False,
@@ -79,19 +78,9 @@ def feature_classifier_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def classifier_network(backbone_name: str, network: Optional[str] = None, given: Optional[str] = None) -> str:
-    """Which network a FEATURE_CLASSIFIER is: arcgis.learn's FeatureClassifier layout for the
-    backbones arcgis.learn builds it on (``backbone_name``: the resolved emd name), else ours.
-    ``network``: what a trained emd records (registry.network_of_emd); None for a new model.
-    ``given``: the backbone as the emd spells it, for the refusal."""
-    name = str(backbone_name).lower()
-    if network is None:
-        return ARCGIS_LEARN if name in ARCGIS_CLASSIFIER_BACKBONES else OWN_NETWORK
-    if network == ARCGIS_LEARN and name not in ARCGIS_CLASSIFIER_BACKBONES:
-        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn FeatureClassifier with the backbone "
-                                                f"{given or backbone_name} "
-                                                f"cannot be rebuilt; this plugin rebuilds it on "
-                                                f"{', '.join(ARCGIS_CLASSIFIER_BACKBONES)}")
-    return network
+    """Which network a FEATURE_CLASSIFIER is (spec.choose_network): arcgis.learn's FeatureClassifier
+    layout on the backbones arcgis.learn builds it on, else ours."""
+    return choose_network("FeatureClassifier", ARCGIS_CLASSIFIER_BACKBONES, backbone_name, network, given=given)
 
 
 def build_feature_classifier(ctx: BuildContext) -> BuiltModel:

@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Optional
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import PIXEL, formats_where
-from .spec import ARCGIS_LEARN as ARCGIS_LAYOUT, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
+from .spec import (ARCGIS_LEARN as ARCGIS_LAYOUT, BUILT_NETWORK, NETWORK_KEY, BuildContext, BuiltModel,
+                   ModelSpec, choose_network)
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -107,22 +108,23 @@ def _built(module, encoder) -> BuiltModel:
 
 
 def network_for(spec: ModelSpec, backbone_name: str, network: Optional[str] = None) -> str:
-    """Which layout a pixel model is: arcgis.learn's own (its ModelName's network) on the backbones
-    the spec rebuilds it for (``spec.arcgis_backbones``), else ours. ``network``: what a trained
-    emd records (registry.network_of_emd); None for a new model."""
-    backbones = spec.arcgis_backbones
-    if network is None:
-        return ARCGIS_LAYOUT if str(backbone_name).lower() in backbones else OWN_NETWORK
-    if network == ARCGIS_LAYOUT and str(backbone_name).lower() not in backbones:
-        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {spec.model_name} with the backbone {backbone_name} "
-                                                f"cannot be rebuilt; this plugin rebuilds it on {', '.join(backbones)}")
-    return network
+    """Which layout a pixel model is (spec.choose_network on ``spec.arcgis_backbones``)."""
+    return choose_network(spec.model_name, spec.arcgis_backbones, backbone_name, network)
 
 
 def _network(spec: ModelSpec, ctx: BuildContext) -> str:
+    """The layout to build, recorded in the run's arguments for the emd (BUILT_NETWORK)."""
     from .backbones import resolve_backbone
 
-    return network_for(spec, resolve_backbone(ctx.backbone)[0], ctx.network)
+    network = network_for(spec, resolve_backbone(ctx.backbone)[0], ctx.network)
+    if isinstance(ctx.arguments, dict):
+        ctx.arguments[BUILT_NETWORK] = network
+    return network
+
+
+def _built_network(spec: ModelSpec, arguments: Dict[str, Any], backbone_name: str) -> str:
+    """The layout the emd records: the one built, else a new model's."""
+    return (arguments or {}).get(BUILT_NETWORK) or network_for(spec, backbone_name)
 
 
 def build_unet(ctx: BuildContext) -> BuiltModel:
@@ -150,6 +152,8 @@ def build_pspnet(ctx: BuildContext) -> BuiltModel:
         # vggv2 not given: True for a new model (PSPNetClassifier's default), False for one rebuilt
         # from an emd that does not say (its from_model's default: packages from before vggv2)
         vggv2 = (ctx.network is None) if opts["vggv2"] is None else opts["vggv2"]
+        if isinstance(ctx.arguments, dict):  # the emd records the wrapper built, so the package reloads
+            ctx.arguments["vggv2"] = vggv2
         encoder = _encoder(ctx)
         module = arcgis_pspnet.build(encoder, ctx.num_classes, ctx.chip_size, opts["pyramid_sizes"],
                                      opts["use_unet"], vggv2)
@@ -183,7 +187,7 @@ def unet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     # by the trainer and do not change the network, so it stays empty here. NETWORK_KEY: the layout
     # (package/emd.py gives arcgis.learn's layout arcgis.learn's inferencing keys).
     return {"ModelConfiguration": "_unet", "ignore_mapped_class": [], "SupportsVariableTileSize": True,
-            "ModelParameters": _params(backbone_name), NETWORK_KEY: network_for(UNET, backbone_name)}
+            "ModelParameters": _params(backbone_name), NETWORK_KEY: _built_network(UNET, arguments, backbone_name)}
 
 
 def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -195,7 +199,7 @@ def pspnet_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
                                 "pointrend": False, "keep_dilation": opts["keep_dilation"], "vggv2": opts["vggv2"] is not False,
                                 "unet_aux_loss": opts["unet_aux_loss"], **_params(backbone_name)},
             "ignore_mapped_class": [], "SupportsVariableTileSize": True,
-            NETWORK_KEY: network_for(PSPNET, backbone_name)}
+            NETWORK_KEY: _built_network(PSPNET, arguments, backbone_name)}
 
 
 def deeplab_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
@@ -205,7 +209,7 @@ def deeplab_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]
     return {"ModelConfiguration": "_deeplab_infrencing",  # sic, as arcgis.learn spells it
             "ModelParameters": {"pointrend": False, "keep_dilation": opts["keep_dilation"], **_params(backbone_name)},
             "ignore_mapped_class": [], "SupportsVariableTileSize": True,
-            NETWORK_KEY: network_for(DEEPLAB, backbone_name)}
+            NETWORK_KEY: _built_network(DEEPLAB, arguments, backbone_name)}
 
 
 UNET_ARGUMENTS: Dict[str, Any] = dict(LOSS_ARGUMENTS)

@@ -7,7 +7,9 @@ the registry (registry.py) imports those modules, without torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import InputError
 
 # Where a spec without an ``order`` goes: after the built-in types, in registration order.
 LAST = 1_000_000
@@ -18,6 +20,9 @@ ARCGIS_LEARN = "arcgis.learn"
 OWN_NETWORK = "deeplearningtools"
 # The emd_params key by which a spec says which layout it built (package/emd.py records it).
 NETWORK_KEY = "Network"
+# The run's arguments: the layout the builder made, for the spec's emd_params (a PRETRAINED_MODEL's
+# layout may differ from a new model's). Not an ARGUMENTS name.
+BUILT_NETWORK = "network"
 
 
 @dataclass
@@ -84,3 +89,18 @@ class ModelSpec:
     # Backbones (emd names, "resnet34") for which ``build`` makes arcgis.learn's own network, so that
     # packages arcgis.learn trained load (registry.network_of_emd); empty: none.
     arcgis_backbones: Tuple[str, ...] = ()
+
+
+def choose_network(model_name: str, backbones: Sequence[str], backbone_name: str, network: Optional[str] = None,
+                   new_backbones: Optional[Sequence[str]] = None, given: Optional[str] = None) -> str:
+    """Which module layout a model is (the one rule for every model type): arcgis.learn's own on the
+    ``backbones`` the spec rebuilds it for (emd names, "resnet34"), else ours. ``network``: what a
+    trained emd records (registry.network_of_emd); None for a new model, which takes arcgis.learn's
+    layout on ``new_backbones`` (default: ``backbones``). ``given``: the backbone as the emd spells it."""
+    name = str(backbone_name).lower()
+    if network is None:
+        return ARCGIS_LEARN if name in (backbones if new_backbones is None else new_backbones) else OWN_NETWORK
+    if network == ARCGIS_LEARN and name not in backbones:
+        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {model_name} with the backbone {given or backbone_name} "
+                                                f"cannot be rebuilt; this plugin rebuilds it on {', '.join(backbones)}")
+    return network

@@ -62,3 +62,17 @@ def test_fine_tuning_keeps_the_packages_architecture_arguments():
     assert package_arguments(rcnn, emd, set()) == {"rpn_nms_thresh": 0.6}
     # a package of another type gives nothing (load_pretrained refuses it by name)
     assert package_arguments(rcnn, {"ModelName": "YOLOv3", "ModelParameters": {"anchors": anchors}}, set()) == {}
+
+
+@pytest.mark.parametrize("keyword", ["UNET", "PSPNET", "DEEPLAB", "FEATURE_CLASSIFIER"])
+@pytest.mark.parametrize("network", [None, OWN_NETWORK, ARCGIS_LEARN])
+def test_the_emd_records_the_layout_built(keyword, network):
+    """A RESNET package from before arcgis.learn's layouts fine-tunes in ours: the package it writes
+    must say so, or it would not load back; a new model on a ResNet is arcgis.learn's."""
+    from dl_engine.models.spec import NETWORK_KEY
+
+    spec = get_spec(keyword)
+    arguments = dict(spec.arguments)
+    spec.build(BuildContext(backbone="RESNET18", in_channels=3, num_classes=3, chip_size=32, arguments=arguments,
+                            pretrained=False, log=lambda m: None, network=network))
+    assert spec.emd_params(arguments, "resnet18")[NETWORK_KEY] == (network or ARCGIS_LEARN)
