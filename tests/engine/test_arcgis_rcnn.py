@@ -2,6 +2,8 @@
 dict arcgis.learn 2.4.4 trains and saves (recorded in tests/data/arcgis_layouts/), the chip resized
 inside the network as arcgis.learn does, packages that cross both ways; new models on resnet50..152,
 packages written before keep our own network, packages arcgis.learn trained load in Detect Objects.
+Our FasterRCNN packages ship our configuration class (dl_engine/package/arcgis_configurations/) as
+ModelConfiguration.py, which ArcGIS Pro's ModelExtension path (_model_extension_inferencing) runs.
 
 Where the arcgis.learn oracle is installed (../shared/tools/arcgis-oracle/install.sh), the round
 trips run against arcgis.learn itself (scripts/arcgis_compare.py, scripts/make_arcgis_fixtures.py);
@@ -246,8 +248,20 @@ def test_the_emd_names_the_configuration_class_the_package_ships():
         assert "ModelConfigurationFile" not in detection.fasterrcnn_emd(args, backbone)
 
 
-@pytest.mark.parametrize("backbone", ["RESNET50", pytest.param("RESNET101", marks=pytest.mark.heavy),
-                                      pytest.param("RESNET152", marks=pytest.mark.heavy)])
+FPN_LAYOUTS = [p for p in LAYOUTS if p.name.startswith(("fasterrcnn_resnet50", "fasterrcnn_resnet101"))]
+
+
+@pytest.mark.parametrize("layout", [pytest.param(p, marks=pytest.mark.heavy) if "resnet101" in p.name else p
+                                    for p in FPN_LAYOUTS], ids=lambda p: p.stem)
+def test_the_configuration_builds_the_recorded_layout(layout):
+    recorded = json.loads(layout.read_text())  # arcgis.learn's, which ours equals (test_state_dict_is_arcgis_learns)
+    net = _configuration_module().DLToolsFasterRCNN().get_model(_data(recorded["classes"], recorded["chip_size"]),
+                                                                recorded["backbone"])
+    assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == recorded["state_dict"]
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("backbone", ["RESNET50", "RESNET101", "RESNET152"])
 def test_the_configuration_builds_our_network_and_detects_the_same(backbone):
     torch.manual_seed(0)
     ours = build(backbone=backbone).eval()
