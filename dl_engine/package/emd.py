@@ -2,10 +2,12 @@
 (shared/reference/esri-formats.md §2.1), with our own inference entry point.
 
 ``Framework`` is "PyTorch" and ``InferenceFunction`` our own .py file, except for networks
-with arcgis.learn's module layout (UNET on a ResNet: models/arcgis_unet.py), whose weights
-arcgis.learn's ``_inferencing`` modules load: they get arcgis.learn's Framework and Pro's
-built-in inference function, as arcgis.learn's save() writes them. ``Engine`` says which engine made the package and holds
-what rebuilding the network needs beyond the standard keys (the MODEL_TYPE keyword, the
+with arcgis.learn's module layout (models/arcgis_*.py: a spec's ``arcgis_backbones``), whose
+weights arcgis.learn's ``_inferencing`` modules load: they get arcgis.learn's Framework and
+Pro's built-in inference function, as arcgis.learn's save() writes them (a FasterRCNN also
+names the configuration class the package ships: package/arcgis_configurations/). ``Engine``
+says which engine made the package and holds what rebuilding the network needs beyond the
+standard keys (the MODEL_TYPE keyword, the
 BACKBONE_MODEL as given, the model arguments). ``PretrainedWeights`` (ours too) says which
 weights training started from: "timm/resnet34.a1_in1k (Hugging Face hub)", "imported: <path>",
 "model: <PRETRAINED_MODEL>" or "random".
