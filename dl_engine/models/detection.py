@@ -14,8 +14,8 @@ ARGUMENTS per model, with arcgis.learn's names and defaults:
   [0.5, 1.0]]: [width, height] multipliers), drop (0.3: dropout in the head), bias (-4.0:
   initial bias of the class scores), focal_loss (false: sigmoid cross-entropy; true: focal
   loss), location_loss_factor (None: box and class losses weigh the same; a number 0..1 =
-  the box loss's share). On resnet18..152 the network is arcgis.learn's SingleShotDetector
-  (arcgis_ssd.py, SSDVersion 2: grids in the order given, Pro's detections); elsewhere ours (ssd.py).
+  the box loss's share). Packages arcgis.learn trained (resnet18..152, SSDVersion 2) rebuild
+  in its SingleShotDetector layout (arcgis_ssd.py: grids in the order given, Pro's detections).
 - RETINANET: scales ([1, 2^-1/3, 2^-2/3] ≈ [1, 0.8, 0.63]: anchor sizes per FPN level, as a
   share of 4 x the level's stride), ratios ([0.5, 1, 2]: anchor height / width).
 - FASTERRCNN and MASKRCNN: torchvision's (arcgis.learn passes them through): rpn_* and box_*
@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Sequence
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import DETECTION, formats_where
-from .spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec
+from .spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec, choose_network
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -70,6 +70,10 @@ SSD_ARGUMENTS: Dict[str, Any] = {
 ARCGIS_RETINANET_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 # Backbones (emd names) on which SSD rebuilds arcgis.learn's SingleShotDetector (arcgis_ssd.py).
 ARCGIS_SSD_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+# and those on which a new SSD gets it: none. Trained alike (our trainer, same export, epochs and
+# seeds, random ResNet-18 weights), arcgis.learn's reached about half our validation AP (issue 15);
+# ARCGIS_SSD_BACKBONES here makes new models load in arcgis.learn (their emd is its save()'s).
+ARCGIS_SSD_NEW: Sequence[str] = ()
 RETINANET_ARGUMENTS: Dict[str, Any] = {
     "scales": [1.0, 2 ** (-1 / 3), 2 ** (-2 / 3)],
     "ratios": [0.5, 1.0, 2.0],
@@ -266,13 +270,20 @@ def _built(module, encoder) -> BuiltModel:
                       encoder_parameters=list(encoder.model.parameters()), pretrained_source=encoder.pretrained_source)
 
 
+def ssd_network(backbone_name: str, network=None) -> str:
+    """Which SSD a model is (spec.choose_network): a new one arcgis.learn's on ARCGIS_SSD_NEW."""
+    return choose_network("SingleShotDetector", ARCGIS_SSD_BACKBONES, backbone_name, network,
+                          new_backbones=ARCGIS_SSD_NEW)
+
+
 def build_ssd(ctx: BuildContext) -> BuiltModel:
-    """arcgis.learn's SSD (arcgis_ssd.py, SSDVersion 2) on its ResNets, new models included; ours
-    (ssd.py) on other backbones and for the packages written before (Engine.network absent)."""
+    """Our SSD (ssd.py) for new models (ARCGIS_SSD_NEW) and the packages written before;
+    arcgis.learn's (arcgis_ssd.py, SSDVersion 2) for the packages arcgis.learn trained and ours
+    fine-tuned from them (PRETRAINED_MODEL)."""
     from .backbones import resolve_backbone
     from .ssd import SSD
 
-    network = arcgis_layout("SingleShotDetector", ARCGIS_SSD_BACKBONES, resolve_backbone(ctx.backbone)[0], ctx.network)
+    network = ssd_network(resolve_backbone(ctx.backbone)[0], ctx.network)
     emd = ctx.emd or {}
     if network == ARCGIS_LEARN and emd and "Engine" not in emd:
         _ssd_version_2(emd)
@@ -425,7 +436,7 @@ def _params(backbone_name: str, **extra) -> Dict[str, Any]:
 
 def ssd_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, Any]:
     opts = ssd_options(arguments)
-    network = arguments.get(BUILT_NETWORK) or arcgis_layout("SingleShotDetector", ARCGIS_SSD_BACKBONES, backbone_name)
+    network = arguments.get(BUILT_NETWORK) or ssd_network(backbone_name)
     # Grids/Zooms/Ratios/SSDVersion and a top-level backbone as arcgis.learn's save() writes them
     # (its from_model reads them there); ours also keeps every option in ModelParameters, which
     # arcgis.learn's ModelParameters lack (Engine.arguments records them for its layout).
