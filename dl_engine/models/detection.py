@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Sequence
 from ..errors import InputError
 from ..arguments import argument_bool as _bool
 from ..formats import DETECTION, formats_where
-from .spec import ARCGIS_LEARN, NETWORK_KEY, OWN_NETWORK, BuildContext, BuiltModel, ModelSpec, choose_network
+from .spec import ARCGIS_LEARN, BUILT_NETWORK, NETWORK_KEY, BuildContext, BuiltModel, ModelSpec, choose_network
 
 PARAMETER = "ARGUMENTS"
 BACKEND = "pytorch"
@@ -105,7 +105,6 @@ ARCGIS_RCNN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resne
 ARCGIS_RCNN_NEW = ("resnet50", "resnet101", "resnet152")
 # The configuration class a FasterRCNN package of arcgis.learn's layout names for Pro's ModelExtension path.
 FASTERRCNN_CONFIGURATION = "DLToolsFasterRCNN"
-BUILT_NETWORK = "network"  # the run's arguments: which layout the builder made (not an ARGUMENTS name)
 YOLOV3_ARGUMENTS: Dict[str, Any] = {"anchors": None, "n_bands": None}
 # Backbones (emd names) on which YOLOV3 builds arcgis.learn's YOLOv3 layout (arcgis_yolov3.py): its only one.
 ARCGIS_YOLOV3_BACKBONES = ("darknet53",)
@@ -313,15 +312,8 @@ def _ssd_version_2(emd: Dict[str, Any]) -> None:
 
 
 def arcgis_layout(model_name: str, backbones: Sequence[str], backbone_name: str, network=None) -> str:
-    """Which network a model is: arcgis.learn's layout on the backbones arcgis.learn builds it on,
-    else our own. ``network``: what a trained emd records (registry.network_of_emd); None for a new
-    model."""
-    if network is None:
-        return ARCGIS_LEARN if str(backbone_name).lower() in backbones else OWN_NETWORK
-    if network == ARCGIS_LEARN and str(backbone_name).lower() not in backbones:
-        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {model_name} with the backbone {backbone_name} "
-                                                f"cannot be rebuilt; this plugin rebuilds it on {', '.join(backbones)}")
-    return network
+    """Which network a model is (spec.choose_network): arcgis.learn's layout on ``backbones``."""
+    return choose_network(model_name, backbones, backbone_name, network)
 
 
 def build_retinanet(ctx: BuildContext) -> BuiltModel:
@@ -343,16 +335,9 @@ def build_retinanet(ctx: BuildContext) -> BuiltModel:
 
 
 def rcnn_network(model_name: str, backbone_name: str, network=None) -> str:
-    """Which Faster/Mask R-CNN a model is: arcgis.learn's layout (arcgis_rcnn.py) or ours (rcnn.py).
-    ``network``: what a trained emd records (registry.network_of_emd); None for a new model."""
-    name = str(backbone_name).lower()
-    if network is None:
-        return ARCGIS_LEARN if name in ARCGIS_RCNN_NEW else OWN_NETWORK
-    if network == ARCGIS_LEARN and name not in ARCGIS_RCNN_BACKBONES:
-        raise InputError("IN_MODEL_DEFINITION", f"an arcgis.learn {model_name} with the backbone {backbone_name} "
-                                                f"cannot be rebuilt; this plugin rebuilds it on "
-                                                f"{', '.join(ARCGIS_RCNN_BACKBONES)}")
-    return network
+    """Which Faster/Mask R-CNN a model is (spec.choose_network): arcgis.learn's layout (arcgis_rcnn.py)
+    on ARCGIS_RCNN_BACKBONES, a new model's on ARCGIS_RCNN_NEW; else ours (rcnn.py)."""
+    return choose_network(model_name, ARCGIS_RCNN_BACKBONES, backbone_name, network, new_backbones=ARCGIS_RCNN_NEW)
 
 
 def _build_rcnn(ctx: BuildContext, model_name: str, masks: bool, opts: Dict[str, Any]) -> BuiltModel:
