@@ -490,16 +490,17 @@ def _spec(keyword: str, model_name: str, kind: str, formats: Sequence[str], argu
 
 SSD = _spec("SSD", "SingleShotDetector", "detection", BOX_FORMATS, SSD_ARGUMENTS, build_ssd, ssd_emd, "RESNET34",
             "Single Shot Detector (object detection)", order=3, autodl_order=0,
-            arcgis_backbones=ARCGIS_SSD_BACKBONES, predict=predict_as_pro)
+            arcgis_backbones=ARCGIS_SSD_BACKBONES, arcgis_new_backbones=tuple(ARCGIS_SSD_NEW),
+            predict=predict_as_pro)
 RETINANET = _spec("RETINANET", "RetinaNet", "detection", BOX_FORMATS, RETINANET_ARGUMENTS, build_retinanet,
                   retinanet_emd, "RESNET50", "RetinaNet (object detection)", order=4, autodl_order=1,
                   arcgis_backbones=ARCGIS_RETINANET_BACKBONES, predict=predict_as_pro)
 FASTERRCNN = _spec("FASTERRCNN", "FasterRCNN", "detection", BOX_FORMATS, RCNN_ARGUMENTS, build_fasterrcnn,
                    fasterrcnn_emd, "RESNET50", "Faster R-CNN (object detection)", order=5, autodl_order=2,
-                   arcgis_backbones=ARCGIS_RCNN_BACKBONES)
+                   arcgis_backbones=ARCGIS_RCNN_BACKBONES, arcgis_new_backbones=ARCGIS_RCNN_NEW)
 MASKRCNN = _spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_ARGUMENTS, build_maskrcnn,
                  maskrcnn_emd, "RESNET50", "Mask R-CNN (instance segmentation)", order=6,
-                 arcgis_backbones=ARCGIS_RCNN_BACKBONES)
+                 arcgis_backbones=ARCGIS_RCNN_BACKBONES, arcgis_new_backbones=ARCGIS_RCNN_NEW)
 YOLOV3 = _spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53",
                "YOLOv3 (object detection)", order=7, autodl_order=3, arcgis_backbones=ARCGIS_YOLOV3_BACKBONES,
                predict=predict_as_pro)

@@ -89,6 +89,14 @@ class ModelSpec:
     # Backbones (emd names, "resnet34") for which ``build`` makes arcgis.learn's own network, so that
     # packages arcgis.learn trained load (registry.network_of_emd); empty: none.
     arcgis_backbones: Tuple[str, ...] = ()
+    # Those of them on which a NEW model gets arcgis.learn's layout (so its package crosses to ArcGIS);
+    # None: all of ``arcgis_backbones``.
+    arcgis_new_backbones: Optional[Tuple[str, ...]] = None
+
+    @property
+    def crossing_backbones(self) -> Tuple[str, ...]:
+        """Backbones on which a model trained here loads in arcgis.learn and ArcGIS Pro."""
+        return tuple(self.arcgis_backbones if self.arcgis_new_backbones is None else self.arcgis_new_backbones)
 
 
 def choose_network(model_name: str, backbones: Sequence[str], backbone_name: str, network: Optional[str] = None,

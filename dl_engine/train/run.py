@@ -22,6 +22,7 @@ from ..destinations import named_os_errors
 from ..errors import Canceled, InputError
 from ..models import rs_weights
 from ..models.registry import BuildContext, ModelSpec, get_spec, model_types, network_of_emd
+from ..models.spec import BUILT_NETWORK, OWN_NETWORK
 from . import checkpoint as ckpt
 from . import resume
 from . import verdict
@@ -110,6 +111,7 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                                     network=network_of_emd(plan.pretrained_emd) if plan.pretrained_emd else None,
                                     normalization=td.normalization.mode))
     model = built.module
+    _say_whether_it_crosses(spec, built.backbone_name, args, events.log)
     pretrained_loaded = built.pretrained_loaded
     if config.pretrained_model:
         load_pretrained(config.pretrained_model, model, spec, built.backbone_name, td, events.log)
@@ -212,6 +214,18 @@ def _run(config: TrainConfig, events: Events, cancel, dist: Dist, control: Train
                     emd=result.emd, report=result.report, metrics=result.metrics)
     dist.barrier()
     return result
+
+
+def _say_whether_it_crosses(spec: ModelSpec, backbone_name: str, arguments: Dict[str, Any],
+                            log: Callable[[str], None]) -> None:
+    """One log line when a model type that can have arcgis.learn's network was built with ours: its
+    package will not load in arcgis.learn or ArcGIS Pro's own tools, and which backbones would."""
+    if not spec.arcgis_backbones or arguments.get(BUILT_NETWORK) != OWN_NETWORK:
+        return
+    crossing = spec.crossing_backbones
+    log(f"{spec.keyword} on {backbone_name} has this plugin's own network: arcgis.learn and ArcGIS Pro's "
+        f"{spec.model_name} will not load its package"
+        + (f" (BACKBONE_MODEL {', '.join(b.upper() for b in crossing)} give arcgis.learn's)" if crossing else ""))
 
 
 # ---- checks, before anything is written -------------------------------------------------------

@@ -76,3 +76,23 @@ def test_the_emd_records_the_layout_built(keyword, network):
     spec.build(BuildContext(backbone="RESNET18", in_channels=3, num_classes=3, chip_size=32, arguments=arguments,
                             pretrained=False, log=lambda m: None, network=network))
     assert spec.emd_params(arguments, "resnet18")[NETWORK_KEY] == (network or ARCGIS_LEARN)
+
+
+@pytest.mark.parametrize("keyword, backbone, words", [
+    ("FASTERRCNN", "RESNET34", "BACKBONE_MODEL RESNET50, RESNET101, RESNET152 give arcgis.learn's"),
+    ("UNET", "MOBILENET_V2", "BACKBONE_MODEL RESNET18, RESNET34, RESNET50, RESNET101, RESNET152"),
+    ("UNET", "RESNET18", None),  # arcgis.learn's network: nothing to say
+])
+def test_training_says_when_its_package_will_not_load_in_arcgis(keyword, backbone, words):
+    from dl_engine.train.run import _say_whether_it_crosses
+
+    spec = get_spec(keyword)
+    arguments = dict(spec.arguments)
+    built = spec.build(BuildContext(backbone=backbone, in_channels=3, num_classes=2, chip_size=64,
+                                    arguments=arguments, pretrained=False, log=lambda m: None))
+    lines = []
+    _say_whether_it_crosses(spec, built.backbone_name, arguments, lines.append)
+    if words is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and "will not load its package" in lines[0] and words in lines[0]
