@@ -124,6 +124,7 @@ def _emd(backbone="resnet34", **engine):
     return emd
 
 
+@pytest.mark.heavy
 def test_the_emd_says_which_network_to_rebuild():
     assert isinstance(registry.build_from_emd(_emd(network="arcgis.learn")), arcgis_deeplab.ArcgisDeepLab)
     assert isinstance(registry.build_from_emd(_emd(num_classes=2)), DeepLabV3Plus)  # ours from before: no network

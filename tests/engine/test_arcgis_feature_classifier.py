@@ -107,6 +107,7 @@ def _emd(**engine):
     return emd
 
 
+@pytest.mark.heavy
 def test_the_emd_says_which_network_to_rebuild():
     assert isinstance(registry.build_from_emd(_emd(network="arcgis.learn")), arcgis_classifier.ArcgisFeatureClassifier)
     assert isinstance(registry.build_from_emd(_emd(num_classes=1)), FeatureClassifierNet)  # ours from before

@@ -102,6 +102,7 @@ def _emd(backbone="resnet34", **engine):
     return emd
 
 
+@pytest.mark.heavy
 def test_the_emd_says_which_network_to_rebuild():
     unwrapped = registry.build_from_emd(_emd())  # arcgis.learn wrote it, without vggv2: from_model's False
     assert isinstance(unwrapped, arcgis_pspnet.PSPDynamicUnet)

@@ -64,6 +64,7 @@ def test_layouts_were_recorded_with_and_without_fpn():
     assert {("FasterRCNN", "resnet18"), ("FasterRCNN", "resnet50")} <= recorded
 
 
+@pytest.mark.heavy
 def test_maskrcnn_is_fasterrcnn_plus_the_mask_head():
     boxes, masks = build("FASTERRCNN", "RESNET18").state_dict(), build("MASKRCNN", "RESNET18").state_dict()
     extra = [k for k in masks if k not in boxes]
@@ -143,6 +144,7 @@ def _arcgis_emd(keyword, backbone, path: Path, module):
     return str(path / "m.emd")
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("keyword", ["FASTERRCNN", "MASKRCNN"])
 def test_a_package_of_arcgis_learns_layout_loads_in_detect_objects(tmp_path, keyword):
     module = build(keyword, "RESNET18").eval()
@@ -153,6 +155,7 @@ def test_a_package_of_arcgis_learns_layout_loads_in_detect_objects(tmp_path, key
     assert all(torch.equal(v, theirs[k]) for k, v in loaded.module.state_dict().items())
 
 
+@pytest.mark.heavy
 def test_other_arcgis_backbones_are_refused_by_name(tmp_path):
     emd = _arcgis_emd("FASTERRCNN", "resnet18", tmp_path, build())
     data = json.loads(Path(emd).read_text())

@@ -80,6 +80,7 @@ def _emd(**engine):
     return emd
 
 
+@pytest.mark.heavy
 def test_the_emd_says_which_network_to_rebuild():
     assert isinstance(registry.build_from_emd(_emd(network="arcgis.learn")), arcgis_unet.ArcgisUnet)
     assert isinstance(registry.build_from_emd(_emd(num_classes=2)), UNet)  # ours from before: no network

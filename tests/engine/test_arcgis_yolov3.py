@@ -76,6 +76,7 @@ def test_layouts_were_recorded_for_two_class_counts():
     assert {json.loads(p.read_text())["classes"] for p in LAYOUTS} >= {2, 5}
 
 
+@pytest.mark.heavy
 def test_the_body_is_darknet53_with_timms_weights_and_any_band_count():
     import timm
 
@@ -92,6 +93,7 @@ def test_the_body_is_darknet53_with_timms_weights_and_any_band_count():
         module.load_body(timm.create_model("resnet18", features_only=True, in_chans=4))
 
 
+@pytest.mark.heavy
 def test_other_backbones_and_old_packages_keep_our_yolov3():
     assert isinstance(build("RESNET18").module, YOLOv3)
     assert isinstance(build(network=OWN_NETWORK).module, YOLOv3)
@@ -108,6 +110,7 @@ def test_other_backbones_and_old_packages_keep_our_yolov3():
     assert detection.yolov3_emd(args, "darknet53")["Network"] == OWN_NETWORK  # the layout built is recorded
 
 
+@pytest.mark.heavy
 def test_anchors_keep_their_order_in_arcgis_learns_layout():
     shuffled = ANCHORS[::-1]
     args = {"anchors": shuffled}

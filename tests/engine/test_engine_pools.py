@@ -33,6 +33,7 @@ def test_process_pool_is_chosen_for_large_exports(rgb, rects, tmp_path):
     assert any(m.startswith("Cutting chips in 2 worker processes") for m in logs), logs
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("fmt", ["Classified_Tiles", "PASCAL_VOC_rectangles"])
 def test_processes_and_threads_write_the_same_export(rgb, rects, tmp_path, fmt):
     run_export(h.config(rgb[0], tmp_path / "threads", metadata_format=fmt, labels=_labels(rects), workers=1,
@@ -83,6 +84,7 @@ def test_error_inside_a_worker_process_names_the_parameter(rgb, tmp_path):
     assert os.listdir(parent) == []
 
 
+@pytest.mark.heavy
 def test_script_without_main_guard_exports_once(rgb, rects, tmp_path):
     """Spawned workers must not run the calling script again."""
     marker = tmp_path / "runs.txt"

@@ -197,6 +197,7 @@ def _expected_box(g, t):
     return fh.to_chip_pixels(g.intersection(BOX), t).intersection(shapely.box(0, 0, TILE, TILE)).bounds
 
 
+@pytest.mark.heavy
 def test_rotated_rcnn_masks(tmp_path, small):
     """Instance masks of rotated chips: each id is its polygon rasterized on the rotated chip."""
     raster, _ = small

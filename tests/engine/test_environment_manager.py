@@ -334,6 +334,7 @@ def test_a_folder_that_is_not_an_environment_is_left_alone(fake):
     assert (folder / "thesis.docx").read_text() == "years of work"
 
 
+@pytest.mark.heavy
 def test_a_removed_package_is_found_by_inspect_and_repaired(fake):
     folder = fake[3]
     manager.install(options(fake))

@@ -30,6 +30,7 @@ def package(folder, engine):
     ({"name": "deeplearningtools", "model_type": "UNET", "network": ARCGIS_LEARN}, ARCGIS_LEARN),
     (None, ARCGIS_LEARN),  # arcgis.learn wrote it
 ])
+@pytest.mark.heavy
 def test_a_unet_package_fine_tunes_in_its_own_layout(tmp_path, engine, layout):
     path = package(tmp_path / "pkg", engine)
     assert pretrained_network(path) == layout

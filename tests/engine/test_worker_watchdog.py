@@ -109,6 +109,7 @@ def export_job(tmp_path, out):
     return folder, write_job(str(folder), config)
 
 
+@pytest.mark.heavy
 def test_export_worker_and_its_pool_end_when_the_host_is_killed(tmp_path):
     out = tmp_path / "chips"
     folder, job = export_job(tmp_path, out)
@@ -152,6 +153,7 @@ def test_a_run_that_ignores_the_cancel_is_ended_with_its_children(tmp_path):
     assert not os.path.exists(extracted), "the worker's own temporary folder is left"
 
 
+@pytest.mark.heavy
 def test_sigterm_of_an_export_worker_is_a_cancel_that_leaves_nothing(tmp_path):
     out = tmp_path / "chips"
     folder, job = export_job(tmp_path, out)

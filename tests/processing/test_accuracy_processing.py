@@ -389,6 +389,7 @@ def accuracy_model():
     return model
 
 
+@pytest.mark.heavy
 def test_modeler_chain_after_inference(provider, data_dir, tmp_path, monkeypatch):
     from osgeo import gdal
 

@@ -292,6 +292,7 @@ def test_panoptic_segmentation_with_instances(alg, data_dir, tmp_path):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_rotation_angle_90_gives_four_times_the_chips(alg, data_dir, tmp_path):
     raster, labels = trees(data_dir)
     params = {

@@ -523,6 +523,7 @@ def test_cancel_leaves_no_output(alg, data_dir, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith("canceled")]
 
 
+@pytest.mark.heavy
 def test_cancel_while_appending_keeps_the_earlier_export(alg, data_dir, tmp_path):
     raster, labels = elevation(data_dir)
     out = tmp_path / "earlier"

@@ -55,6 +55,7 @@ def test_plugin_listed_and_algorithm_help(qgis_process_env):
         assert name in described.stdout
 
 
+@pytest.mark.heavy
 def test_qgis_process_run_exports(qgis_process_env, data_dir, tmp_path):
     out = tmp_path / "voc"
     result = qgis_process(
