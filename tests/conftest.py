@@ -42,6 +42,9 @@ if str(PLUGIN_PARENT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_PARENT))
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
+# scripts/: the arcgis.learn comparison (arcgis_compare.py) that tests/engine/arcgis_helpers.py drives
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))
 
 
 @pytest.fixture(scope="session")

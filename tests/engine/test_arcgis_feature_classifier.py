@@ -31,15 +31,11 @@ from dl_engine.models.classifier_net import FeatureClassifierNet
 from dl_engine.models.spec import BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
+from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("featureclassifier_*.json"))
-sys.path.insert(0, str(ROOT / "scripts"))
-import arcgis_compare  # noqa: E402
 
-ORACLE = arcgis_compare.oracle_python()
-needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
-                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
 PRO_FUNCTION = "[Functions]System\\DeepLearning\\ArcGISLearn\\ArcGISObjectClassifier.py"
 # The keys of FeatureClassifier.save() (save_inference_file=False) in its order, 8-bit RGB and multispectral
 ARCGIS_KEYS = ["Framework", "ModelConfiguration", "ModelType", "InferenceFunction", "MetaDataMode", "ExtractBands",
@@ -261,11 +257,7 @@ def test_arcgis_learn_builds_the_recorded_layout():
 def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, exports, kind, bands):
     module = _trained_looking(build(bands=bands))
     paths = _package(kind, exports[kind], module, tmp_path)
-    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
-    if check.is_file():
-        done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, PYTHONPATH=""))
-        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    assert_arcgis_learn_loads(paths.dlpk, timeout=600)
     result = arcgis_compare.compare(paths.dlpk, exports[kind], 8)
     assert result["arcgis_learn"]["multi_label"] is (kind == "multi")
     assert result["label_agreement"] == 1.0 and result["within_tolerance"], result

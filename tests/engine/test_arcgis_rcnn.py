@@ -28,18 +28,14 @@ from dl_engine.models.rcnn import RCNNDetector
 from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
+from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted(p for p in (ROOT / "tests" / "data" / "arcgis_layouts").glob("*.json")
                  if p.name.startswith(("fasterrcnn_", "maskrcnn_")))
 KEYWORDS = {"FasterRCNN": "FASTERRCNN", "MaskRCNN": "MASKRCNN"}
 CONFIGURATION = ROOT / "dl_engine" / "package" / "arcgis_configurations" / "faster_rcnn.py"
-sys.path.insert(0, str(ROOT / "scripts"))
-import arcgis_compare  # noqa: E402
 
-ORACLE = arcgis_compare.oracle_python()
-needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
-                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
 
 
 def build(keyword="FASTERRCNN", backbone="RESNET18", classes=2, chip=32, bands=3, network=ARCGIS_LEARN, **args):
@@ -354,11 +350,7 @@ def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, bands)
         raster, _ = dh.raster(tmp_path, bands=bands, dtype="uint16", low=200, high=3000)
         folder = dh.export(raster, tmp_path / "ms", "PASCAL_VOC_rectangles", tile=32)
     paths = _package(tmp_path, folder, module)
-    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
-    if check.is_file():
-        done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=900,
-                              env=dict(os.environ, PYTHONPATH=""))
-        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    assert_arcgis_learn_loads(paths.dlpk, timeout=900)
     result = arcgis_compare.compare(paths.dlpk, folder, 4)
     assert result["arcgis_learn"]["loaded"].startswith("ChildObjectDetector"), result
     assert result["ok"] and result["matched"] > 0, result

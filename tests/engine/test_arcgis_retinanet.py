@@ -30,15 +30,11 @@ from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.package import write_model_package
 from dl_engine.train.pretrained import load_pretrained, pretrained_network
 from test_package_helpers import make_record
+from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("retinanet_*.json"))
-sys.path.insert(0, str(ROOT / "scripts"))
-import arcgis_compare  # noqa: E402
 
-ORACLE = arcgis_compare.oracle_python()
-needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
-                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
 SPEC = registry.get_spec("RETINANET")
 
 
@@ -265,11 +261,7 @@ def test_arcgis_learn_builds_the_recorded_layout():
 def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, voc):
     torch.manual_seed(0)
     paths = _package(tmp_path, voc, _trained_looking(build()))
-    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
-    if check.is_file():
-        done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, PYTHONPATH=""))
-        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    assert_arcgis_learn_loads(paths.dlpk, timeout=600)
     result = arcgis_compare.compare(paths.dlpk, voc, 9)
     assert result["ok"] and result["matched"] == result["detections_arcgis"] > 0, result
 

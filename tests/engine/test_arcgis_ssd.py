@@ -13,7 +13,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,15 +26,11 @@ from dl_engine.models import arcgis_ssd, detection, registry
 from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.models.ssd import SSD
 from dl_engine.train.pretrained import load_pretrained, pretrained_network
+from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("singleshotdetector_*.json"))
-sys.path.insert(0, str(ROOT / "scripts"))
-import arcgis_compare  # noqa: E402
 
-ORACLE = arcgis_compare.oracle_python()
-needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
-                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
 SPEC = registry.get_spec("SSD")
 
 
@@ -224,10 +219,6 @@ def test_a_package_our_trainer_wrote_loads_in_arcgis_learn_and_predicts_the_same
     assert emd["Grids"] == [4, 2] and emd["SSDVersion"] == 2
     assert emd["ModelParameters"] == {"backbone": "resnet18", "backend": "pytorch"}
     dlpk = str(Path(result.emd).with_suffix(".dlpk"))
-    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
-    if check.is_file():
-        done = subprocess.run([str(ORACLE), str(check), dlpk], capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, PYTHONPATH=""))
-        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    assert_arcgis_learn_loads(dlpk, timeout=600)
     compared = arcgis_compare.compare(dlpk, export, 16)
     assert compared["ok"] and compared["matched"] == compared["detections_arcgis"] > 0, compared

@@ -25,15 +25,11 @@ from dl_engine.models.spec import BuildContext
 from dl_engine.models.unet import UNet
 from dl_engine.package import write_model_package
 from test_package_helpers import exports, make_record  # noqa: F401 (fixtures)
+from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("unetclassifier_*.json"))
-sys.path.insert(0, str(ROOT / "scripts"))
-import arcgis_compare  # noqa: E402
 
-ORACLE = arcgis_compare.oracle_python()
-needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
-                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
 
 
 def build(backbone="RESNET18", classes=3, chip=64, bands=3, network=None):
@@ -168,11 +164,7 @@ def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, expor
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     paths = _package(tmp_path, exports[kind], module)
-    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
-    if check.is_file():
-        done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, PYTHONPATH=""))
-        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    assert_arcgis_learn_loads(paths.dlpk, timeout=600)
     result = arcgis_compare.compare(paths.dlpk, str(exports[kind]), 8)
     assert result["class_agreement"] == 1.0 and result["within_tolerance"], result
 

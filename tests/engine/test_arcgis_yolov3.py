@@ -29,15 +29,11 @@ from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.models.yolov3 import YOLOv3
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
+from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("yolov3_*.json"))
-sys.path.insert(0, str(ROOT / "scripts"))
-import arcgis_compare  # noqa: E402
 
-ORACLE = arcgis_compare.oracle_python()
-needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
-                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
 ANCHORS = [[4, 5], [8, 6], [6, 10], [12, 12], [16, 10], [10, 18], [20, 20], [28, 24], [40, 36]]
 
 
@@ -284,11 +280,7 @@ def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, bands)
     module = trained_looking(build(bands=bands, anchors=ANCHORS, normalization="imagenet" if bands == 3 else
                                    "band_stats").module)
     paths = _package(tmp_path, folder, module, bands=bands)
-    check = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
-    if check.is_file():
-        done = subprocess.run([str(ORACLE), str(check), paths.dlpk], capture_output=True, text=True, timeout=900,
-                              env=dict(os.environ, PYTHONPATH=""))
-        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+    assert_arcgis_learn_loads(paths.dlpk, timeout=900)
     result = arcgis_compare.compare(paths.dlpk, folder, 4)
     assert result["ok"] and result["matched"] > 0, result
 

@@ -1,0 +1,26 @@
+"""What the arcgis.learn round-trip tests (tests/engine/test_arcgis_*.py, issue 15) share: the
+oracle's Python (../shared/tools/arcgis-oracle/install.sh), a skip that says why when it is absent,
+and arcgis.learn's verdict on a package (check_model.py)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import arcgis_compare  # scripts/, on sys.path through tests/conftest.py
+
+ROOT = Path(__file__).resolve().parents[2]
+ORACLE = arcgis_compare.oracle_python()
+needs_oracle = pytest.mark.skipif(ORACLE is None, reason="the arcgis.learn oracle is not installed "
+                                  f"({arcgis_compare.ORACLE_HOME}; ../shared/tools/arcgis-oracle/install.sh)")
+CHECK_MODEL = ROOT.parent / "shared" / "tools" / "arcgis-oracle" / "check_model.py"
+
+
+def assert_arcgis_learn_loads(package, timeout: int = 900) -> None:
+    """check_model.py's verdict: ``<ModelName>.from_model(package)`` and one forward pass in
+    arcgis.learn (where the shared tool is present)."""
+    if CHECK_MODEL.is_file():
+        done = subprocess.run([str(ORACLE), str(CHECK_MODEL), str(package)], capture_output=True, text=True,
+                              timeout=timeout, env=dict(os.environ, PYTHONPATH=""))
+        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
