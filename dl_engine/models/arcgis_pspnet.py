@@ -18,14 +18,14 @@ join the graph with weight 0 in training (every parameter gets a gradient, for D
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .arcgis_deeplab import dilate_body
-from .arcgis_unet import body_sizes, resnet_body, skip_indices
+from .arcgis_unet import body_sizes, decode, resnet_body, skip_indices
 
 FINAL_CHANNELS = 512  # arcgis.learn's 3x3 conv after the pyramid pooling in the U-Net encoder
 
@@ -157,22 +157,7 @@ class PSPDynamicUnet(nn.Module):
         return self.layers[0][:8]  # the ResNet body (not the pyramid pooling after it)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stored: Dict[int, torch.Tensor] = {}
-        h = x
-        for i, layer in enumerate(self.layers[0]):
-            h = layer(h)
-            if i in self.skips:
-                stored[i] = h
-        h = self.layers[3](self.layers[2](self.layers[1](h)))
-        for k, idx in enumerate(self.skips):
-            h = self.layers[4 + k](h, stored[idx])
-        n = 4 + self.n_blocks
-        if self.final_up:
-            h = self.layers[n](h)
-            n += 1
-        if h.shape[-2:] != x.shape[-2:]:
-            h = F.interpolate(h, x.shape[-2:], mode="nearest")
-        n += 1 if self.resize_slot else 0
+        h, n = decode(self, x)  # last_cross=False: the head takes the decoder's output alone
         return self.layers[n](h)
 
 

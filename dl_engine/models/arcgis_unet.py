@@ -21,7 +21,7 @@ so pretrained weights and band adaptation come from ``backbones.create_encoder``
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -164,24 +164,31 @@ class ArcgisUnet(nn.Module):
         return self.layers[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stored: Dict[int, torch.Tensor] = {}
-        h = x
-        for i, layer in enumerate(self.layers[0]):
-            h = layer(h)
-            if i in self.skips:
-                stored[i] = h
-        h = self.layers[3](self.layers[2](self.layers[1](h)))
-        for k, idx in enumerate(self.skips):
-            h = self.layers[4 + k](h, stored[idx])
-        n = 4 + self.n_blocks
-        if self.final_up:
-            h = self.layers[n](h)
-            n += 1
-        if h.shape[-2:] != x.shape[-2:]:
-            h = F.interpolate(h, x.shape[-2:], mode="nearest")
-        n += 1 if self.resize_slot else 0
-        h = torch.cat([h, x], dim=1)
+        h, n = decode(self, x)
+        h = torch.cat([h, x], dim=1)  # last_cross: the input joins the decoder's output
         return self.layers[n + 2](self.layers[n + 1](h))
+
+
+def decode(unet: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    """fastai DynamicUnet's pass up to its head, for both of arcgis.learn's variants (this U-Net and
+    PSPNet's, arcgis_pspnet.py): body with skips, middle, U-Net blocks, the final pixel shuffle, the
+    resize to the input. Returns the map and the index of the next layer in ``unet.layers``."""
+    stored: Dict[int, torch.Tensor] = {}
+    h = x
+    for i, layer in enumerate(unet.layers[0]):
+        h = layer(h)
+        if i in unet.skips:
+            stored[i] = h
+    h = unet.layers[3](unet.layers[2](unet.layers[1](h)))
+    for k, idx in enumerate(unet.skips):
+        h = unet.layers[4 + k](h, stored[idx])
+    n = 4 + unet.n_blocks
+    if unet.final_up:
+        h = unet.layers[n](h)
+        n += 1
+    if h.shape[-2:] != x.shape[-2:]:
+        h = F.interpolate(h, x.shape[-2:], mode="nearest")
+    return h, n + (1 if unet.resize_slot else 0)
 
 
 def resnet_body(encoder_model: nn.Module) -> nn.Sequential:
