@@ -5,4 +5,4 @@ from QGIS's Processing provider, from the command line (``python -m dl_engine``)
 and on training nodes.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.5.0"
