@@ -42,15 +42,24 @@ def oracle_python() -> Path | None:
     return py if py.is_file() and site else None
 
 
+@contextlib.contextmanager
+def oracle_env():
+    """The environment for one run of the oracle's Python, with a temporary folder of its own that
+    is removed afterwards: arcgis.learn unpacks every .dlpk it loads into TMPDIR and never removes
+    it (100-250 MB a package)."""
+    (ORACLE_HOME / "tmp").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="oracle-run-", dir=ORACLE_HOME / "tmp") as tmp:
+        yield dict(os.environ, ORACLE_HOME=str(ORACLE_HOME), TORCH_HOME=str(ORACLE_HOME / "torch_home"),
+                   TMPDIR=tmp, PYTHONPATH="")
+
+
 def _run_oracle(*args: str) -> dict:
     py = oracle_python()
     if py is None:
         raise SystemExit(f"the arcgis.learn oracle is not installed under {ORACLE_HOME} "
                          "(../shared/tools/arcgis-oracle/install.sh)")
-    env = dict(os.environ, ORACLE_HOME=str(ORACLE_HOME), TORCH_HOME=str(ORACLE_HOME / "torch_home"),
-               TMPDIR=str(ORACLE_HOME / "tmp"), PYTHONPATH="")
-    (ORACLE_HOME / "tmp").mkdir(exist_ok=True)
-    done = subprocess.run([str(py), __file__, *args], capture_output=True, text=True, env=env, timeout=900)
+    with oracle_env() as env:
+        done = subprocess.run([str(py), __file__, *args], capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"arcgis.learn's side failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

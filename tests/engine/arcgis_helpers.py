@@ -2,7 +2,6 @@
 oracle's Python (../shared/tools/arcgis-oracle/install.sh), a skip that says why when it is absent,
 and arcgis.learn's verdict on a package (check_model.py)."""
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ def assert_arcgis_learn_loads(package, timeout: int = 900) -> None:
     """check_model.py's verdict: ``<ModelName>.from_model(package)`` and one forward pass in
     arcgis.learn (where the shared tool is present)."""
     if CHECK_MODEL.is_file():
-        done = subprocess.run([str(ORACLE), str(CHECK_MODEL), str(package)], capture_output=True, text=True,
-                              timeout=timeout, env=dict(os.environ, PYTHONPATH=""))
+        with arcgis_compare.oracle_env() as env:
+            done = subprocess.run([str(ORACLE), str(CHECK_MODEL), str(package)], capture_output=True, text=True,
+                                  timeout=timeout, env=env)
         assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
