@@ -75,7 +75,6 @@ def _oracle_layout(model_name: str, backbone: str, classes: int, chip: int) -> d
     if recorded is not None:  # a kind module's own, for the ModelNames it knows better
         return recorded
     learn = arcgis_kinds.quiet_arcgis()
-    import arcgis
     from arcgis.learn.models import _arcgis_model
 
     _arcgis_model.ArcGISModel.load = lambda self, *a, **k: None  # build only: there are no weights
@@ -87,12 +86,9 @@ def _oracle_layout(model_name: str, backbone: str, classes: int, chip: int) -> d
     (tmp / "layout.emd").write_text(json.dumps(emd))
     with contextlib.redirect_stdout(io.StringIO()):
         model = getattr(learn, model_name).from_model(str(tmp / "layout.emd"))
-    state = model.learn.model.state_dict()
-    return {"source": f"arcgis.learn {arcgis.__version__}: {model_name}.from_model(emd of backbone {backbone!r}, "
-                      f"{classes} classes, chip {chip}, 3 bands; weights not loaded).learn.model.state_dict(); "
-                      "recorded by scripts/arcgis_compare.py layout",
-            "model": model_name, "backbone": backbone, "classes": classes, "chip_size": chip, "in_channels": 3,
-            "state_dict": [[k, list(v.shape)] for k, v in state.items()]}
+    return arcgis_kinds.layout_record(model_name, backbone, classes, chip, model.learn.model.state_dict(),
+                                      f"{model_name}.from_model(emd of backbone {backbone!r}, {classes} classes, "
+                                      f"chip {chip}, 3 bands; weights not loaded).learn.model.state_dict()")
 
 
 # ---- our side -------------------------------------------------------------------------------------

@@ -68,3 +68,13 @@ def oracle_model(package: str):
     learn = quiet_arcgis()
     with contextlib.redirect_stdout(io.StringIO()):
         return getattr(learn, model_name_of(package)).from_model(package)
+
+
+def layout_record(model_name: str, backbone: str, classes: int, chip: int, state, how: str) -> dict:
+    """What ``arcgis_compare.py layout`` records (tests/data/arcgis_layouts/): the state dict's names and
+    shapes in order, and how arcgis.learn built the network (``how``)."""
+    import arcgis
+
+    return {"source": f"arcgis.learn {arcgis.__version__}: {how}; recorded by scripts/arcgis_compare.py layout",
+            "model": model_name, "backbone": backbone, "classes": classes, "chip_size": chip, "in_channels": 3,
+            "state_dict": [[k, list(v.shape)] for k, v in state.items()]}

@@ -258,9 +258,8 @@ def _ssd_layout(backbone: str, classes: int, chip: int) -> dict:
     import tempfile
     from pathlib import Path
 
-    import arcgis
     from arcgis.learn.models import _arcgis_model
-    from . import quiet_arcgis
+    from . import layout_record, quiet_arcgis
 
     learn = quiet_arcgis()
     _arcgis_model.ArcGISModel.load = lambda self, *a, **k: None  # build only: there are no weights
@@ -272,13 +271,10 @@ def _ssd_layout(backbone: str, classes: int, chip: int) -> dict:
     (tmp / "layout.emd").write_text(json.dumps(emd))
     with contextlib.redirect_stdout(io.StringIO()):
         model = learn.SingleShotDetector.from_model(str(tmp / "layout.emd"))
-    state = model.learn.model.state_dict()
-    return {"source": f"arcgis.learn {arcgis.__version__}: SingleShotDetector.from_model(emd of backbone {backbone!r}, "
-                      f"Grids [4], Zooms [0.7, 1.0, 1.3], Ratios [[1, 1], [1, 0.5], [0.5, 1]], SSDVersion 2, "
-                      f"{classes} classes, chip {chip}, 3 bands; weights not loaded).learn.model.state_dict(); "
-                      "recorded by scripts/arcgis_compare.py layout",
-            "model": "SingleShotDetector", "backbone": backbone, "classes": classes, "chip_size": chip,
-            "in_channels": 3, "state_dict": [[k, list(v.shape)] for k, v in state.items()]}
+    return layout_record("SingleShotDetector", backbone, classes, chip, model.learn.model.state_dict(),
+                         f"SingleShotDetector.from_model(emd of backbone {backbone!r}, Grids [4], Zooms [0.7, 1.0, "
+                         f"1.3], Ratios [[1, 1], [1, 0.5], [0.5, 1]], SSDVersion 2, {classes} classes, chip {chip}, "
+                         "3 bands; weights not loaded).learn.model.state_dict()")
 
 
 def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
@@ -297,8 +293,7 @@ def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
     from pathlib import Path
 
     import torch
-    import arcgis
-    from . import quiet_arcgis
+    from . import layout_record, quiet_arcgis
 
     learn = quiet_arcgis()
     from arcgis.learn._utils.common import get_multispectral_data_params_from_emd
@@ -324,12 +319,9 @@ def oracle_layout(model_name: str, backbone: str, classes: int, chip: int):
     data = get_multispectral_data_params_from_emd(data, {})
     with contextlib.redirect_stdout(io.StringIO()):
         model = getattr(learn, model_name)(data, backbone=backbone)  # as for training (pretrained backbone)
-    state = model.learn.model.state_dict()
-    return {"source": f"arcgis.learn {arcgis.__version__}: {model_name}(data, backbone={backbone!r}).learn.model"
-                      f".state_dict() (what save() writes), {classes} classes + background, chip {chip}, 3 bands; "
-                      "recorded by scripts/arcgis_compare.py layout",
-            "model": model_name, "backbone": backbone, "classes": classes, "chip_size": chip, "in_channels": 3,
-            "state_dict": [[k, list(v.shape)] for k, v in state.items()]}
+    return layout_record(model_name, backbone, classes, chip, model.learn.model.state_dict(),
+                         f"{model_name}(data, backbone={backbone!r}).learn.model.state_dict() (what save() writes), "
+                         f"{classes} classes + background, chip {chip}, 3 bands")
 
 
 # ---- our side -------------------------------------------------------------------------------------
