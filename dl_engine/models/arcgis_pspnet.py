@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arcgis_deeplab import dilate_body
-from .arcgis_unet import body_sizes, decode, resnet_body, skip_indices
+from .arcgis_unet import UnetBlock, body_sizes, decode, resnet_body, skip_indices
 
 FINAL_CHANNELS = 512  # arcgis.learn's 3x3 conv after the pyramid pooling in the U-Net encoder
 
@@ -100,22 +100,9 @@ class PixelShuffleUp(nn.Module):
         return self.shuf(self.relu(self.conv(x)))
 
 
-class UnetBlock(nn.Module):
-    def __init__(self, up_in: int, skip_in: int, final: bool):
-        super().__init__()
-        self.shuf = PixelShuffleUp(up_in, up_in // 2)
-        self.bn = nn.BatchNorm2d(skip_in)
-        ni = up_in // 2 + skip_in
-        self.out_channels = ni // 2 if final else ni
-        self.conv1 = conv_bn(ni, self.out_channels)
-        self.conv2 = conv_bn(self.out_channels, self.out_channels)
-        self.relu = nn.ReLU()
-
-    def forward(self, up_in: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.shuf(up_in)
-        if up.shape[-2:] != skip.shape[-2:]:
-            up = F.interpolate(up, skip.shape[-2:], mode="nearest")
-        return self.conv2(self.conv1(self.relu(torch.cat([up, self.bn(skip)], dim=1))))
+def psp_unet_block(up_in: int, skip_in: int, final: bool) -> UnetBlock:
+    """fastai's U-Net block as PSPNet's U-Net has it: weight-normalised pixel shuffle, batch norm in the convs."""
+    return UnetBlock(up_in, skip_in, final, shuffle=PixelShuffleUp, norm=nn.BatchNorm2d, conv=conv_bn)
 
 
 def encoder_sizes(chip_size: int) -> List[int]:
@@ -137,7 +124,7 @@ class PSPDynamicUnet(nn.Module):
                                    nn.Sequential(conv_bn(ni, ni * 2), conv_bn(ni * 2, ni))]
         up = ni
         for i, idx in enumerate(self.skips):
-            block = UnetBlock(up, int(channels[idx]), final=i == len(self.skips) - 1)
+            block = psp_unet_block(up, int(channels[idx]), final=i == len(self.skips) - 1)
             layers.append(block)
             up = block.out_channels
         self.n_blocks = len(self.skips)

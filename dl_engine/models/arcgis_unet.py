@@ -71,16 +71,19 @@ class PixelShuffleUp(nn.Module):
 
 
 class UnetBlock(nn.Module):
-    """Upsample, join the (batch-normalised) skip, two 3x3 convs; ``final`` halves the width."""
+    """Upsample, join the (batch-normalised) skip, two 3x3 convs; ``final`` halves the width.
+    ``shuffle``, ``norm`` and ``conv`` make its parts: this U-Net's by default, PSPNet's in
+    arcgis_pspnet.py (fastai's same block with batch norm in the convs)."""
 
-    def __init__(self, up_in: int, skip_in: int, final: bool):
+    def __init__(self, up_in: int, skip_in: int, final: bool, shuffle=None, norm=None, conv=None):
         super().__init__()
-        self.shuf = PixelShuffleUp(up_in, up_in // 2)
-        self.bn = batchnorm(skip_in)
+        shuffle, norm, conv = shuffle or PixelShuffleUp, norm or batchnorm, conv or conv_layer
+        self.shuf = shuffle(up_in, up_in // 2)
+        self.bn = norm(skip_in)
         ni = up_in // 2 + skip_in
         self.out_channels = ni // 2 if final else ni
-        self.conv1 = conv_layer(ni, self.out_channels)
-        self.conv2 = conv_layer(self.out_channels, self.out_channels)
+        self.conv1 = conv(ni, self.out_channels)
+        self.conv2 = conv(self.out_channels, self.out_channels)
         self.relu = nn.ReLU()
 
     def forward(self, up_in: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
