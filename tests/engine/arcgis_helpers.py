@@ -24,3 +24,12 @@ def assert_arcgis_learn_loads(package, timeout: int = 900) -> None:
             done = subprocess.run([str(ORACLE), str(CHECK_MODEL), str(package)], capture_output=True, text=True,
                                   timeout=timeout, env=env)
         assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout[-2000:]
+
+
+def train_with_arcgis_learn(export, out, *args: str, timeout: int = 900) -> None:
+    """Train and save a package with arcgis.learn itself (scripts/make_arcgis_fixtures.py EXPORT OUT
+    ARGS…), in a temporary folder of its own that is removed afterwards."""
+    with arcgis_compare.oracle_env() as env:
+        done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), str(export),
+                               str(out), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]

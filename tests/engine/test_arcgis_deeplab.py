@@ -10,7 +10,6 @@ elsewhere only those tests are skipped, saying why.
 """
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -26,7 +25,8 @@ from dl_engine.models.deeplab import DeepLabV3Plus
 from dl_engine.models.spec import BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import exports, make_record  # noqa: F401 (fixtures)
-from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
+from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
+                            train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("deeplab_*.json"))
@@ -231,11 +231,8 @@ def test_a_package_arcgis_learn_trained_runs_in_classify_pixels(tmp_path):
     raster, _ = dh.raster(tmp_path)
     export = dh.export(raster, tmp_path / "export", "Classified_Tiles", tile=16)  # classes 3 and 7
     out = tmp_path / "arcgis_deeplab"
-    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), export, str(out),
-                           "--model", "DeepLab", "--backbone", "resnet18", "--epochs", "1", "--batch-size", "4"],
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_with_arcgis_learn(export, str(out), "--model", "DeepLab", "--backbone", "resnet18", "--epochs", "1",
+                            "--batch-size", "4")
     dlpk = out / "arcgis_deeplab.dlpk"
     emd = json.loads((out / "arcgis_deeplab.emd").read_text())
     assert "Engine" not in emd and emd["ModelName"] == "DeepLab"

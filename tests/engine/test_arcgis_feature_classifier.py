@@ -9,7 +9,6 @@ elsewhere only those tests are skipped, saying why.
 """
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -31,7 +30,8 @@ from dl_engine.models.classifier_net import FeatureClassifierNet
 from dl_engine.models.spec import BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
-from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
+from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
+                            train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("featureclassifier_*.json"))
@@ -269,12 +269,8 @@ def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, expor
 @pytest.mark.parametrize("kind", ["rgb", "ms"])
 def test_a_package_arcgis_learn_trained_runs_in_classify_objects(tmp_path, exported, exports, kind):
     out = tmp_path / "arcgis_fc"
-    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), exports[kind],
-                           str(out), "--model", "FeatureClassifier", "--backbone", "resnet18", "--epochs", "1",
-                           "--batch-size", "4"],
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_with_arcgis_learn(exports[kind], str(out), "--model", "FeatureClassifier", "--backbone", "resnet18",
+                            "--epochs", "1", "--batch-size", "4")
     dlpk = out / "arcgis_fc.dlpk"
     emd = json.loads((out / "arcgis_fc.emd").read_text())
     assert "Engine" not in emd and emd["ModelName"] == "FeatureClassifier"

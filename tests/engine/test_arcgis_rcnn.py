@@ -11,7 +11,6 @@ elsewhere only those tests are skipped, saying why.
 """
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -28,7 +27,8 @@ from dl_engine.models.rcnn import RCNNDetector
 from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
-from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
+from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
+                            train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted(p for p in (ROOT / "tests" / "data" / "arcgis_layouts").glob("*.json")
@@ -366,11 +366,8 @@ def test_a_package_arcgis_learn_trained_runs_in_detect_objects(tmp_path, model, 
              for i in range(12)]
     export = dh.export(raster, tmp_path / "export", fmt, tile=64, labels=dh.labels(rects))
     out = tmp_path / "arcgis_rcnn"
-    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), export, str(out),
-                           "--model", model, "--backbone", "resnet18", "--epochs", "1", "--batch-size", "4"],
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_with_arcgis_learn(export, str(out), "--model", model, "--backbone", "resnet18", "--epochs", "1",
+                            "--batch-size", "4")
     dlpk = out / "arcgis_rcnn.dlpk"
     loaded = load_model(str(dlpk), "detect_objects")  # weights_only; the package's .py never run
     assert isinstance(loaded.module, arcgis_rcnn.ArcgisRCNN)

@@ -11,7 +11,6 @@ elsewhere only those tests are skipped, saying why.
 
 import json
 import math
-import os
 import subprocess
 import sys
 import zipfile
@@ -30,7 +29,8 @@ from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.package import write_model_package
 from dl_engine.train.pretrained import load_pretrained, pretrained_network
 from test_package_helpers import make_record
-from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
+from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
+                            train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("retinanet_*.json"))
@@ -268,7 +268,6 @@ def test_our_package_loads_in_arcgis_learn_and_predicts_the_same(tmp_path, voc):
 
 def _uint16_export(folder):
     """4-band UInt16 squares: arcgis.learn trains it as multispectral (NormalizationStats)."""
-    import numpy as np
     import rasterio
 
     import engine_helpers as h
@@ -291,11 +290,8 @@ def _uint16_export(folder):
 def test_a_package_arcgis_learn_trained_runs_in_detect_objects(tmp_path, bands):
     export = dh.squares_export(tmp_path / "data", cells=4) if bands == 3 else _uint16_export(tmp_path / "data")
     out = tmp_path / "arcgis_retina"
-    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), export, str(out),
-                           "--model", "RetinaNet", "--backbone", "resnet18", "--epochs", "1", "--batch-size", "4"],
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_with_arcgis_learn(export, str(out), "--model", "RetinaNet", "--backbone", "resnet18", "--epochs",
+                            "1", "--batch-size", "4")
     dlpk = out / "arcgis_retina.dlpk"
     emd = json.loads((out / "arcgis_retina.emd").read_text())
     assert "Engine" not in emd and emd["ModelName"] == "RetinaNet" and len(emd["ExtractBands"]) == bands

@@ -11,8 +11,6 @@ Where the arcgis.learn oracle is installed the round trip runs against arcgis.le
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +24,8 @@ from dl_engine.models import arcgis_ssd, detection, registry
 from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.models.ssd import SSD
 from dl_engine.train.pretrained import load_pretrained, pretrained_network
-from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
+from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
+                            train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("singleshotdetector_*.json"))
@@ -175,13 +174,9 @@ def test_it_trains_on_an_export(tmp_path):
 def test_a_package_arcgis_learn_trained_runs_in_detect_objects(tmp_path):
     export = dh.squares_export(tmp_path / "data", cells=4)
     out = tmp_path / "arcgis_ssd"
-    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), export, str(out),
-                           "--model", "SingleShotDetector", "--backbone", "resnet34", "--epochs", "1",
-                           "--batch-size", "4", "--kwarg", "grids=[4, 2]", "--kwarg", "zooms=[0.7, 1.0, 1.3]",
-                           "--kwarg", "ratios=[[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]]"],
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_with_arcgis_learn(export, str(out), "--model", "SingleShotDetector", "--backbone", "resnet34",
+                            "--epochs", "1", "--batch-size", "4", "--kwarg", "grids=[4, 2]", "--kwarg",
+                            "zooms=[0.7, 1.0, 1.3]", "--kwarg", "ratios=[[1.0, 1.0], [1.0, 0.5], [0.5, 1.0]]")
     dlpk = out / "arcgis_ssd.dlpk"
     emd = json.loads((out / "arcgis_ssd.emd").read_text())
     assert "Engine" not in emd and emd["ModelName"] == "SingleShotDetector" and emd["Grids"] == [4, 2]

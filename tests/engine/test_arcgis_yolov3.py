@@ -9,7 +9,6 @@ elsewhere only those tests are skipped, saying why.
 """
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -29,7 +28,8 @@ from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.models.yolov3 import YOLOv3
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
-from arcgis_helpers import ORACLE, arcgis_compare, assert_arcgis_learn_loads, needs_oracle  # noqa: F401
+from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
+                            train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("yolov3_*.json"))
@@ -294,12 +294,8 @@ def test_a_package_arcgis_learn_trained_runs_in_detect_objects(tmp_path):
              for i in range(12)]
     export = dh.export(raster, tmp_path / "export", "PASCAL_VOC_rectangles", tile=64, labels=dh.labels(rects))
     out = tmp_path / "arcgis_yolov3"
-    done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), export, str(out),
-                           "--model", "YOLOv3", "--kwarg", "pretrained_backbone=false", "--epochs", "1",
-                           "--batch-size", "4"],
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH="", TMPDIR=str(arcgis_compare.ORACLE_HOME / "tmp")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_with_arcgis_learn(export, str(out), "--model", "YOLOv3", "--kwarg", "pretrained_backbone=false",
+                            "--epochs", "1", "--batch-size", "4")
     emd = json.loads((out / "arcgis_yolov3.emd").read_text())
     assert "Engine" not in emd and emd["ModelParameters"]["backbone"] == "DarkNet53"
     loaded = load_model(str(out / "arcgis_yolov3.dlpk"), "detect_objects")  # weights_only; no package .py run
