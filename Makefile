@@ -51,7 +51,7 @@ $(STAMP): requirements-engine.txt requirements.txt constraints.txt | $(PY)
 	touch $(STAMP)
 
 test: setup
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests -q --durations=25
 
 # The fast lane: export, data, models, packages, the provider with fake workers; the tests marked
 # `trains` or `heavy` (pytest.ini) are left out.

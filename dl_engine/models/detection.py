@@ -451,7 +451,7 @@ def fasterrcnn_emd(arguments: Dict[str, Any], backbone_name: str) -> Dict[str, A
     params = _params(backbone_name) if network == ARCGIS_LEARN else _params(backbone_name, **opts)
     emd = {"ModelConfiguration": "_model_extension_inferencing", "Kwargs": dict(opts), "ModelParameters": params,
            NETWORK_KEY: network}
-    if network == ARCGIS_LEARN and str(backbone_name).lower() in ARCGIS_RCNN_NEW:  # what the class builds
+    if network == ARCGIS_LEARN and str(backbone_name).lower() in ARCGIS_RCNN_BACKBONES:  # what the class builds
         emd.update(ModelConfigurationFile="ModelConfiguration.py", ModelFileConfigurationClass=FASTERRCNN_CONFIGURATION)
     return emd
 

@@ -169,8 +169,11 @@ def _voc(tmp_path, fmt="PASCAL_VOC_rectangles", tile=32):
 
 def _package(tmp_path, folder, module, keyword="FASTERRCNN", backbone="resnet50"):
     spec = registry.get_spec(keyword)
+    arguments = dict(spec.arguments)
+    if isinstance(module, arcgis_rcnn.ArcgisRCNN):  # the layout built, as training records it
+        arguments[detection.BUILT_NETWORK] = ARCGIS_LEARN
     record = make_record(folder, name="rcnn", model_type=keyword, backbone=backbone,
-                         backbone_keyword=backbone.upper(), arguments=dict(spec.arguments), chip_size=32)
+                         backbone_keyword=backbone.upper(), arguments=arguments, chip_size=32)
     return write_model_package(record, module.state_dict(), tmp_path / "rcnn", log=lambda m: None)
 
 
@@ -242,16 +245,18 @@ def test_the_emd_names_the_configuration_class_the_package_ships():
     assert emd["ModelConfigurationFile"] == "ModelConfiguration.py"
     assert arcgis_configurations.SOURCES[emd["ModelFileConfigurationClass"]] == CONFIGURATION.name
     assert hasattr(_configuration_module(), emd["ModelFileConfigurationClass"])
-    # the class builds the ResNet-FPNs only; our own network has no ModelExtension keys
-    for args, backbone in (({detection.BUILT_NETWORK: ARCGIS_LEARN}, "resnet18"), ({}, "resnet34")):
-        assert "ModelConfigurationFile" not in detection.fasterrcnn_emd(args, backbone)
+    # arcgis.learn's layout without FPN (a package fine-tuned from one of arcgis.learn's) ships it too;
+    # our own network has no ModelExtension keys
+    no_fpn = detection.fasterrcnn_emd({detection.BUILT_NETWORK: ARCGIS_LEARN}, "resnet18")
+    assert no_fpn["ModelFileConfigurationClass"] == emd["ModelFileConfigurationClass"]
+    assert "ModelConfigurationFile" not in detection.fasterrcnn_emd({}, "resnet34")
 
 
-FPN_LAYOUTS = [p for p in LAYOUTS if p.name.startswith(("fasterrcnn_resnet50", "fasterrcnn_resnet101"))]
+FASTERRCNN_LAYOUTS = [p for p in LAYOUTS if p.name.startswith("fasterrcnn_")]
 
 
 @pytest.mark.parametrize("layout", [pytest.param(p, marks=pytest.mark.heavy) if "resnet101" in p.name else p
-                                    for p in FPN_LAYOUTS], ids=lambda p: p.stem)
+                                    for p in FASTERRCNN_LAYOUTS], ids=lambda p: p.stem)
 def test_the_configuration_builds_the_recorded_layout(layout):
     recorded = json.loads(layout.read_text())  # arcgis.learn's, which ours equals (test_state_dict_is_arcgis_learns)
     net = _configuration_module().DLToolsFasterRCNN().get_model(_data(recorded["classes"], recorded["chip_size"]),
@@ -260,7 +265,7 @@ def test_the_configuration_builds_the_recorded_layout(layout):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("backbone", ["RESNET50", "RESNET101", "RESNET152"])
+@pytest.mark.parametrize("backbone", ["RESNET18", "RESNET34", "RESNET50", "RESNET101", "RESNET152"])
 def test_the_configuration_builds_our_network_and_detects_the_same(backbone):
     torch.manual_seed(0)
     ours = build(backbone=backbone).eval()
@@ -336,12 +341,13 @@ def test_arcgis_learn_builds_the_recorded_layout():
 
 @pytest.mark.heavy
 @needs_oracle
-@pytest.mark.parametrize("bands", [3, 4])
-def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, bands):
+@pytest.mark.parametrize("backbone, bands", [("resnet50", 3), ("resnet50", 4), ("resnet18", 3)])
+def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, backbone, bands):
     """check_model.py (FasterRCNN.from_model) and Pro's own path: _model_extension_inferencing's
-    ChildObjectDetector on the package, which imports its ModelConfiguration.py (our class)."""
+    ChildObjectDetector on the package, which imports its ModelConfiguration.py (our class).
+    resnet18: arcgis.learn's layout without FPN (what fine-tuning one of its packages gives)."""
     torch.manual_seed(0)
-    module = build(backbone="RESNET50", bands=bands)
+    module = build(backbone=backbone.upper(), bands=bands)
     with torch.no_grad():  # a confident class head, so that detections pass the threshold
         module.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-2.0, 2.0, 0.0]))
     if bands == 3:
@@ -349,7 +355,8 @@ def test_our_package_loads_in_arcgis_learn_and_detects_the_same(tmp_path, bands)
     else:  # multispectral: NormalizationStats in the emd, Pro's transform_input_multispectral
         raster, _ = dh.raster(tmp_path, bands=bands, dtype="uint16", low=200, high=3000)
         folder = dh.export(raster, tmp_path / "ms", "PASCAL_VOC_rectangles", tile=32)
-    paths = _package(tmp_path, folder, module)
+    paths = _package(tmp_path, folder, module, backbone=backbone)
+    assert json.loads(Path(paths.emd).read_text())["ModelFileConfigurationClass"] == "DLToolsFasterRCNN"
     assert_arcgis_learn_loads(paths.dlpk, timeout=900)
     result = arcgis_compare.compare(paths.dlpk, folder, 4)
     assert result["arcgis_learn"]["loaded"].startswith("ChildObjectDetector"), result

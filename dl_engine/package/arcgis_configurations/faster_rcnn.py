@@ -6,10 +6,14 @@ and ArcGIS's ``_model_extension_inferencing`` imports it, builds the network wit
 loads the package's weights into it and runs ``transform_input`` (or
 ``transform_input_multispectral``), the network and ``post_process`` on each batch of chips.
 
-Standalone: torch and torchvision only. The network is torchvision's Faster R-CNN on a ResNet-FPN
-(resnet50, resnet101, resnet152; frozen batch norms, torchvision's default anchors and heads), as
-the plugin trains it: the chip is resized inside the network to 1.5 x its size (at most 2 x), and
-detections come back in chip pixels.
+Standalone: torch and torchvision only. The network is torchvision's Faster R-CNN, as the plugin
+trains it in arcgis.learn's layout:
+- resnet50, resnet101, resnet152: on a ResNet-FPN (frozen batch norms, torchvision's default
+  anchors and heads);
+- resnet18, resnet34: on the ResNet's layers up to layer4 (keys backbone.0 ... backbone.7), with no
+  FPN: one stride-32 map of 512 channels and 32 px anchors at three aspect ratios.
+The chip is resized inside the network to 1.5 x its size (at most 2 x), and detections come back
+in chip pixels.
 
 Input: ArcGIS normalises the chips before ``transform_input``: RGB with the ImageNet statistics on
 0..255, which is undone here to 0..1, since the network applies the ImageNet statistics itself;
@@ -20,10 +24,14 @@ multispectral (or non-8-bit RGB) with the emd's NormalizationStats, which the ne
 import inspect
 
 import torch
+import torchvision
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-RESNETS = ("resnet50", "resnet101", "resnet152")
+FPN_RESNETS = ("resnet50", "resnet101", "resnet152")
+BODY_RESNETS = ("resnet18", "resnet34")
+RESNETS = BODY_RESNETS + FPN_RESNETS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIZE_FACTOR, MAX_SIZE_FACTOR = 1.5, 2
@@ -44,7 +52,13 @@ def build_network(backbone, num_classes, chip_size, bands=None, **kwargs):
     if name not in RESNETS:
         raise ValueError(f"this Faster R-CNN configuration builds {', '.join(RESNETS)}, not {name}")
     options = {k: v for k, v in kwargs.items() if k in NETWORK_ARGUMENTS}
-    body = resnet_fpn_backbone(backbone_name=name, weights=None)
+    if name in FPN_RESNETS:
+        body = resnet_fpn_backbone(backbone_name=name, weights=None)
+    else:  # fastai's create_body: the ResNet without its pooling and classifier
+        body = torch.nn.Sequential(*list(getattr(torchvision.models, name)(weights=None).children())[:-2])
+        body.out_channels = 512
+        # one map: torchvision's five default anchor sizes would not match it; arcgis.learn uses the first
+        options.setdefault("rpn_anchor_generator", AnchorGenerator(sizes=((32,),), aspect_ratios=((0.5, 1.0, 2.0),)))
     stats = {} if bands is None else {"image_mean": [0.0] * int(bands), "image_std": [1.0] * int(bands)}
     return FasterRCNN(body, num_classes=int(num_classes), min_size=MIN_SIZE_FACTOR * chip_size,
                       max_size=MAX_SIZE_FACTOR * chip_size, **stats, **options)
