@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arcgis_deeplab import dilate_body
-from .arcgis_unet import UnetBlock, body_sizes, decode, resnet_body, skip_indices
+from .arcgis_unet import UnetBlock, body_sizes, decode, decoder_layers, resnet_body
 
 FINAL_CHANNELS = 512  # arcgis.learn's 3x3 conv after the pyramid pooling in the U-Net encoder
 
@@ -117,25 +117,8 @@ class PSPDynamicUnet(nn.Module):
 
     def __init__(self, encoder: nn.Sequential, channels: Sequence[int], num_classes: int, chip_size: int):
         super().__init__()
-        sizes = encoder_sizes(int(chip_size))
-        self.skips = skip_indices(sizes)
-        ni = int(channels[-1])
-        layers: List[nn.Module] = [encoder, nn.BatchNorm2d(ni), nn.ReLU(),
-                                   nn.Sequential(conv_bn(ni, ni * 2), conv_bn(ni * 2, ni))]
-        up = ni
-        for i, idx in enumerate(self.skips):
-            block = psp_unet_block(up, int(channels[idx]), final=i == len(self.skips) - 1)
-            layers.append(block)
-            up = block.out_channels
-        self.n_blocks = len(self.skips)
-        size = sizes[self.skips[-1]] if self.skips else sizes[-1]
-        self.final_up = chip_size != sizes[0]
-        if self.final_up:
-            layers.append(PixelShuffleUp(up, up))
-            size *= 2
-        self.resize_slot = size != chip_size  # fastai's weightless resize layer takes an index
-        if self.resize_slot:
-            layers.append(nn.Identity())
+        layers, up = decoder_layers(self, encoder, channels, encoder_sizes(int(chip_size)), int(chip_size),
+                                    norm=nn.BatchNorm2d, conv=conv_bn, block=psp_unet_block, shuffle=PixelShuffleUp)
         layers.append(conv_bn(up, num_classes, ks=1, activ=False))
         self.layers = nn.ModuleList(layers)
 

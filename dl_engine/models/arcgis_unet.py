@@ -137,26 +137,9 @@ class ArcgisUnet(nn.Module):
     def __init__(self, body: nn.Sequential, in_channels: int, num_classes: int, chip_size: int,
                  channels: Sequence[int], bottle: bool = True):
         super().__init__()
-        sizes = body_sizes(int(chip_size))
-        self.skips = skip_indices(sizes)
         # channels: of each body layer's output (conv1 … layer4)
-        ni = int(channels[-1])
-        layers: List[nn.Module] = [body, batchnorm(ni), nn.ReLU(),
-                                   nn.Sequential(conv_layer(ni, ni * 2), conv_layer(ni * 2, ni))]
-        up = ni
-        for i, idx in enumerate(self.skips):
-            block = UnetBlock(up, int(channels[idx]), final=i == len(self.skips) - 1)
-            layers.append(block)
-            up = block.out_channels
-        self.n_blocks = len(self.skips)
-        size = sizes[self.skips[-1]] if self.skips else sizes[-1]
-        self.final_up = chip_size != sizes[0]
-        if self.final_up:
-            layers.append(PixelShuffleUp(up, up))
-            size *= 2
-        self.resize_slot = size != chip_size  # fastai inserts a (weightless) resize layer here
-        if self.resize_slot:
-            layers.append(nn.Identity())
+        layers, up = decoder_layers(self, body, channels, body_sizes(int(chip_size)), int(chip_size),
+                                    norm=batchnorm, conv=conv_layer, block=UnetBlock)
         layers.append(nn.Identity())  # MergeLayer(dense=True): concatenates the input
         layers.append(ResBlock(up + in_channels, bottle))
         layers.append(conv_layer(up + in_channels, num_classes, ks=1, activ=False))
@@ -170,6 +153,31 @@ class ArcgisUnet(nn.Module):
         h, n = decode(self, x)
         h = torch.cat([h, x], dim=1)  # last_cross: the input joins the decoder's output
         return self.layers[n + 2](self.layers[n + 1](h))
+
+
+def decoder_layers(unet: nn.Module, encoder: nn.Module, channels: Sequence[int], sizes: Sequence[int],
+                   chip_size: int, norm, conv, block, shuffle=None) -> Tuple[List[nn.Module], int]:
+    """fastai DynamicUnet's layers before its head, for UnetClassifier's and PSPNet's U-Nets: the
+    encoder, norm, ReLU, the middle convs, one ``block`` per skip (deepest first), the last pixel
+    shuffle (``shuffle``, PixelShuffleUp by default) and the slot of fastai's resize layer. ``sizes``: the map side after each encoder layer.
+    Sets what ``decode`` reads on ``unet``; returns the layers and their output channels."""
+    unet.skips = skip_indices(sizes)
+    ni = int(channels[-1])
+    layers: List[nn.Module] = [encoder, norm(ni), nn.ReLU(), nn.Sequential(conv(ni, ni * 2), conv(ni * 2, ni))]
+    up = ni
+    for i, idx in enumerate(unet.skips):
+        layers.append(block(up, int(channels[idx]), final=i == len(unet.skips) - 1))
+        up = layers[-1].out_channels
+    unet.n_blocks = len(unet.skips)
+    size = sizes[unet.skips[-1]] if unet.skips else sizes[-1]
+    unet.final_up = chip_size != sizes[0]
+    if unet.final_up:
+        layers.append((shuffle or PixelShuffleUp)(up, up))
+        size *= 2
+    unet.resize_slot = size != chip_size  # fastai inserts a (weightless) resize layer here
+    if unet.resize_slot:
+        layers.append(nn.Identity())
+    return layers, up
 
 
 def decode(unet: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, int]:
