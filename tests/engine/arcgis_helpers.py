@@ -2,8 +2,10 @@
 oracle's Python (../shared/tools/arcgis-oracle/install.sh), a skip that says why when it is absent,
 and arcgis.learn's verdict on a package (check_model.py)."""
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -33,3 +35,15 @@ def train_with_arcgis_learn(export, out, *args: str, timeout: int = 900) -> None
         done = subprocess.run([str(ORACLE), str(ROOT / "scripts" / "make_arcgis_fixtures.py"), str(export),
                                str(out), *args], capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def as_written_before(emd_path, inference_function: Optional[str] = None, **model_parameters) -> None:
+    """Rewrite a package's emd as this plugin wrote it before arcgis.learn's layouts: no recorded
+    network; with ``inference_function``, its own Framework and inference function; and
+    ``model_parameters`` added to ModelParameters."""
+    emd = json.loads(Path(emd_path).read_text())
+    del emd["Engine"]["network"]
+    if inference_function:
+        emd.update(Framework="PyTorch", InferenceFunction=inference_function)
+    emd["ModelParameters"].update(model_parameters)
+    Path(emd_path).write_text(json.dumps(emd))

@@ -25,8 +25,8 @@ from dl_engine.models.deeplab import DeepLabV3Plus
 from dl_engine.models.spec import BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import exports, make_record  # noqa: F401 (fixtures)
-from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
-                            train_with_arcgis_learn)
+from arcgis_helpers import (arcgis_compare, as_written_before, assert_arcgis_learn_loads,  # noqa: F401
+                            needs_oracle, train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("deeplab_*.json"))
@@ -174,10 +174,7 @@ def test_packages_from_before_the_layout_still_load(tmp_path, exports):  # noqa:
     old = build(classes=2, chip=32, network="deeplearningtools")
     assert isinstance(old, DeepLabV3Plus)
     paths = _package(tmp_path, exports["rgb"], old)  # then made to look like an older package
-    emd = json.loads(Path(paths.emd).read_text())
-    del emd["Engine"]["network"]
-    emd.update(Framework="PyTorch", InferenceFunction="DeepLearningToolsClassifier.py")
-    Path(paths.emd).write_text(json.dumps(emd))
+    as_written_before(paths.emd, "DeepLearningToolsClassifier.py")
     loaded = load_model(paths.emd, "classify_pixels")
     assert isinstance(loaded.module, DeepLabV3Plus)
     x = torch.randn(1, 3, 32, 32)

@@ -30,8 +30,8 @@ from dl_engine.models.classifier_net import FeatureClassifierNet
 from dl_engine.models.spec import BuildContext
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
-from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
-                            train_with_arcgis_learn)
+from arcgis_helpers import (arcgis_compare, as_written_before, assert_arcgis_learn_loads,  # noqa: F401
+                            needs_oracle, train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("featureclassifier_*.json"))
@@ -200,11 +200,7 @@ def test_packages_from_before_the_layout_still_load(tmp_path, exports):
     assert isinstance(old, FeatureClassifierNet)
     old.set_multi_label(True)
     paths = _package("old", exports["multi"], old, tmp_path)  # then made to look like an older package
-    emd = json.loads(Path(paths.emd).read_text())
-    del emd["Engine"]["network"]
-    emd.update(Framework="PyTorch", InferenceFunction="DeepLearningToolsObjectClassifier.py")
-    emd["ModelParameters"].update(dropout=0.2, threshold=0.4, multi_label=True)
-    Path(paths.emd).write_text(json.dumps(emd))
+    as_written_before(paths.emd, "DeepLearningToolsObjectClassifier.py", dropout=0.2, threshold=0.4, multi_label=True)
     loaded = load_model(paths.emd, "classify_objects")
     assert isinstance(loaded.module, FeatureClassifierNet) and loaded.module.is_multi_label
 
@@ -221,9 +217,7 @@ def _fine_tune(export, out, pretrained):
 @pytest.mark.heavy
 def test_an_old_resnet_package_fine_tunes_in_its_own_layout(tmp_path, exports):
     paths = _package("old", exports["rgb"], build(network="deeplearningtools"), tmp_path)
-    emd = json.loads(Path(paths.emd).read_text())
-    del emd["Engine"]["network"]  # as packages from before the layout was recorded
-    Path(paths.emd).write_text(json.dumps(emd))
+    as_written_before(paths.emd)  # as packages from before the layout was recorded
     _fine_tune(exports["rgb"], tmp_path / "tuned", paths.emd)
     tuned = ch.read_emd(tmp_path / "tuned")
     assert tuned["Engine"]["network"] == "deeplearningtools" and tuned["Framework"] == "PyTorch"

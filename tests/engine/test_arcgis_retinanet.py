@@ -29,8 +29,8 @@ from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.package import write_model_package
 from dl_engine.train.pretrained import load_pretrained, pretrained_network
 from test_package_helpers import make_record
-from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
-                            train_with_arcgis_learn)
+from arcgis_helpers import (arcgis_compare, as_written_before, assert_arcgis_learn_loads,  # noqa: F401
+                            needs_oracle, train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("retinanet_*.json"))
@@ -227,10 +227,7 @@ def test_packages_from_before_the_layout_still_load(tmp_path, voc):
     old = build(network=OWN_NETWORK)
     assert isinstance(old, RetinaNetDetector)
     paths = _package(tmp_path, voc, old)  # then made to look like an older package
-    emd = json.loads(Path(paths.emd).read_text())
-    del emd["Engine"]["network"]
-    emd.update(Framework="PyTorch", InferenceFunction="DeepLearningToolsDetector.py")
-    Path(paths.emd).write_text(json.dumps(emd))
+    as_written_before(paths.emd, "DeepLearningToolsDetector.py")
     loaded = load_model(paths.emd, "detect_objects")
     assert isinstance(loaded.module, RetinaNetDetector)
     assert pretrained_network(paths.emd) == OWN_NETWORK

@@ -28,8 +28,8 @@ from dl_engine.models.spec import ARCGIS_LEARN, OWN_NETWORK, BuildContext
 from dl_engine.models.yolov3 import YOLOv3
 from dl_engine.package import write_model_package
 from test_package_helpers import make_record
-from arcgis_helpers import (arcgis_compare, assert_arcgis_learn_loads, needs_oracle,  # noqa: F401
-                            train_with_arcgis_learn)
+from arcgis_helpers import (arcgis_compare, as_written_before, assert_arcgis_learn_loads,  # noqa: F401
+                            needs_oracle, train_with_arcgis_learn)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = sorted((ROOT / "tests" / "data" / "arcgis_layouts").glob("yolov3_*.json"))
@@ -253,10 +253,7 @@ def test_packages_from_before_the_layout_still_load(tmp_path):
     old = build(network=OWN_NETWORK).module
     assert isinstance(old, YOLOv3)
     paths = _package(tmp_path, _voc(tmp_path), old)
-    emd = json.loads(Path(paths.emd).read_text())
-    del emd["Engine"]["network"]  # as written before the layout was recorded
-    emd.update(Framework="PyTorch", InferenceFunction="DeepLearningToolsDetector.py")
-    Path(paths.emd).write_text(json.dumps(emd))
+    as_written_before(paths.emd, "DeepLearningToolsDetector.py")  # as written before the layout was recorded
     assert isinstance(load_model(paths.emd, "detect_objects").module, YOLOv3)
 
 
