@@ -22,8 +22,9 @@ ARGUMENTS per model, with arcgis.learn's names and defaults:
   (see RCNN_ARGUMENTS); MASKRCNN also pointrend (only false). On resnet50/101/152 a new model is
   arcgis.learn's own network (arcgis_rcnn.py; its packages cross to arcgis.learn both ways), and
   packages arcgis.learn trained on resnet18..152 rebuild in it; other backbones are ours (rcnn.py).
-- YOLOV3: anchors (None: YOLOv3's 9 COCO anchors, defined for 416 px, scaled to the chip
-  size; else 9 [width, height] pairs in pixels), n_bands (None: the data's band count; when
+- YOLOV3: anchors (None: for a new model, k-means of the training boxes as arcgis.learn
+  (train/anchors.py), or where they have fewer than 9 distinct sizes, YOLOv3's 9 COCO anchors,
+  defined for 416 px, scaled to the chip size; else 9 [width, height] pairs in pixels), n_bands (None: the data's band count; when
   given it must match the data). On DARKNET53 (arcgis.learn's only YOLOv3 backbone) the network
   is arcgis.learn's YOLOv3 (arcgis_yolov3.py): anchors stay in the order given (anchor k on
   output level k // 3, finest first) and detections are Pro's (its threshold and NMS overlap).
@@ -503,6 +504,6 @@ MASKRCNN = _spec("MASKRCNN", "MaskRCNN", "instance", INSTANCE_FORMATS, MASKRCNN_
                  arcgis_backbones=ARCGIS_RCNN_BACKBONES, arcgis_new_backbones=ARCGIS_RCNN_NEW)
 YOLOV3 = _spec("YOLOV3", "YOLOv3", "detection", BOX_FORMATS, YOLOV3_ARGUMENTS, build_yolov3, yolov3_emd, "DARKNET53",
                "YOLOv3 (object detection)", order=7, autodl_order=3, arcgis_backbones=ARCGIS_YOLOV3_BACKBONES,
-               predict=predict_as_pro)
+               predict=predict_as_pro, data_anchors=len(YOLO_ANCHORS_416))
 
 SPECS = (SSD, RETINANET, FASTERRCNN, MASKRCNN, YOLOV3)  # registered by registry.py

@@ -92,6 +92,9 @@ class ModelSpec:
     # Those of them on which a NEW model gets arcgis.learn's layout (so its package crosses to ArcGIS);
     # None: all of ``arcgis_backbones``.
     arcgis_new_backbones: Optional[Tuple[str, ...]] = None
+    # How many anchors a new model takes from k-means of its training boxes when its "anchors"
+    # argument is not given (train/anchors.py; YOLOV3: 9, as arcgis.learn's YOLOv3); 0: none.
+    data_anchors: int = 0
 
     @property
     def crossing_backbones(self) -> Tuple[str, ...]:

@@ -24,6 +24,7 @@ from ..models import rs_weights
 from ..models.registry import BuildContext, ModelSpec, get_spec, model_types, network_of_emd
 from ..models.spec import BUILT_NETWORK, OWN_NETWORK
 from . import checkpoint as ckpt
+from .anchors import training_anchors
 from . import resume
 from . import verdict
 from ..arguments import given_names, parse_arguments
@@ -281,6 +282,10 @@ def _plan(config: TrainConfig, events: Events) -> _Plan:
         raise InputError("IN_FOLDER", f"the export has one class ({td.class_map.classes[0].name}); "
                                      f"{spec.keyword} needs at least two to tell apart")
     size = td.reader.resize_to or td.reader.chip_size or min(td.data.tile_size_x, td.data.tile_size_y)
+    if spec.data_anchors and base_emd is None and args.get("anchors") in (None, "", "None"):
+        found = training_anchors(td, int(size), spec.data_anchors, config.seed, events.log)
+        if found:  # into the run's arguments: the emd records them, and the package rebuilds them
+            args["anchors"] = found
     return _Plan(spec, td, args, monitor, int(size), task_class(td.class_map, args), base_emd)
 
 
