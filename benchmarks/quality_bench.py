@@ -103,7 +103,7 @@ def data_path(*parts: str) -> str:
 @dataclass
 class Dataset:
     name: str
-    export: str  # the training part's Classified_Tiles export
+    export: str  # the training part's export (Classified_Tiles unless prepare was asked for another)
     holdout: str  # the held-out raster
     truth_wkb: List[bytes]  # the labels, in the raster's CRS
     chips: int = 0
@@ -121,14 +121,17 @@ def _labels(name: str, crs):
 RASTERS = {"buildings": ("elevation", "hag.tif"), "trees": ("trees_osbs", "OSBS_029.tif")}
 
 
-def prepare(name: str, quick: bool) -> Dataset:
+def prepare(name: str, quick: bool, metadata_format: str = "Classified_Tiles", tile: int = 64, stride: int = 32,
+            folder_name: Optional[str] = None) -> Dataset:
+    """Cut ``name``'s raster into its training and held-out parts (in WORK/``folder_name``, default
+    ``name``) and export the training part as ``metadata_format`` chips of ``tile`` px, ``stride`` apart."""
     import rasterio
     import shapely
     from rasterio.windows import Window
     from dl_engine.export import ClassInfo, ExportConfig, VectorLabels, run_export
     from dl_engine.events import Events
 
-    folder = os.path.join(WORK, name)
+    folder = os.path.join(WORK, folder_name or name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     with rasterio.open(data_path(*RASTERS[name])) as src:
@@ -148,8 +151,8 @@ def prepare(name: str, quick: bool) -> Dataset:
     wkb = [shapely.to_wkb(g) for g in geoms]
     label = "Building" if name == "buildings" else "Tree"
     config = ExportConfig(raster=os.path.join(folder, "train.tif"), out_folder=os.path.join(folder, "export"),
-                          metadata_format="Classified_Tiles", tile_size_x=64, tile_size_y=64, stride_x=32,
-                          stride_y=32, labels=VectorLabels(wkb=wkb, values=[1] * len(wkb),
+                          metadata_format=metadata_format, tile_size_x=tile, tile_size_y=tile, stride_x=stride,
+                          stride_y=stride, labels=VectorLabels(wkb=wkb, values=[1] * len(wkb),
                                                            classes=[ClassInfo(1, label)]), workers=1)
     result = run_export(config, Events(enabled=False))
     return Dataset(name, config.out_folder, os.path.join(folder, "holdout.tif"), wkb,
