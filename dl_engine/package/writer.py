@@ -129,13 +129,16 @@ def _write_text(folder: str, rel: str, text: str) -> None:
 
 
 def write_dlpk(folder: str, files: List[str], dlpk: str) -> None:
-    """A deflate zip of ``files`` flat at its root (as shutil.make_archive on the model folder
-    gives), ModelCharacteristics/ kept as a sub-folder."""
+    """A zip of ``files`` flat at its root (as shutil.make_archive on the model folder gives),
+    ModelCharacteristics/ kept as a sub-folder. The weights (.pth) are stored: trained float
+    weights deflate by under 10 % and deflating them costs about 3 s per 100 MB (a ResNet-50);
+    every other member is deflated."""
     with zipfile.ZipFile(os.path.join(folder, dlpk), "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for d in sorted({rel.rsplit("/", 1)[0] + "/" for rel in files if "/" in rel}):
             zf.writestr(zipfile.ZipInfo(d), b"")
         for rel in files:
-            zf.write(os.path.join(folder, *rel.split("/")), arcname=rel)
+            zf.write(os.path.join(folder, *rel.split("/")), arcname=rel,
+                     compress_type=zipfile.ZIP_STORED if rel.endswith(".pth") else zipfile.ZIP_DEFLATED)
 
 
 def _move_into(staging: str, out: str, files: List[str]) -> None:
