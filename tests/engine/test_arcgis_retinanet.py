@@ -149,6 +149,7 @@ def _emd(**engine):
     return emd
 
 
+@pytest.mark.heavy
 def test_the_emd_says_which_network_to_rebuild():
     assert isinstance(registry.build_from_emd(_emd(network=ARCGIS_LEARN)), ar.ArcgisRetinaNet)
     assert isinstance(registry.build_from_emd(_emd(num_classes=2)), RetinaNetDetector)  # ours from before

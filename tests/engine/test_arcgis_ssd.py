@@ -89,6 +89,7 @@ def test_emd_of_arcgis_learn_rebuilds_its_network():
         registry.build_from_emd({**emd, "ModelParameters": {"backbone": "densenet121"}})
 
 
+@pytest.mark.heavy
 def test_new_models_and_older_packages_keep_our_ssd(monkeypatch):
     assert isinstance(build(network=None), SSD)
     assert isinstance(build(network=OWN_NETWORK), SSD)  # a package written before (Engine.network absent)

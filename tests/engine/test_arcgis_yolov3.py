@@ -61,6 +61,7 @@ def trained_looking(module, obj_bias=1.0):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda p: p.stem)
+@pytest.mark.heavy
 def test_state_dict_is_arcgis_learns(layout):
     recorded = json.loads(layout.read_text())
     module = build(classes=recorded["classes"], chip=recorded["chip_size"]).module

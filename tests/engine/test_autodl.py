@@ -264,6 +264,7 @@ def test_networks_without_time_are_listed_as_skipped(export, tmp_path):
     assert {r["network"] for r in board} == {"UnetClassifier", "PSPNetClassifier", "DeepLab"}
 
 
+@pytest.mark.heavy
 def test_every_trial_failing_is_named_and_leaves_nothing(export, tmp_path, monkeypatch):
     import dl_engine.train.run as train_run
 

@@ -223,6 +223,7 @@ def test_progress_is_a_percent_that_reaches_100(tmp_path, inputs):
 # ---- parallel ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["Classified_Tiles", "PASCAL_VOC_rectangles"])
+@pytest.mark.heavy
 def test_workers_give_identical_output(tmp_path, inputs, fmt):
     shapes = [h.pix_box(10.3, 20.6, 50.2, 45.7), h.pix_poly([(30.3, 100.2), (220.7, 110.4), (60.1, 280.9)]),
               h.pix_box(100.4, 30.2, 290.6, 90.3)]

@@ -25,6 +25,7 @@ def _labels(rects):
     return h.vector_labels(geoms, values)
 
 
+@pytest.mark.heavy
 def test_process_pool_is_chosen_for_large_exports(rgb, rects, tmp_path):
     assert 18 * 18 >= pools.PROCESS_MIN_CHIPS
     logs = []

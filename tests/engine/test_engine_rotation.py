@@ -63,6 +63,7 @@ def _check_labels(entries, where=""):
         assert mism == 0, f"{where}chip {n}: {mism} label pixels differ from the rotated rasterization"
 
 
+@pytest.mark.heavy
 def test_rotation_90(tmp_path, small):
     raster, data = small
     out = tmp_path / "out"
@@ -145,6 +146,7 @@ def _expected_objects(t, geoms, values, w=TILE, hh=TILE, box=BOX):
     return sorted(objs)
 
 
+@pytest.mark.heavy
 def test_rotated_voc_boxes(tmp_path, small):
     raster, _ = small
     rects = [h.pix_box(10.3, 20.6, 50.2, 45.7), h.pix_box(100.4, 30.2, 150.6, 90.3), h.pix_box(70.2, 140.3, 80.6, 150.7)]

@@ -164,6 +164,7 @@ def test_empty_cache_never_touches_the_network(no_network):
                                             "DLT_WEIGHTS_OFFLINE=1): training starts from random weights")]
 
 
+@pytest.mark.heavy
 def test_loads_weights_from_the_hugging_face_cache(empty_caches, no_network):
     state = fake_weights()
     path = put_in_hf_cache(empty_caches, "timm/resnet18.a1_in1k", state)
@@ -257,6 +258,7 @@ def test_all_random_scheme_replaces_the_first_conv_only(cached_resnet18):
     assert torch.equal(enc.model.state_dict()["layer1.0.conv1.weight"], cached_resnet18["layer1.0.conv1.weight"])
 
 
+@pytest.mark.heavy
 def test_fewer_bands_take_the_first_kernels(cached_resnet18):
     rgb = cached_resnet18["conv1.weight"]
     assert torch.equal(first_conv(build(1, "RANDOM")), rgb[:, :1])

@@ -241,6 +241,7 @@ def test_dilation():
     ("PSPNET", "timm:convnext_atto", {}),
     ("DEEPLAB", "MOBILENET_V2", {}),
 ])
+@pytest.mark.heavy
 def test_build_from_emd_round_trip(model_type, backbone, arguments):
     spec = get_spec(model_type)
     built = build(model_type, bands=4, classes=3, backbone=backbone, **arguments)

@@ -66,6 +66,7 @@ def test_each_setting_once_with_its_arcpy_name_and_what_it_did(exports, fake_spe
     assert "Warning" not in text  # 20 validation chips, no foreground share given: nothing to warn about
 
 
+@pytest.mark.heavy
 def test_freeze_that_froze_says_for_how_long(exports, fake_spec, tmp_path):
     rows = table(written(exports, tmp_path / "m", settings=settings(freeze_epochs=5)))
     [freeze] = [r for r in rows if r[1] == "FREEZE"]

@@ -142,6 +142,7 @@ def test_interface(provider):
 # ---- object detection ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extension", ["csv", "gpkg"])
+@pytest.mark.heavy
 def test_detection_table_across_crs(provider, detection_layers, tmp_path, extension):
     detections, truth = detection_layers
     out = tmp_path / f"accuracy.{extension}"
@@ -294,6 +295,7 @@ def test_pixels_polygons_in_another_crs(provider, classified, tmp_path):
                  numpy_matrix(c, truth, c != 0, [0, 1, 2]), [0, 1, 2])
 
 
+@pytest.mark.heavy
 def test_pixels_points_are_written_and_reproducible(provider, classified, tmp_path):
     path, c = classified
     truth = c.copy()

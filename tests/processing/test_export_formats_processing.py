@@ -347,6 +347,7 @@ def test_crop_mode_bounding_box(alg, data_dir, tmp_path):
     assert len(sizes) > 10
 
 
+@pytest.mark.heavy
 def test_blacken_around_feature(alg, data_dir, tmp_path):
     raster, labels = trees(data_dir)
     out = tmp_path / "blacken"
@@ -385,6 +386,7 @@ def halves_vrt(data_dir, tmp_path):
     return vrt, left, right
 
 
+@pytest.mark.heavy
 def test_process_items_separately(alg, data_dir, tmp_path):
     raster, _ = trees(data_dir)
     vrt, left, right = halves_vrt(data_dir, tmp_path)

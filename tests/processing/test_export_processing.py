@@ -357,6 +357,7 @@ def test_non_gdal_raster_layer_is_written_to_a_temporary_geotiff(alg, data_dir, 
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_extent_in_another_crs_and_mask(alg, data_dir, tmp_path):
     raster, labels = elevation(data_dir)
     layer = QgsRasterLayer(raster, "dsm")
@@ -395,6 +396,7 @@ def test_extent_in_another_crs_and_mask(alg, data_dir, tmp_path):
     assert (0, 0) in offsets
 
 
+@pytest.mark.heavy
 def test_start_index_appends(alg, data_dir, tmp_path):
     raster, labels = trees(data_dir)
     out = tmp_path / "append"
@@ -507,6 +509,7 @@ class CancelAfterFirstProgress(QgsProcessingFeedback):
             self.cancel()
 
 
+@pytest.mark.heavy
 def test_cancel_leaves_no_output(alg, data_dir, tmp_path):
     raster, labels = elevation(data_dir)
     out = tmp_path / "canceled"

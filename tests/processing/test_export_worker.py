@@ -151,6 +151,7 @@ class CancelAtFirstProgress(QgsProcessingFeedback):
         self.cancel()
 
 
+@pytest.mark.heavy
 def test_the_job_folder_is_removed_after_a_failure_and_a_cancel(alg, data_dir, tmp_path, job_folders,
                                                                worker_commands):
     raster, labels = trees(data_dir)

@@ -151,6 +151,7 @@ def test_a_history_cut_short_and_a_folder_without_one(dock, tmp_path, monkeypatc
     assert "training_events.jsonl" in said[-1] and str(tmp_path / "nothing") in said[-1]
 
 
+@pytest.mark.heavy
 def test_a_running_training_fills_its_row_and_chart(dock, engine_process, tmp_path):
     out = tmp_path / "model"
     out.mkdir()

@@ -46,6 +46,7 @@ def qgis_process(env, *args):
     return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.heavy
 def test_plugin_listed_and_algorithm_help(qgis_process_env):
     listed = qgis_process(qgis_process_env, "plugins")
     assert f"* {PLUGIN_NAME}" in listed.stdout, listed.stdout + listed.stderr

@@ -194,6 +194,7 @@ EMD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**9), st.flo
 
 @settings(max_examples=200, deadline=None)
 @given(height=EMD_VALUES, width=EMD_VALUES, bands=st.one_of(st.none(), st.lists(st.integers(0, 20), max_size=20)))
+@pytest.mark.heavy
 def test_any_image_size_in_an_emd_is_a_size_or_a_named_error(height, width, bands):
     from dl_engine.package.reader import ModelPackage
 
