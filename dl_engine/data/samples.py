@@ -184,6 +184,14 @@ def read_kitti(path: str) -> List[Tuple[str, Tuple[float, float, float, float]]]
 
 # ---- the reader ---------------------------------------------------------------------------------
 
+def read_box_label(fmt: str, path: Optional[str]) -> List[Tuple[str, Optional[Tuple[float, float, float, float]]]]:
+    """(class text, box) of every object of a PASCAL_VOC_rectangles or KITTI_rectangles label file
+    (none for a chip without one)."""
+    if path is None:
+        return []
+    return read_voc(path) if fmt == "PASCAL_VOC_rectangles" else read_kitti(path)
+
+
 def check_chip_size(data: ExportData, chip_size: Optional[int]) -> Optional[int]:
     """CHIP_SIZE must be a positive integer no larger than the exported chips."""
     if chip_size is None:
@@ -249,7 +257,7 @@ class SampleReader:
             sample.instance_masks, sample.boxes, sample.box_classes = _instance_boxes(sample.instance_masks,
                                                                                      sample.box_classes)
         elif fmt in ("PASCAL_VOC_rectangles", "KITTI_rectangles"):
-            objects = read_voc(ref.label) if fmt == "PASCAL_VOC_rectangles" else read_kitti(ref.label)
+            objects = read_box_label(fmt, ref.label)
             sample.boxes, sample.box_classes = self._boxes(objects)
         elif fmt == "Labeled_Tiles":
             objects = read_voc(ref.label)

@@ -159,8 +159,8 @@ def decoder_layers(unet: nn.Module, encoder: nn.Module, channels: Sequence[int],
                    chip_size: int, norm, conv, block, shuffle=None) -> Tuple[List[nn.Module], int]:
     """fastai DynamicUnet's layers before its head, for UnetClassifier's and PSPNet's U-Nets: the
     encoder, norm, ReLU, the middle convs, one ``block`` per skip (deepest first), the last pixel
-    shuffle (``shuffle``, PixelShuffleUp by default) and the slot of fastai's resize layer. ``sizes``: the map side after each encoder layer.
-    Sets what ``decode`` reads on ``unet``; returns the layers and their output channels."""
+    shuffle (``shuffle``, PixelShuffleUp by default) and the slot of fastai's resize layer.
+    ``sizes``: the map side after each encoder layer. Sets what ``decode`` reads on ``unet``; returns the layers and their output channels."""
     unet.skips = skip_indices(sizes)
     ni = int(channels[-1])
     layers: List[nn.Module] = [encoder, norm(ni), nn.ReLU(), nn.Sequential(conv(ni, ni * 2), conv(ni * 2, ni))]

@@ -24,8 +24,8 @@ ARGUMENTS per model, with arcgis.learn's names and defaults:
   packages arcgis.learn trained on resnet18..152 rebuild in it; other backbones are ours (rcnn.py).
 - YOLOV3: anchors (None: for a new model, k-means of the training boxes as arcgis.learn
   (train/anchors.py), or where they have fewer than 9 distinct sizes, YOLOv3's 9 COCO anchors,
-  defined for 416 px, scaled to the chip size; else 9 [width, height] pairs in pixels), n_bands (None: the data's band count; when
-  given it must match the data). On DARKNET53 (arcgis.learn's only YOLOv3 backbone) the network
+  defined for 416 px, scaled to the chip size; else 9 [width, height] pairs in pixels),
+  n_bands (None: the data's band count; when given it must match the data). On DARKNET53 (arcgis.learn's only YOLOv3 backbone) the network
   is arcgis.learn's YOLOv3 (arcgis_yolov3.py): anchors stay in the order given (anchor k on
   output level k // 3, finest first) and detections are Pro's (its threshold and NMS overlap).
 

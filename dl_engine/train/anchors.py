@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from ..data.samples import read_kitti, read_voc
+from ..data.samples import read_box_label
 
 SAMPLE_LIMIT = 1000  # boxes k-means looks at, as arcgis.learn (a random sample of them)
 BOX_FORMATS = ("PASCAL_VOC_rectangles", "KITTI_rectangles")
@@ -54,10 +54,9 @@ def box_sizes(td, input_size: int, limit: int = SAMPLE_LIMIT, seed: int = 0) -> 
     fmt = td.data.metadata_format
     if fmt not in BOX_FORMATS:
         return np.zeros((0, 2))
-    read = read_voc if fmt == "PASCAL_VOC_rectangles" else read_kitti
     sizes = []
     for ref in td.train:
-        for _, box in ([] if ref.label is None else read(ref.label)):
+        for _, box in read_box_label(fmt, ref.label):
             if box is not None and box[2] > box[0] and box[3] > box[1]:
                 sizes.append((box[2] - box[0], box[3] - box[1]))
     sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)

@@ -24,7 +24,7 @@ import torch
 
 from ..data.classes import ClassMap
 from ..errors import InputError
-from ..data.samples import read_kitti, read_voc
+from ..data.samples import read_box_label
 from ..package.record import SampleResult
 from .detection_metrics import APAccumulator, box_iou_np, detection_metrics
 from .loader import to_device
@@ -72,8 +72,7 @@ class DetectionTask:
         counts = np.zeros(self.num_classes, np.int64)
         negatives = 0
         for ref in list(td.train) + list(td.valid):
-            objects = [] if ref.label is None else (read_voc(ref.label) if fmt == "PASCAL_VOC_rectangles"
-                                                    else read_kitti(ref.label))
+            objects = read_box_label(fmt, ref.label)
             found = 0
             for name, box in objects:
                 index = self.class_map.index_of_name(name)
